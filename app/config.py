@@ -1,0 +1,265 @@
+"""One typed configuration for the whole platform.
+
+Sources, highest priority first: keyword arguments, environment variables
+(prefix ``FEEDRAY_``, nested fields joined by ``__``, e.g.
+``FEEDRAY_REDIS__PORT=6390``), a YAML file (``FEEDRAY_CONFIG_FILE``, else
+``feedray.yaml`` in the working directory when present), then the defaults
+below, which suit a single machine on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from app.schemas import EventType
+
+DEFAULT_CONFIG_FILE = "feedray.yaml"
+
+
+class RedisSettings(BaseModel):
+    """Where the online feature store lives."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(6379, ge=1, le=65535)
+    db: int = Field(0, ge=0)
+    username: str | None = None
+    password: SecretStr | None = None
+    socket_timeout_s: float = Field(1.0, gt=0)
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``redis.Redis``."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "db": self.db,
+            "username": self.username,
+            "password": self.password.get_secret_value() if self.password else None,
+            "socket_timeout": self.socket_timeout_s,
+            "socket_connect_timeout": self.socket_timeout_s,
+        }
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class TopicSettings(BaseModel):
+    """Kafka topic names and partition counts."""
+
+    engagement: str = "user.engagement.events"
+    published: str = "media.published"
+    dead_letter: str = "user.engagement.events.dlq"
+    exposures: str = "feed.exposures"
+    engagement_partitions: int = Field(4, ge=1)
+    published_partitions: int = Field(1, ge=1)
+    dead_letter_partitions: int = Field(1, ge=1)
+    exposures_partitions: int = Field(2, ge=1)
+
+    def partitions(self) -> dict[str, int]:
+        """Topic name -> partition count, for every topic the platform uses."""
+        return {
+            self.engagement: self.engagement_partitions,
+            self.published: self.published_partitions,
+            self.dead_letter: self.dead_letter_partitions,
+            self.exposures: self.exposures_partitions,
+        }
+
+
+class KafkaSettings(BaseModel):
+    """The Kafka broker (a single KRaft node locally) and its clients."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9092, ge=1, le=65535)
+    controller_port: int = Field(9093, ge=1, le=65535)
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    heap: str = "768m"
+    topics: TopicSettings = TopicSettings()
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def uses_sasl(self) -> bool:
+        return bool(self.sasl_username and self.sasl_password)
+
+    def client_config(self, **overrides: Any) -> dict[str, Any]:
+        """librdkafka configuration shared by every producer, consumer and admin client."""
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        if self.uses_sasl:
+            assert self.sasl_password is not None
+            config |= {
+                "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanisms": "PLAIN",
+                "sasl.username": self.sasl_username,
+                "sasl.password": self.sasl_password.get_secret_value(),
+            }
+        return config | overrides
+
+
+class RaySettings(BaseModel):
+    """The local Ray head. Its GCS port differs from Redis' default 6379 on purpose."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(6380, ge=1, le=65535)
+    dashboard_port: int = Field(8265, ge=1, le=65535)
+    num_cpus: int | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.host}:{self.dashboard_port}"
+
+
+class MlflowSettings(BaseModel):
+    """MLflow tracking server; local SQLite backend unless ``tracking_uri`` says otherwise."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(5000, ge=1, le=65535)
+    tracking_uri: str | None = None
+
+    @property
+    def url(self) -> str:
+        return self.tracking_uri or f"http://{self.host}:{self.port}"
+
+
+DEFAULT_SIGNAL_WEIGHTS: dict[EventType, float] = {
+    EventType.MEDIA_COMPLETED: 1.0,
+    EventType.MEDIA_REPLAY: 0.8,
+    EventType.MEDIA_LIKED: 0.8,
+    EventType.MEDIA_SHARED: 0.8,
+    EventType.MEDIA_ADDED_TO_PLAYLIST: 0.7,
+    EventType.SUBSCRIPTION_TO_CREATOR: 0.7,
+    EventType.MEDIA_STARTED: 0.1,
+    EventType.MEDIA_PAUSED_EARLY: -0.2,
+    EventType.MEDIA_SKIPPED: -0.4,
+    EventType.MEDIA_DISLIKED: -0.5,
+}
+
+
+class EventSettings(BaseModel):
+    """The seed's ten engagement events and the label weight each one carries."""
+
+    signal_weights: dict[EventType, float] = Field(
+        default_factory=lambda: dict(DEFAULT_SIGNAL_WEIGHTS)
+    )
+    max_message_bytes: int = Field(16_384, gt=0)
+
+    @field_validator("signal_weights")
+    @classmethod
+    def _every_event_weighted(cls, weights: dict[EventType, float]) -> dict[EventType, float]:
+        missing = sorted(set(EventType) - set(weights))
+        if missing:
+            raise ValueError(f"signal weight missing for {', '.join(missing)}")
+        return weights
+
+
+class LatencyBudgets(BaseModel):
+    """Per-stage budgets in milliseconds (the seed's numbers)."""
+
+    features_ms: float = Field(5.0, gt=0)
+    retrieval_ms: float = Field(10.0, gt=0)
+    ranking_ms: float = Field(80.0, gt=0)
+    inference_ms: float = Field(100.0, gt=0)
+    total_ms: float = Field(150.0, gt=0)
+
+
+class ServingSettings(BaseModel):
+    """Feed assembly defaults."""
+
+    candidate_count: int = Field(500, ge=1)
+    default_limit: int = Field(20, ge=1, le=100)
+    diversity_default: float = Field(0.2, ge=0.0, le=1.0)
+    max_items_per_creator: int = Field(2, ge=1)
+    embedding_dim: int = Field(64, ge=4)
+
+
+class ExperimentSettings(BaseModel):
+    """Canary routing and evaluation."""
+
+    canary_share: float = Field(0.05, ge=0.0, le=1.0)
+    evaluation_window_h: float = Field(48.0, gt=0)
+    significance_level: float = Field(0.05, gt=0.0, lt=1.0)
+    power: float = Field(0.8, gt=0.0, lt=1.0)
+
+
+class TrendingSettings(BaseModel):
+    refresh_interval_s: float = Field(900.0, gt=0)
+
+
+class FeedraySettings(BaseSettings):
+    """The platform's configuration: every address, topic, weight and budget."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FEEDRAY_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    state_dir: Path = Path(".feedray")
+    redis: RedisSettings = RedisSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    ray: RaySettings = RaySettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    events: EventSettings = EventSettings()
+    latency: LatencyBudgets = LatencyBudgets()
+    serving: ServingSettings = ServingSettings()
+    experiments: ExperimentSettings = ExperimentSettings()
+    trending: TrendingSettings = TrendingSettings()
+
+    @model_validator(mode="after")
+    def _ports_distinct(self) -> FeedraySettings:
+        ports = {
+            "redis.port": self.redis.port,
+            "kafka.port": self.kafka.port,
+            "kafka.controller_port": self.kafka.controller_port,
+            "ray.port": self.ray.port,
+            "ray.dashboard_port": self.ray.dashboard_port,
+            "mlflow.port": self.mlflow.port,
+        }
+        seen: dict[int, str] = {}
+        for name, port in ports.items():
+            if port in seen:
+                raise ValueError(f"{name} and {seen[port]} both use port {port}")
+            seen[port] = name
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_file = os.environ.get("FEEDRAY_CONFIG_FILE", DEFAULT_CONFIG_FILE)
+        if "FEEDRAY_CONFIG_FILE" in os.environ and not Path(yaml_file).is_file():
+            raise FileNotFoundError(f"FEEDRAY_CONFIG_FILE={yaml_file} does not exist")
+        return (
+            init_settings,
+            env_settings,
+            YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file),
+            file_secret_settings,
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> FeedraySettings:
+    """The process-wide settings, read once."""
+    return FeedraySettings()
