@@ -85,6 +85,7 @@ class KafkaSettings(BaseModel):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     heap: str = "768m"
+    distribution_dir: Path = Path(".feedray/dist/kafka")
     topics: TopicSettings = TopicSettings()
 
     @property

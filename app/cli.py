@@ -1,0 +1,111 @@
+"""The ``feedray`` command: one CLI for every operator action."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from app.config import FeedraySettings
+from app.stack.manager import Stack
+from app.stack.process import StackError
+
+cli = typer.Typer(
+    name="feedray",
+    help="Ray-native two-stage recommendation platform: local stack, simulator, pipelines, models, serving.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+OnlyOption = Annotated[
+    list[str] | None,
+    typer.Option("--only", help="Limit to these components (redis, kafka, ray, mlflow); repeatable."),
+]
+
+
+def _settings() -> FeedraySettings:
+    try:
+        return FeedraySettings()
+    except Exception as error:  # noqa: BLE001 - a bad config file or variable ends the command with its reason
+        _fail(f"configuration: {error}".replace("\n", " "))
+        raise
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"feedray: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+@cli.command()
+def up(only: OnlyOption = None) -> None:
+    """Start Redis, Kafka (KRaft, topics created), a Ray head and MLflow on loopback. Idempotent."""
+    started = time.perf_counter()
+    try:
+        results = Stack(_settings(), only).up()
+    except StackError as error:
+        _fail(str(error))
+    for name, outcome in results.items():
+        typer.echo(f"{name:7s} {outcome}")
+    typer.echo(f"stack up in {time.perf_counter() - started:.1f}s")
+
+
+@cli.command()
+def down(
+    purge: Annotated[bool, typer.Option("--purge", help="Also delete the data (Kafka log, Redis snapshot, MLflow store).")] = False,
+    only: OnlyOption = None,
+) -> None:
+    """Stop what `feedray up` started; keep the data unless --purge."""
+    try:
+        results = Stack(_settings(), only).down(purge=purge)
+    except StackError as error:
+        _fail(str(error))
+    for name, outcome in results.items():
+        typer.echo(f"{name:7s} {outcome}")
+
+
+@cli.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object: an entry per component.")] = False,
+    only: OnlyOption = None,
+) -> None:
+    """Report each component's state and address; exit 1 unless all are up."""
+    try:
+        report = Stack(_settings(), only).status_json()
+    except StackError as error:
+        _fail(str(error))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        for entry in report["components"]:
+            managed = "managed" if entry["managed"] else "external" if entry["state"] == "up" else ""
+            typer.echo(f"{entry['name']:7s} {entry['state']:5s} {entry['address']:22s} {managed}")
+    if not report["all_up"]:
+        raise typer.Exit(code=1)
+
+
+@cli.command("config")
+def show_config() -> None:
+    """Print the effective configuration (secrets masked) as JSON."""
+    typer.echo(_settings().model_dump_json(indent=2))
+
+
+def _mount_subcommands() -> None:
+    try:
+        from data.simulate.run import simulate_command
+    except ImportError:
+        return
+
+    cli.command("simulate")(simulate_command)
+
+
+def main() -> None:
+    _mount_subcommands()
+    cli(prog_name="feedray")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The local stack: Redis, Kafka (KRaft), a Ray head and MLflow on loopback."""

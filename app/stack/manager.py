@@ -1,0 +1,68 @@
+"""Bring the whole local stack up, report on it, take it down."""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+
+from app.config import FeedraySettings
+from app.stack.components import Component, ComponentStatus, StackPaths, all_components
+from app.stack.process import StackError
+
+COMPONENT_NAMES = ("redis", "kafka", "ray", "mlflow")
+
+
+class Stack:
+    """The four servers, started concurrently (they do not depend on each other)."""
+
+    def __init__(self, settings: FeedraySettings, only: list[str] | None = None) -> None:
+        unknown = sorted(set(only or []) - set(COMPONENT_NAMES))
+        if unknown:
+            raise StackError(f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(COMPONENT_NAMES)}")
+        self.settings = settings
+        self.paths = StackPaths.from_settings(settings)
+        self.components: list[Component] = [
+            c for c in all_components(settings) if not only or c.name in only
+        ]
+
+    def up(self) -> dict[str, str]:
+        """Start what is not running; raise ``StackError`` listing every component that failed."""
+        results: dict[str, str] = {}
+        failures: list[str] = []
+        with ThreadPoolExecutor(max_workers=len(self.components)) as pool:
+            futures = {c.name: pool.submit(c.up) for c in self.components}
+            for name, future in futures.items():
+                try:
+                    results[name] = future.result()
+                except StackError as error:
+                    failures.append(str(error))
+                except Exception as error:  # noqa: BLE001 - report every component's failure, not the first
+                    failures.append(f"{name}: {type(error).__name__}: {error}")
+        if failures:
+            raise StackError("; ".join(failures))
+        return results
+
+    def down(self, purge: bool = False) -> dict[str, str]:
+        """Stop what ``up`` started (never anything else); ``purge`` also deletes the data."""
+        with ThreadPoolExecutor(max_workers=len(self.components)) as pool:
+            results = dict(zip([c.name for c in self.components], pool.map(lambda c: c.down(), self.components)))
+        if purge:
+            for component in self.components:
+                component.purge()
+                results[component.name] += ", data purged"
+            if {c.name for c in self.components} == set(COMPONENT_NAMES):
+                shutil.rmtree(self.paths.root / "data", ignore_errors=True)
+        return results
+
+    def status(self) -> list[ComponentStatus]:
+        with ThreadPoolExecutor(max_workers=len(self.components)) as pool:
+            return list(pool.map(lambda c: c.status(), self.components))
+
+    def status_json(self) -> dict:
+        statuses = self.status()
+        return {
+            "components": [asdict(s) for s in statuses],
+            "all_up": all(s.state == "up" for s in statuses),
+            "state_dir": str(self.paths.root),
+        }
