@@ -161,12 +161,12 @@ class EventSettings(BaseModel):
     )
     max_message_bytes: int = Field(16_384, gt=0)
 
-    @field_validator("signal_weights")
+    @field_validator("signal_weights", mode="before")
     @classmethod
-    def _every_event_weighted(cls, weights: dict[EventType, float]) -> dict[EventType, float]:
-        missing = sorted(set(EventType) - set(weights))
-        if missing:
-            raise ValueError(f"signal weight missing for {', '.join(missing)}")
+    def _overrides_merge_onto_defaults(cls, weights: Any) -> Any:
+        """Overriding one weight (``FEEDRAY_EVENTS__SIGNAL_WEIGHTS__MEDIA_LIKED=0.9``) keeps the rest."""
+        if isinstance(weights, dict):
+            return {str(k): v for k, v in DEFAULT_SIGNAL_WEIGHTS.items()} | {str(k): v for k, v in weights.items()}
         return weights
 
 

@@ -1,0 +1,40 @@
+# feedray: every set-up step behind two commands. `make demo` and `make test` install what is
+# missing first (scripts/install.sh is idempotent), so both work on a fresh machine.
+VENV    := .venv
+FEEDRAY := $(VENV)/bin/feedray
+PYTEST  := $(VENV)/bin/pytest
+
+# Demo world size; override e.g. `make demo DEMO_USERS=100000 DEMO_ITEMS=1000000`.
+DEMO_USERS ?= 20000
+DEMO_ITEMS ?= 100000
+DEMO_DAYS  ?= 1
+
+.PHONY: install demo test test-fast up down status purge
+
+install:
+	bash scripts/install.sh
+
+demo: install
+	$(FEEDRAY) up
+	$(FEEDRAY) simulate --users $(DEMO_USERS) --items $(DEMO_ITEMS) --days $(DEMO_DAYS) --sink kafka
+	$(FEEDRAY) status
+
+# The whole suite; integration tests start their own Redis, Kafka, Ray and MLflow on free loopback ports.
+test: install
+	$(PYTEST) -q
+
+# Pure-logic tests only (no servers).
+test-fast: install
+	$(PYTEST) -q -m "not integration"
+
+up: install
+	$(FEEDRAY) up
+
+down:
+	$(FEEDRAY) down
+
+status:
+	$(FEEDRAY) status
+
+purge:
+	$(FEEDRAY) down --purge

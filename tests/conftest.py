@@ -1,0 +1,47 @@
+"""Fixtures that start real servers (Redis, Kafka) for the test run, on loopback and free ports.
+
+They go through the same ``app.stack`` code as ``feedray up``, in a temporary state folder,
+so the tests never touch an operator's running stack or its data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.config import FeedraySettings
+from app.stack.manager import Stack
+from app.stack.process import free_port
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+KAFKA_DISTRIBUTION = PROJECT_ROOT / ".feedray" / "dist" / "kafka"
+
+
+def scratch_settings(state_dir: Path, **overrides: object) -> FeedraySettings:
+    """Settings for a private stack: its own state folder and free loopback ports."""
+    redis = {"port": free_port()} | dict(overrides.pop("redis", {}))  # type: ignore[arg-type]
+    kafka = {
+        "port": free_port(),
+        "controller_port": free_port(),
+        "distribution_dir": KAFKA_DISTRIBUTION,
+        "heap": "512m",
+    } | dict(overrides.pop("kafka", {}))  # type: ignore[arg-type]
+    ray = {"port": free_port(), "dashboard_port": free_port(), "num_cpus": 2}
+    mlflow = {"port": free_port()}
+    return FeedraySettings(
+        state_dir=state_dir, redis=redis, kafka=kafka, ray=ray, mlflow=mlflow, **overrides
+    )
+
+
+@pytest.fixture(scope="session")
+def broker_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FeedraySettings]:
+    """A real Redis server and a real Kafka broker (KRaft) with the platform's topics."""
+    settings = scratch_settings(tmp_path_factory.mktemp("stack"))
+    stack = Stack(settings, only=["redis", "kafka"])
+    stack.up()
+    try:
+        yield settings
+    finally:
+        stack.down(purge=True)
