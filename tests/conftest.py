@@ -45,3 +45,38 @@ def broker_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FeedraySe
         yield settings
     finally:
         stack.down(purge=True)
+
+
+@pytest.fixture
+def kafka_topics(broker_stack: FeedraySettings) -> FeedraySettings:
+    """``broker_stack`` settings with a fresh, empty set of the platform's topics for one test."""
+    import uuid
+
+    from app.stack.components import ensure_topics
+
+    suffix = uuid.uuid4().hex[:10]
+    topics = broker_stack.kafka.topics.model_copy(
+        update={
+            "engagement": f"user.engagement.events.{suffix}",
+            "published": f"media.published.{suffix}",
+            "dead_letter": f"user.engagement.events.dlq.{suffix}",
+            "exposures": f"feed.exposures.{suffix}",
+        }
+    )
+    settings = broker_stack.model_copy(
+        update={"kafka": broker_stack.kafka.model_copy(update={"topics": topics})}
+    )
+    ensure_topics(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """One local Ray instance (2 CPUs, no dashboard) shared by every test that needs Ray."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()

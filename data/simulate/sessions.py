@@ -39,7 +39,7 @@ class SessionConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     candidates: int = Field(8, ge=1)  # popularity-drawn candidates per slot
-    temperature: float = Field(1.0, gt=0)  # of the Gumbel-max pick on true logits
+    temperature: float = Field(2.0, gt=0)  # of the Gumbel-max pick on true logits
     max_session_items: int = Field(60, ge=1)
     diurnal_amplitude: float = Field(0.5, ge=0.0, lt=1.0)  # peak hour 20:00 UTC
     target_chunk_events: int = Field(250_000, ge=1_000)

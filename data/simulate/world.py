@@ -40,7 +40,7 @@ class AffinityWeights(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    bias: float = -1.0
+    bias: float = -3.0
     taste: float = 4.0  # times dot(user_taste, item_latent), both roughly unit norm
     language_match: float = 1.5
     content_type_match: float = 1.0
