@@ -94,10 +94,7 @@ def show_config() -> None:
 
 
 def _mount_subcommands() -> None:
-    try:
-        from data.simulate.run import simulate_command
-    except ImportError:
-        return
+    from data.simulate.run import simulate_command
 
     cli.command("simulate")(simulate_command)
 

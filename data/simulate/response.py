@@ -91,7 +91,7 @@ def respond_many(
     elapsed = np.cumsum(outcomes.busy_ms) - outcomes.busy_ms
     counts = started.sum(axis=1)
     first_slot = np.cumsum(counts) - counts
-    slot_start = at[feed_of] + elapsed - elapsed[first_slot][feed_of]
+    slot_start = at[feed_of] + elapsed - elapsed[first_slot[feed_of]]
     session = np.full(b, -1, np.int64) if sessions is None else np.asarray(sessions, np.int64)
     events = slot_events(
         world,

@@ -6,6 +6,8 @@ register ``simulate_command`` directly as a command.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import sys
 import time
 from collections.abc import Callable
@@ -149,9 +151,21 @@ def simulate_command(
     publish_catalogue: bool = typer.Option(
         False, "--publish-catalogue", help="Emit MediaPublished for the backlog first."
     ),
+    start: datetime | None = typer.Option(
+        None, "--start", help="Simulated start (UTC, ISO 8601); default 2025-01-01.",
+        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"],
+    ),
+    start_now: bool = typer.Option(
+        False, "--start-now", help="Start the simulated clock `--days` before now (live demos)."
+    ),
 ) -> None:
     """Simulate and stream events; progress on stderr, a one-line JSON report on stdout."""
-    config = WorldConfig(seed=seed, n_users=users, n_items=items, n_creators=creators)
+    extra: dict = {}
+    if start_now:
+        extra["start"] = datetime.now(UTC) - timedelta(days=days)
+    elif start is not None:
+        extra["start"] = start.replace(tzinfo=UTC)
+    config = WorldConfig(seed=seed, n_users=users, n_items=items, n_creators=creators, **extra)
     report = simulate(
         config,
         days,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -38,6 +38,7 @@ class SinkStats(BaseModel):
     events_per_s: float = 0.0
 
 
+@runtime_checkable
 class Sink(Protocol):
     def write(self, chunk: SimulationChunk, world: World) -> None: ...
 
