@@ -16,7 +16,7 @@ install:
 
 demo: install
 	$(FEEDRAY) up
-	$(FEEDRAY) simulate --users $(DEMO_USERS) --items $(DEMO_ITEMS) --days $(DEMO_DAYS) --sink kafka
+	$(FEEDRAY) simulate --users $(DEMO_USERS) --items $(DEMO_ITEMS) --days $(DEMO_DAYS) --start-now --publish-catalogue --sink kafka
 	$(FEEDRAY) status
 
 # The whole suite; integration tests start their own Redis, Kafka, Ray and MLflow on free loopback ports.

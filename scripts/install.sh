@@ -54,7 +54,7 @@ POM_SUM=$(sha256sum "$POM" | cut -c1-16)
 if [ "$(cat "$STAMPS/kafka" 2>/dev/null)" != "$POM_SUM" ] || ! ls "$KAFKA_DIST"/libs/kafka_2.13-*.jar >/dev/null 2>&1; then
   log "fetching Apache Kafka jars from Maven Central into $KAFKA_DIST/libs"
   rm -rf "$KAFKA_DIST/libs"
-  mvn -q -B -f "$POM" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_DIST/libs"
+  mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_DIST/libs"
   echo "$POM_SUM" > "$STAMPS/kafka"
 fi
 
