@@ -45,7 +45,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import orjson
@@ -736,10 +736,10 @@ def event_files(root: str) -> list[str]:
 
 
 def ingest_command(
-    once: bool = typer.Option(True, "--once/--schedule", help="One window, or every --interval seconds."),
-    interval_s: float = typer.Option(300.0, "--interval", min=1.0, help="Seconds between scheduled runs."),
-    root: str | None = typer.Option(None, "--root", help="Store root: a path or s3://... (default <state_dir>/offline/events)."),
-    max_records: int | None = typer.Option(None, "--max-records", min=1, help="Cap on one window."),
+    once: Annotated[bool, typer.Option("--once/--schedule", help="One catch-up run, or one every --interval seconds.")] = True,
+    interval_s: Annotated[float, typer.Option("--interval", min=1.0, help="Seconds between scheduled runs.")] = 300.0,
+    root: Annotated[str | None, typer.Option("--root", help="Store root: a path or s3://... (default <state_dir>/offline/events).")] = None,
+    max_records: Annotated[int | None, typer.Option("--max-records", min=1, help="Cap on one window (all partitions).")] = None,
 ) -> None:
     """Kafka engagement events -> enriched Parquet (date/hour), exactly once per offset."""
     settings = get_settings()

@@ -1,0 +1,1 @@
+"""Experimentation: arm assignment, exposure logging, statistics, bias audit."""
