@@ -17,6 +17,10 @@ install:
 demo: install
 	$(FEEDRAY) up
 	$(FEEDRAY) simulate --users $(DEMO_USERS) --items $(DEMO_ITEMS) --days $(DEMO_DAYS) --start-now --publish-catalogue --sink kafka
+	$(FEEDRAY) catalogue --until-idle
+	$(FEEDRAY) collect --workers 2 --until-idle
+	$(FEEDRAY) trending --once
+	$(FEEDRAY) ingest --once
 	$(FEEDRAY) status
 
 # The whole suite; integration tests start their own Redis, Kafka, Ray and MLflow on free loopback ports.

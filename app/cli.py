@@ -93,14 +93,66 @@ def show_config() -> None:
     typer.echo(_settings().model_dump_json(indent=2))
 
 
-def _mount_subcommands() -> None:
+def _mount_simulate() -> None:
     from data.simulate.run import simulate_command
 
     cli.command("simulate")(simulate_command)
 
 
+def _mount_ingest() -> None:
+    from data.ingest import ingest_command
+
+    cli.command("ingest")(ingest_command)
+
+
+def _mount_collect() -> None:
+    from data.collector import collect_command
+
+    cli.command("collect")(collect_command)
+
+
+def _mount_catalogue() -> None:
+    from data.catalogue import catalogue_command
+
+    cli.command("catalogue")(catalogue_command)
+
+
+def _mount_trending() -> None:
+    from data.trending import trending_command
+
+    cli.command("trending")(trending_command)
+
+
+def _mount_train() -> None:
+    from train.cli import app as train_app
+
+    cli.add_typer(train_app, name="train")
+
+
+def _mount_serve() -> None:
+    from deployments.deploy import serve_command
+
+    cli.command("serve")(serve_command)
+
+
+# Commands whose modules import torch, Ray Serve or the simulator are mounted only when
+# invoked (or for the top-level help), so `feedray up|status|down` start in a blink.
+LAZY_COMMANDS = {
+    "simulate": _mount_simulate,
+    "collect": _mount_collect,
+    "catalogue": _mount_catalogue,
+    "trending": _mount_trending,
+    "ingest": _mount_ingest,
+    "train": _mount_train,
+    "serve": _mount_serve,
+}
+
+
 def main() -> None:
-    _mount_subcommands()
+    invoked = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
+    for name, mount in LAZY_COMMANDS.items():
+        if invoked is None or invoked == name:
+            mount()
     cli(prog_name="feedray")
 
 

@@ -22,6 +22,9 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from app.features import definitions as d
+from app.models.config import ModelSettings
+from app.serving.config import ServingExtras
 from app.schemas import EventType
 
 DEFAULT_CONFIG_FILE = "feedray.yaml"
@@ -199,8 +202,62 @@ class ExperimentSettings(BaseModel):
     power: float = Field(0.8, gt=0.0, lt=1.0)
 
 
+class IngestSettings(BaseModel):
+    """Offline ingestion knobs. ``FeedraySettings.ingest``."""
+
+    root: str | None = None  # default <state_dir>/offline/events; any pyarrow fs URI
+    catalogue: str | None = None  # default <state_dir>/offline/catalogue
+    max_records_per_window: int | None = Field(2_000_000, ge=1)  # cap on one window, all partitions
+    read_timeout_s: float | None = Field(300.0, gt=0)  # per read task; partial reads commit the prefix
+    interval_s: float = Field(300.0, gt=0)  # schedule period for `feedray ingest` without --once
+    compression: str = "zstd"
+    consumer_group: str = "feedray-offline-ingest"  # only a client label: nothing is committed
+    history_windows: int = Field(50, ge=0)  # window records kept in the progress manifest
+
+
+class OnlineStoreConfig(BaseModel):
+    """Online store knobs (``FeedraySettings.online_store``)."""
+
+    prefix: str = "fr"
+    session_ttl_s: int = Field(2 * d.DAY_S, gt=0)
+    user_ttl_s: int = Field(8 * d.DAY_S, gt=0)  # idle users' windowed state expires (all zero by then)
+    active_ttl_s: int = Field(3 * d.HOUR_S, gt=0)
+
+
+class CollectorConfig(BaseModel):
+    """Collector knobs (``FeedraySettings.collector``)."""
+
+    group_id: str = "feedray-collector"
+    batch_size: int = Field(5_000, ge=1)
+    poll_timeout_s: float = Field(0.2, gt=0)
+    session_timeout_ms: int = Field(6_000, ge=6_000)  # the broker's group.min.session.timeout.ms
+    progress_every_s: float = Field(5.0, gt=0)
+    retry_initial_s: float = Field(0.05, gt=0)
+    retry_max_s: float = Field(2.0, gt=0)
+    actor_num_cpus: float = Field(0.5, ge=0)
+    meta_cache_size: int = Field(1_000_000, ge=0)
+    # A 5,000-event apply script can take longer than settings.redis.socket_timeout_s on a busy
+    # host; a timed-out call that did run is detected on retry by its offsets (skipped, not doubled).
+    redis_socket_timeout_s: float = Field(10.0, gt=0)
+    online_store: OnlineStoreConfig = OnlineStoreConfig()
+
+
+class CatalogueConfig(BaseModel):
+    """Catalogue consumer knobs (``FeedraySettings.catalogue``)."""
+
+    group_id: str = "feedray-catalogue"
+    root: str | None = None  # default <state_dir>/offline/catalogue
+    batch_size: int = Field(2_000, ge=1)
+    poll_timeout_s: float = Field(0.5, gt=0)
+    retry_max_s: float = Field(2.0, gt=0)
+
+
 class TrendingSettings(BaseModel):
+    """Trending lists: refresh period and list sizes."""
+
     refresh_interval_s: float = Field(900.0, gt=0)
+    max_list_length: int = Field(1_000, ge=1)  # items kept per list
+    read_chunk: int = Field(5_000, ge=1)
 
 
 class FeedraySettings(BaseSettings):
@@ -222,6 +279,12 @@ class FeedraySettings(BaseSettings):
     serving: ServingSettings = ServingSettings()
     experiments: ExperimentSettings = ExperimentSettings()
     trending: TrendingSettings = TrendingSettings()
+    models: ModelSettings = ModelSettings()
+    ingest: IngestSettings = IngestSettings()
+    online_store: OnlineStoreConfig = OnlineStoreConfig()
+    collector: CollectorConfig = CollectorConfig()
+    catalogue: CatalogueConfig = CatalogueConfig()
+    serving_runtime: ServingExtras = ServingExtras()
 
     @model_validator(mode="after")
     def _ports_distinct(self) -> FeedraySettings:

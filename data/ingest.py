@@ -56,25 +56,12 @@ import pyarrow.parquet as pq
 import typer
 from pydantic import BaseModel, Field
 
-from app.config import FeedraySettings, get_settings
+from app.config import FeedraySettings, IngestSettings, get_settings
 from app.schemas import InvalidEvent, parse_engagement_event
 
 log = logging.getLogger("feedray.ingest")
 
 # --- configuration (to move into app.config as ``FeedraySettings.ingest``) ------------------
-
-
-class IngestSettings(BaseModel):
-    """Offline ingestion knobs. Proposed as ``FeedraySettings.ingest`` (not there yet)."""
-
-    root: str | None = None  # default <state_dir>/offline/events; any pyarrow fs URI
-    catalogue: str | None = None  # default <state_dir>/offline/catalogue
-    max_records_per_window: int | None = Field(2_000_000, ge=1)  # cap on one window, all partitions
-    read_timeout_s: float | None = Field(300.0, gt=0)  # per read task; partial reads commit the prefix
-    interval_s: float = Field(300.0, gt=0)  # schedule period for `feedray ingest` without --once
-    compression: str = "zstd"
-    consumer_group: str = "feedray-offline-ingest"  # only a client label: nothing is committed
-    history_windows: int = Field(50, ge=0)  # window records kept in the progress manifest
 
 
 def offline_root(settings: FeedraySettings, root: str | None = None) -> str:
@@ -597,7 +584,7 @@ def ingest_once(
     """
     import ray
 
-    cfg = config or IngestSettings()
+    cfg = config or settings.ingest
     t0 = time.perf_counter()
     topic = settings.kafka.topics.engagement
     root = root or cfg.root or offline_root(settings)

@@ -333,7 +333,9 @@ class KafkaBroker(Component):
     def launch(self) -> PidRecord:
         self.config_path.write_text(self.server_properties())
         if not (self.data_dir / "log" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = "-"
+            while cluster_id.startswith("-"):  # the storage tool would read a leading '-' as an option
+                cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             formatted = subprocess.run(
                 self._java("kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
                            "-c", str(self.config_path)),

@@ -1,0 +1,130 @@
+"""Online feature read latency: one user's features and 500 items' features.
+
+    .venv/bin/python -m bench.bench_feature_reads [--reads 10000] [--items 100000] [--use-running-stack]
+
+Seeds a simulated world's catalogue into Redis, streams simulated events through the store's
+write path (so records and user hashes have realistic contents), then times, over
+``--reads`` reads each (after a warm-up):
+
+* ``read_user``: one user (one pipelined round trip);
+* ``read_items``: 500 random items (one round trip: MGET of packed records + HMGET of creator
+  counts; ``read_items_cold`` times the first-sight EVALSHA path);
+* baseline, same run: the same 500 items as 500 pipelined HGETALLs of hash records holding
+  the same raw fields (the "one hash per item" layout), decoded into Python dicts.
+
+Results: ``bench/results/feature_reads.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import redis
+
+from app.config import get_settings
+from app.features.layout import ITEM_LAYOUT
+from app.features.online_store import OnlineStore, OnlineStoreConfig
+from app.schemas import parse_engagement_event
+from bench.common import percentiles, private_stack, save
+from data.catalogue import seed_catalogue_from_world
+from data.simulate.sessions import simulate_chunks
+from data.simulate.wire import event_payloads
+from data.simulate.world import World, WorldConfig
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reads", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--use-running-stack", action="store_true")
+    args = parser.parse_args()
+
+    context = nullcontext(get_settings()) if args.use_running_stack else private_stack(("redis",))
+    with context as settings:
+        client = redis.Redis(**settings.redis.client_kwargs())
+        store = OnlineStore(client, OnlineStoreConfig(prefix="bench"))
+        world = World.generate(WorldConfig(seed=3, n_users=args.users, n_items=args.items, n_creators=5_000))
+        t0 = time.perf_counter()
+        seed_catalogue_from_world(settings, world, store=store, write_parquet=False)
+        seed_s = time.perf_counter() - t0
+        written = 0
+        for chunk in simulate_chunks(world, 3.0):
+            payloads = event_payloads(chunk.events).tolist()
+            for lo in range(0, len(payloads), 5_000):
+                events = [parse_engagement_event(p) for p in payloads[lo : lo + 5_000]]
+                meta = store.item_metadata(list({e.media_id for e in events}))
+                batch = store.new_batch()
+                for k, e in enumerate(events):
+                    batch.cover("bench", 0, written + k)
+                    batch.add(e, meta[e.media_id])
+                store.apply(batch, "bench")
+                written += len(events)
+            if written >= args.events:
+                break
+        now = float(chunk.t1_ms) / 1000.0
+        rng = np.random.default_rng(0)
+        users = [f"u{u}" for u in np.unique(chunk.events.user)]
+        item_sets = [[f"m{i}" for i in rng.integers(0, args.items, args.batch)] for _ in range(64)]
+
+        def timed(fn, n: int) -> list[float]:
+            out = []
+            for k in range(n):
+                t = time.perf_counter()
+                fn(k)
+                out.append(time.perf_counter() - t)
+            return out
+
+        timed(lambda k: store.read_user(users[k % len(users)], now), 500)
+        user = timed(lambda k: store.read_user(users[k % len(users)], now), args.reads)
+        cold_store = OnlineStore(client, store.config)
+        cold = timed(lambda k: cold_store.read_items(item_sets[k % 64], now), 64)  # first sight: EVALSHA
+        for items in item_sets:
+            store.read_items(items, now)
+        timed(lambda k: store.read_items(item_sets[k % 64], now), 500)
+        items = timed(lambda k: store.read_items(item_sets[k % 64], now), args.reads)
+
+        # Baseline: one hash per item with the same raw fields, 500 pipelined HGETALLs.
+        needed = sorted({m for s in item_sets for m in s})
+        features = store.read_items(needed, now)
+        pipe = client.pipeline(transaction=False)
+        for i, m in enumerate(needed):
+            rec = features.raw[i]
+            pipe.hset(f"bench:h:{m}", mapping={n: str(rec[n].tolist()) for n in ITEM_LAYOUT.dtype.names})
+        pipe.execute()
+
+        def hgetall(k: int) -> None:
+            p = client.pipeline(transaction=False)
+            for m in item_sets[k % 64]:
+                p.hgetall(f"bench:h:{m}")
+            p.execute()
+
+        timed(hgetall, 200)
+        baseline = timed(hgetall, args.reads)
+
+        figures = {
+            "setup": {
+                "items": args.items,
+                "users": args.users,
+                "events_written": written,
+                "catalogue_seed_s": round(seed_s, 3),
+                "batch": args.batch,
+                "reads": args.reads,
+                "stack": "running" if args.use_running_stack else "private",
+            },
+            "read_user": percentiles(user),
+            "read_items_500": percentiles(items),
+            "read_items_500_first_sight_evalsha": percentiles(cold),
+            "baseline_500_pipelined_hgetall": percentiles(baseline),
+            "target_p99_ms": 2.0,
+        }
+        save("feature_reads", figures)
+
+
+if __name__ == "__main__":
+    main()

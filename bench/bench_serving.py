@@ -1,0 +1,156 @@
+"""End-to-end feed latency over HTTP, per stage, at concurrency 1 and 8; publish-to-retrievable.
+
+    .venv/bin/python -m bench.bench_serving --items 100000 --users 5000 --requests 300
+
+A private Redis + Kafka, a local 2-CPU Ray, the Serve app deployed from serve_config.yaml's
+shape (fractional CPUs, one replica each), a simulated world of ``--items`` items. Baseline
+in the same run: a bare Serve FastAPI ingress returning a constant (Serve's own cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import numpy as np
+import requests
+
+from app.stack.components import ensure_topics
+from app.stack.process import free_port
+from bench.common import percentiles, private_stack, save
+
+
+def _load(url: str, params_of, n: int, concurrency: int) -> tuple[list[float], list[dict]]:
+    latencies: list[float] = []
+    bodies: list[dict] = []
+    lock = threading.Lock()
+    local = threading.local()
+
+    def one(k: int) -> None:
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        t0 = time.perf_counter()
+        response = session.get(url, params=params_of(k), timeout=30)
+        dt = time.perf_counter() - t0
+        body = response.json() if response.status_code == 200 else {"status": response.status_code}
+        with lock:
+            latencies.append(dt)
+            bodies.append(body)
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(n)))
+    return latencies, bodies
+
+
+def _stage_figures(bodies: list[dict]) -> dict:
+    ok = [b for b in bodies if "timings_ms" in b]
+    out = {}
+    for stage in ("features", "retrieval", "ranking", "rerank", "total"):
+        ms = np.asarray([b["timings_ms"][stage] for b in ok])
+        out[stage] = {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99))}
+    degraded = [b for b in ok if b["degraded"]]
+    kinds: dict[str, int] = {}
+    for b in degraded:
+        for k in b["degraded"]:
+            kinds[k] = kinds.get(k, 0) + 1
+    return {"stages_ms": out, "degraded_share": len(degraded) / max(len(ok), 1), "degraded_kinds": kinds, "errors": len(bodies) - len(ok)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=5_000)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--hop-allowance-ms", type=float, default=60.0)
+    parser.add_argument("--publish-trials", type=int, default=5)
+    args = parser.parse_args()
+
+    import ray
+    import redis
+    from fastapi import FastAPI
+    from ray import serve
+
+    from data.simulate.world import World, WorldConfig
+    from deployments.app import settings_payload
+    from deployments.deploy import deploy, load_config
+    from deployments.seed import seed_world
+
+    figures: dict = {"config": vars(args)}
+    with private_stack(("redis", "kafka")) as settings:
+        ensure_topics(settings)
+        world = World.generate(WorldConfig(seed=5, n_users=args.users, n_items=args.items, n_creators=max(args.items // 50, 1)))
+        t0 = time.perf_counter()
+        seed_world(redis.Redis(**settings.redis.client_kwargs()), world)
+        figures["seed_s"] = time.perf_counter() - t0
+
+        os.environ["RAY_ADDRESS"] = "local"
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        port = free_port()
+        config = load_config()
+        config["http_options"] = {"host": "127.0.0.1", "port": port}
+        app = config["applications"][0]
+        app["args"] = {"settings": settings_payload(settings), "extras": {"hop_allowance_ms": args.hop_allowance_ms, "index_rebuild_interval_s": 0}, "gpu": "auto"}
+        for entry in app["deployments"]:
+            entry.pop("autoscaling_config", None)
+            entry["num_replicas"] = 1
+        t0 = time.perf_counter()
+        deploy(config, wait_s=900)
+        figures["deploy_s"] = time.perf_counter() - t0
+
+        # Baseline: a bare Serve ingress returning a constant, same proxy, same host.
+        baseline_api = FastAPI()
+
+        @serve.deployment(ray_actor_options={"num_cpus": 0.1})
+        @serve.ingress(baseline_api)
+        class Constant:
+            @baseline_api.get("/")
+            def constant(self) -> dict:
+                return {"ok": True}
+
+        serve.run(Constant.bind(), name="baseline", route_prefix="/baseline")
+
+        base = f"http://127.0.0.1:{port}"
+        users = [f"u{u}" for u in range(args.users)]
+        feed = lambda k: {"user_id": users[(k * 7919) % len(users)], "limit": 20}  # noqa: E731
+        _load(base + "/api/v1/content/feed", feed, 30, 1)  # warm-up
+        _load(base + "/baseline/", lambda k: {}, 30, 1)
+        for concurrency in (1, 8):
+            lat, _ = _load(base + "/baseline/", lambda k: {}, args.requests, concurrency)
+            figures[f"baseline_c{concurrency}"] = percentiles(lat) | {"rps": len(lat) / max(sum(lat) / concurrency, 1e-9)}
+            t0 = time.perf_counter()
+            lat, bodies = _load(base + "/api/v1/content/feed", feed, args.requests, concurrency)
+            wall = time.perf_counter() - t0
+            figures[f"feed_c{concurrency}"] = percentiles(lat) | {"rps": len(lat) / wall} | _stage_figures(bodies)
+
+        # Publish -> retrievable (the item's own vector finds it in the index).
+        from confluent_kafka import Producer
+
+        from app.schemas import MediaPublished
+
+        retrieval = serve.get_deployment_handle("Retrieval", app_name="feedray")
+        producer = Producer(settings.kafka.client_config())
+        lags = []
+        for trial in range(args.publish_trials):
+            media_id = f"m-bench-{uuid.uuid4().hex[:8]}"
+            item = MediaPublished(media_id=media_id, creator_id="c-bench", content_type="VIDEO" if trial % 2 else "AUDIO",
+                                  category="music", language="en", duration_s=180.0, published_at=datetime.now(UTC))
+            t0 = time.perf_counter()
+            producer.produce(settings.kafka.topics.published, key=media_id.encode(), value=item.model_dump_json().encode())
+            producer.flush(10)
+            while time.perf_counter() - t0 < 120 and not retrieval.contains.remote([media_id]).result()[media_id]:
+                time.sleep(0.05)
+            lags.append(time.perf_counter() - t0)
+        figures["publish_to_retrievable_s"] = {"samples": lags, "max": max(lags), "median": float(np.median(lags)), "target_s": 60}
+        figures["index"] = retrieval.stats.remote().result()
+        serve.shutdown()
+        ray.shutdown()
+    save("serving", figures)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""The bind graph: Ingress(FastAPI) -> Retrieval, Ranking [-> FeatureLookup, opt-in].
+
+``build_app`` for Python callers and tests; ``app_builder`` is the import path
+``serve deploy serve_config.yaml`` uses (``deployments.app:app_builder``), taking the
+config's ``args``::
+
+    args:
+      settings: {redis: {port: 6379}, kafka: {...}}   # FeedraySettings overrides (else env / feedray.yaml)
+      extras: {hop_allowance_ms: 60}                  # app.serving.config.ServingExtras
+      features_hop: false                             # FeatureLookup as its own deployment
+      gpu: auto                                       # retrieval/ranking num_gpus: auto | true | false
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.serve import Application
+
+from app.config import FeedraySettings
+from app.serving.config import ServingExtras
+from deployments.feature_lookup import FeatureLookupDeployment
+from deployments.ingress import Ingress
+from deployments.ranking import Ranking
+from deployments.retrieval import Retrieval
+
+APP_NAME = "feedray"
+
+
+def settings_payload(settings: FeedraySettings) -> dict[str, Any]:
+    """Settings as plain JSON for replica constructors (secrets revealed: pass via env in prod)."""
+    data = settings.model_dump(mode="json")
+    if settings.redis.password:
+        data["redis"]["password"] = settings.redis.password.get_secret_value()
+    if settings.kafka.sasl_password:
+        data["kafka"]["sasl_password"] = settings.kafka.sasl_password.get_secret_value()
+    return data
+
+
+def _gpus(gpu: str | bool) -> float:
+    if gpu in (True, "true", "1"):
+        return 1.0
+    if gpu in (False, "false", "0"):
+        return 0.0
+    try:
+        import ray
+
+        return 1.0 if ray.is_initialized() and ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    except Exception:  # noqa: BLE001
+        return 0.0
+
+
+def build_app(
+    settings: FeedraySettings | None = None,
+    extras: ServingExtras | None = None,
+    *,
+    retrieval_config: dict | None = None,
+    ranking_config: dict | None = None,
+    ingress_config: dict | None = None,
+    features_hop: bool = False,
+    gpu: str | bool = "auto",
+) -> Application:
+    settings = settings or FeedraySettings()
+    payload = settings_payload(settings)
+    extras_payload = (extras or ServingExtras()).model_dump(mode="json")
+    gpus = _gpus(gpu)
+
+    retrieval = Retrieval.options(
+        ray_actor_options={"num_cpus": 0.25, "num_gpus": gpus * 0.5},
+        **({"user_config": retrieval_config} if retrieval_config else {}),
+    ).bind(payload, extras_payload)
+    ranking = Ranking.options(
+        ray_actor_options={"num_cpus": 0.25, "num_gpus": gpus * 0.5},
+        **({"user_config": ranking_config} if ranking_config else {}),
+    ).bind(payload, extras_payload)
+    lookup = FeatureLookupDeployment.bind(payload, extras_payload) if features_hop else None
+    ingress_options: dict[str, Any] = {}
+    if ingress_config:
+        ingress_options["user_config"] = ingress_config
+    return Ingress.options(**ingress_options).bind(retrieval, ranking, payload, extras_payload, lookup)
+
+
+def app_builder(args: dict[str, Any]) -> Application:
+    """Entry point for ``serve deploy`` / ``serve run deployments.app:app_builder``."""
+    args = dict(args or {})
+    settings = FeedraySettings(**(args.get("settings") or {}))
+    extras = ServingExtras(**(args.get("extras") or {}))
+    return build_app(settings, extras, features_hop=bool(args.get("features_hop", False)), gpu=args.get("gpu", "auto"))

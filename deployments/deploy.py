@@ -1,0 +1,123 @@
+"""Deploying the Serve config, updating user_config in place, and the ``feedray serve`` command.
+
+Updates go through the same declarative path as ``serve deploy``: when only a
+deployment's ``user_config`` changes, Serve reconfigures its running replicas in place
+(``reconfigure``), with no restart and no dropped requests. (``serve.run`` from Python
+would instead roll out new replicas: Serve 2.60 gives code deployed that way a fresh
+random code version on every call.)
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+APP_NAME = "feedray"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "serve_config.yaml"
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG) -> dict[str, Any]:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def deployment(config: dict[str, Any], name: str, app: str = APP_NAME) -> dict[str, Any]:
+    for application in config["applications"]:
+        if application["name"] == app:
+            for entry in application["deployments"]:
+                if entry["name"] == name:
+                    return entry
+    raise KeyError(f"no deployment {name!r} in application {app!r}")
+
+
+def with_user_config(config: dict[str, Any], name: str, **updates: Any) -> dict[str, Any]:
+    """A copy of ``config`` with ``updates`` merged into deployment ``name``'s user_config."""
+    config = copy.deepcopy(config)
+    entry = deployment(config, name)
+    entry["user_config"] = {**(entry.get("user_config") or {}), **updates}
+    return config
+
+
+def resolve_aliases(config: dict[str, Any]) -> dict[str, Any]:
+    """Turn ``alias:<name>`` model references into concrete versions (from MLflow).
+
+    Replicas only reconfigure when their user_config changes; an alias moving in MLflow
+    does not change the config text, so promotion and rollback run this and redeploy.
+    """
+    from deployments.standins import resolve_model_ref
+
+    config = copy.deepcopy(config)
+    models_of = {"Retrieval": "two_tower", "Ranking": "dlrm"}
+    for name, model in models_of.items():
+        entry = deployment(config, name)
+        refs = (entry.get("user_config") or {}).get("models") or {}
+        for arm, ref in list(refs.items()):
+            if str(ref).startswith("alias:"):
+                refs[arm] = f"{model}@{resolve_model_ref(ref, model)}"
+    return config
+
+
+def deploy(config: dict[str, Any], wait_s: float | None = 300.0) -> None:
+    """Apply the config to the running Serve instance (starting Serve if needed)."""
+    from ray import serve
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeDeploySchema
+
+    serve.start(http_options=config.get("http_options") or {}, proxy_location=config.get("proxy_location"))
+    schema = ServeDeploySchema.model_validate(config)
+    _get_global_client().deploy_apps(schema)
+    if wait_s:
+        wait_running(wait_s)
+
+
+def wait_running(timeout_s: float = 300.0, app: str = APP_NAME) -> None:
+    """Until the app is RUNNING and no deployment is still updating its replicas."""
+    from ray import serve
+
+    deadline = time.monotonic() + timeout_s
+    status = None
+    while time.monotonic() < deadline:
+        status = serve.status().applications.get(app)
+        if status is not None and str(status.status) in ("RUNNING", "ApplicationStatus.RUNNING"):
+            if all(str(d.status).endswith("HEALTHY") for d in status.deployments.values()):
+                return
+        if status is not None and "DEPLOY_FAILED" in str(status.status):
+            raise RuntimeError(f"{app} failed to deploy: {status.message}")
+        time.sleep(0.5)
+    raise TimeoutError(f"{app} not running after {timeout_s:.0f}s: {status}")
+
+
+def serve_command(
+    config: Path = DEFAULT_CONFIG,
+    address: str | None = None,
+    refresh_models: bool = False,
+    wait_s: float = 300.0,
+) -> None:
+    """Deploy (or update in place) the feed service on a Ray cluster.
+
+    Mount with ``app.command("serve")(serve_command)`` in app/cli.py. ``address``: a Ray
+    cluster (default: the configured local head, else start a local Ray). With
+    ``refresh_models`` MLflow aliases in the config are resolved to versions first, which
+    is how a promotion or a rollback reaches the replicas without a restart.
+    """
+    import ray
+
+    from app.config import get_settings
+
+    settings = get_settings()
+    if not ray.is_initialized():
+        target = address or settings.ray.address
+        try:
+            ray.init(address=target, log_to_driver=False)
+        except (ConnectionError, RuntimeError) as error:
+            # Serve must outlive this command, so it never starts a throw-away local Ray.
+            raise SystemExit(f"no Ray cluster at {target} ({error}); run `feedray up` or pass --address") from None
+    spec = load_config(config)
+    if refresh_models:
+        spec = resolve_aliases(spec)
+    deploy(spec, wait_s)
+    http = spec.get("http_options") or {}
+    print(f"feedray serving on http://{http.get('host', '127.0.0.1')}:{http.get('port', 8000)}/api/v1/content/feed (docs: /docs)")

@@ -1,0 +1,93 @@
+"""User feature lookup: one Redis round trip, a bounded TTL cache of last-known features.
+
+Why this runs *inside* the ingress replica instead of behind its own Serve hop: one Serve
+hop costs ~10-15 ms p50 on this host (DESIGN.md) while the lookup itself is a single GET
+of ~1 KB (~0.1-0.3 ms). A separate FeatureLookup deployment would triple the stage's
+latency and blow its 5 ms budget on overhead alone. ``FeatureLookupDeployment`` is kept
+for clusters where Redis sits behind a network boundary only some nodes may cross; the
+app builder composes it with ``features_hop=True``.
+
+Item features (500 per request) are read inside the ranking replica, for the same reason:
+shipping them through the ingress would add ~500 records to two hop payloads.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ray import serve
+
+from app.config import FeedraySettings
+from app.serving import degrade
+from app.serving.cache import TTLCache
+from app.serving.config import ServingExtras
+from app.serving.types import UserFeatures
+from deployments.standins import OnlineStore, make_online_store
+
+log = logging.getLogger(__name__)
+
+
+def make_store(settings: FeedraySettings, timeout_s: float, kind: str = "standin") -> OnlineStore:
+    """The online store client: the stand-in layout, or the team's store (``kind="feedray"``)."""
+    return make_online_store(settings, timeout_s, kind)
+
+
+class CircuitBreaker:
+    """After a failure, skip the dependency for ``retry_after_s`` instead of waiting on it."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
+        self.open_until = 0.0
+
+    def allow(self) -> bool:
+        return time.monotonic() >= self.open_until
+
+    def failed(self) -> None:
+        self.open_until = time.monotonic() + self.retry_after_s
+
+    def succeeded(self) -> None:
+        self.open_until = 0.0
+
+
+class FeatureLookup:
+    """The user's online features, else the last-known ones, else defaults."""
+
+    def __init__(self, settings: FeedraySettings, extras: ServingExtras, store: OnlineStore | None = None) -> None:
+        self.store = store or make_store(settings, extras.redis_timeout_s, extras.online_store)
+        self.cache: TTLCache[str, UserFeatures] = TTLCache(extras.feature_cache_size, extras.feature_cache_ttl_s)
+        self.breaker = CircuitBreaker(extras.redis_retry_after_s)
+
+    def lookup(self, user_id: str) -> tuple[UserFeatures, list[str], str | None]:
+        """(features, degraded kinds, cache result 'hit'|'miss'|None)."""
+        if self.breaker.allow():
+            try:
+                record = self.store.read_user(user_id)
+            except Exception as error:  # noqa: BLE001 - any Redis failure degrades, never fails
+                log.warning("user feature read failed: %s", error)
+                self.breaker.failed()
+            else:
+                self.breaker.succeeded()
+                features = UserFeatures.from_record(user_id, record)
+                if features.known:
+                    self.cache.put(user_id, features)
+                return features, [], None
+        cached = self.cache.get(user_id)
+        if cached is not None:
+            return cached, [degrade.FEATURES_UNAVAILABLE, degrade.FEATURES_CACHED], "hit"
+        return (
+            UserFeatures(user_id=user_id, known=False),
+            [degrade.FEATURES_UNAVAILABLE, degrade.FEATURES_DEFAULT],
+            "miss",
+        )
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
+class FeatureLookupDeployment:
+    """The same lookup behind its own Serve hop (opt-in; see the module docstring)."""
+
+    def __init__(self, settings: dict, extras: dict) -> None:
+        self.lookup_impl = FeatureLookup(FeedraySettings(**settings), ServingExtras(**extras))
+
+    def lookup(self, user_id: str) -> tuple[UserFeatures, list[str], str | None]:
+        return self.lookup_impl.lookup(user_id)

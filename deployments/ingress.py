@@ -1,0 +1,297 @@
+"""The HTTP ingress: validates, picks the arm, looks up features, calls retrieval and
+ranking, re-ranks, logs the exposure, answers. Every failure below it becomes an HTTP 200
+with ``degraded`` naming what happened.
+
+Hops on the hot path: ingress -> Retrieval -> ingress -> Ranking -> ingress (two Serve
+calls). The user feature lookup runs here in-process (see deployments/feature_lookup.py),
+the 500 items' features are read inside Ranking; candidates travel as numpy arrays.
+"""
+
+
+import asyncio
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+import numpy as np
+from fastapi import FastAPI, Query
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from app.config import FeedraySettings
+from app.experiments.assignment import assign_arm
+from app.schemas import ContentType, ExposedItem, Exposure
+from app.serving import degrade
+from app.serving.api import FeedItem, FeedResponse, Health, Timings, TrendingItem, TrendingResponse
+from app.serving.assembly import (
+    FeedParams,
+    TrendingEntry,
+    blended_feed,
+    merge_trending,
+    ranked_feed,
+    trending_feed,
+    trending_keys,
+)
+from app.serving.cache import TTLCache
+from app.serving.config import ServingExtras
+from app.serving.timing import Stopwatch, stage_timeout_s
+from app.serving.types import CandidateBatch, RankedBatch, RequestContext, UserFeatures
+from deployments.feature_lookup import FeatureLookup
+
+log = logging.getLogger(__name__)
+
+USER_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"  # the wire Identifier of app.schemas
+LANGUAGE_PATTERN = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
+
+fastapi_app = FastAPI(
+    title="feedray",
+    version="1",
+    description="Personalised video + audio feeds: retrieval (two-tower + FAISS), ranking (TorchRec DLRM), re-rank.",
+)
+
+
+class TrendingReader:
+    """Trending lists per (type, language), one pipelined Redis read, cached per replica."""
+
+    def __init__(self, lookup: FeatureLookup, extras: ServingExtras) -> None:
+        self.lookup = lookup  # shares the store and the circuit breaker
+        self.extras = extras
+        self.cache: TTLCache[tuple[str, str], list[TrendingEntry]] = TTLCache(256, extras.trending_cache_ttl_s)
+        self.stale: dict[tuple[str, str], list[TrendingEntry]] = {}  # last known, no expiry
+
+    def read(self, keys: list[tuple[str, str]]) -> tuple[list[TrendingEntry], bool]:
+        """(merged entries, available). Falls back to the last-known lists when Redis is down."""
+        keys = keys + [(t, "all") for t, lang in keys if lang != "all"]
+        found = {k: v for k in keys if (v := self.cache.get(k)) is not None}
+        missing = [k for k in keys if k not in found]
+        available = True
+        if missing and self.lookup.breaker.allow():
+            try:
+                for key, entries in zip(missing, self.lookup.store.read_trending(missing, self.extras.trending_fetch)):
+                    self.cache.put(key, entries)
+                    self.stale[key] = entries
+                    found[key] = entries
+                self.lookup.breaker.succeeded()
+            except Exception as error:  # noqa: BLE001
+                log.warning("trending read failed: %s", error)
+                self.lookup.breaker.failed()
+        for key in missing:
+            if key not in found:
+                available = False
+                found[key] = self.stale.get(key, [])
+        return merge_trending([found[k] for k in keys]), available or any(found.values())
+
+
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0.25},
+    max_ongoing_requests=64,
+    autoscaling_config={"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 8},
+    user_config={"canary_share": 0.05, "experiment": "default"},
+)
+@serve.ingress(fastapi_app)
+class Ingress:
+    def __init__(
+        self,
+        retrieval: DeploymentHandle,
+        ranking: DeploymentHandle,
+        settings: dict,
+        extras: dict,
+        feature_lookup: DeploymentHandle | None = None,
+    ) -> None:
+        from deployments.exposures import ExposureLog
+        from deployments.metrics import metrics
+
+        self.settings = FeedraySettings(**settings)
+        self.extras = ServingExtras(**extras)
+        self.retrieval = retrieval
+        self.ranking = ranking
+        self.feature_hop = feature_lookup
+        self.features = FeatureLookup(self.settings, self.extras)
+        self.trending = TrendingReader(self.features, self.extras)
+        self.metrics = metrics()
+        self.exposures = ExposureLog(self.settings, self.extras.exposure_queue_messages, self.metrics.exposures_dropped.inc)
+        self.canary_share = self.settings.experiments.canary_share
+        self.experiment = "default"
+        self.last_versions: dict[str, dict[str, str]] = {}
+
+    def reconfigure(self, config: dict) -> None:
+        self.canary_share = float(config.get("canary_share", self.settings.experiments.canary_share))
+        self.experiment = str(config.get("experiment", "default"))
+
+    # ------------------------------------------------------------------ endpoints
+    @fastapi_app.get("/healthz", response_model=Health)
+    def healthz(self) -> Health:
+        return Health(status="ok", model_versions=self.last_versions)
+
+    @fastapi_app.get("/api/v1/content/trending", response_model=TrendingResponse)
+    def trending_endpoint(
+        self,
+        content_type: Annotated[ContentType | None, Query(description="VIDEO or AUDIO; both when absent")] = None,
+        language: Annotated[str | None, Query(pattern=LANGUAGE_PATTERN, description="ISO language, e.g. en")] = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    ) -> TrendingResponse:
+        types = [content_type.value] if content_type else ["VIDEO", "AUDIO"]
+        entries, available = self.trending.read([(t, language or "all") for t in types])
+        entries = sorted(entries, key=lambda e: -e.score)[:limit]
+        return TrendingResponse(
+            content_type=content_type,
+            language=language,
+            items=[TrendingItem(media_id=e.media_id, score=e.score, content_type=e.content_type, creator_id=e.creator_id, category=e.category) for e in entries],
+            degraded=[] if available else [degrade.TRENDING_UNAVAILABLE],
+        )
+
+    @fastapi_app.get("/api/v1/content/feed", response_model=FeedResponse)
+    async def feed(
+        self,
+        user_id: Annotated[str, Query(min_length=1, max_length=64, pattern=USER_ID_PATTERN)],
+        limit: Annotated[int | None, Query(ge=1, le=100, description="Items to return (default 20)")] = None,
+        content_type: Annotated[ContentType | None, Query(description="Only VIDEO or only AUDIO")] = None,
+        diversity: Annotated[float | None, Query(ge=0.0, le=1.0, description="Share of the non-preferred type, 0..1")] = None,
+        language: Annotated[str | None, Query(pattern=LANGUAGE_PATTERN, description="Request language (cold-start context)")] = None,
+    ) -> FeedResponse:
+        return await self.serve_feed(user_id, limit, content_type, diversity, language)
+
+    # ------------------------------------------------------------------ the hot path
+    async def _lookup(self, user_id: str) -> tuple[UserFeatures, list[str], str | None]:
+        if self.feature_hop is not None:
+            return await self.feature_hop.lookup.remote(user_id)
+        return self.features.lookup(user_id)
+
+    async def _stage(self, call, budget_ms: float):
+        """Await a stage behind a hop with budget + hop allowance; raise TimeoutError beyond."""
+        response = call
+
+        async def result():
+            return await response
+
+        try:
+            return await asyncio.wait_for(result(), stage_timeout_s(budget_ms, self.extras.hop_allowance_ms))
+        except TimeoutError:
+            response.cancel()  # the late answer is dropped; the replica stops the work
+            raise
+
+    async def serve_feed(
+        self,
+        user_id: str,
+        limit: int | None,
+        content_type: ContentType | None,
+        diversity: float | None,
+        language: str | None,
+    ) -> FeedResponse:
+        serving = self.settings.serving
+        budgets = self.settings.latency
+        watch = Stopwatch()
+        degraded = degrade.Degradations()
+        request_id = uuid.uuid4().hex
+        arm = assign_arm(user_id, self.canary_share, self.experiment)
+        params = FeedParams(
+            limit=limit or serving.default_limit,
+            diversity=serving.diversity_default if diversity is None else diversity,
+            max_per_creator=serving.max_items_per_creator,
+            content_type=content_type.value if content_type else None,
+        )
+        context = RequestContext(language=language, content_type=params.content_type)
+        self.metrics.requests.inc(tags={"arm": arm})
+
+        with watch.stage("features"):
+            user, feature_flags, cache_result = await self._lookup(user_id)
+        for kind in feature_flags:
+            degraded.add(kind)
+        if cache_result:
+            self.metrics.cache.inc(tags={"result": cache_result})
+
+        versions: dict[str, str] = {}
+        candidates: CandidateBatch | None = None
+        ranked: RankedBatch | None = None
+        with watch.stage("retrieval"):
+            try:
+                candidates = await self._stage(
+                    self.retrieval.retrieve.remote(user, context, arm, serving.candidate_count), budgets.retrieval_ms
+                )
+                versions["retrieval"] = candidates.model_version
+                if candidates.compute_ms > budgets.retrieval_ms:
+                    self.metrics.over_budget.inc(tags={"stage": "retrieval"})
+            except Exception as error:  # noqa: BLE001 - every failure degrades to trending
+                degraded.add(degrade.stage_failure("retrieval", error))
+                log.warning("retrieval failed: %r", error)
+        if candidates is not None and not len(candidates):
+            degraded.add(degrade.NO_CANDIDATES)
+        if candidates is not None and len(candidates):
+            with watch.stage("ranking"):
+                try:
+                    ranked = await self._stage(self.ranking.rank.remote(user, context, candidates, arm), budgets.ranking_ms)
+                    versions["ranking"] = ranked.model_version
+                    if ranked.features_unavailable:
+                        degraded.add(degrade.ITEM_FEATURES_UNAVAILABLE)
+                    if ranked.compute_ms > budgets.ranking_ms:
+                        self.metrics.over_budget.inc(tags={"stage": "ranking"})
+                except Exception as error:  # noqa: BLE001
+                    degraded.add(degrade.stage_failure("ranking", error))
+                    log.warning("ranking failed: %r", error)
+
+        with watch.stage("rerank"):
+            items = self._assemble(user, params, language, candidates, ranked, degraded)
+        if versions:
+            self.last_versions[arm] = versions
+        total = watch.total_ms()
+        for stage, ms in (*watch.ms.items(), ("total", total)):
+            self.metrics.stage_latency.observe(ms, tags={"stage": stage})
+        for kind in degraded.kinds:
+            self.metrics.fallbacks.inc(tags={"kind": kind})
+        response = FeedResponse(
+            request_id=request_id,
+            user_id=user_id,
+            items=items,
+            model_versions=versions,
+            arm=arm,
+            degraded=degraded.kinds,
+            timings_ms=Timings(
+                features=watch.ms.get("features", 0.0),
+                retrieval=watch.ms.get("retrieval", 0.0),
+                ranking=watch.ms.get("ranking", 0.0),
+                rerank=watch.ms.get("rerank", 0.0),
+                total=total,
+            ),
+        )
+        self._log_exposure(response)
+        return response
+
+    def _assemble(
+        self,
+        user: UserFeatures,
+        params: FeedParams,
+        language: str | None,
+        candidates: CandidateBatch | None,
+        ranked: RankedBatch | None,
+        degraded: degrade.Degradations,
+    ) -> list[FeedItem]:
+        model_ok = candidates is not None and ranked is not None and len(candidates) > 0
+        need_trending = not model_ok or not user.known
+        trending: list[TrendingEntry] = []
+        if need_trending:
+            trending, available = self.trending.read(trending_keys(user, language, params.content_type))
+            if not available:
+                degraded.add(degrade.TRENDING_UNAVAILABLE)
+        if model_ok and user.known:
+            return ranked_feed(candidates, ranked.scores, user, params)
+        if model_ok:
+            return blended_feed(candidates, ranked.scores, trending, user, params, self.extras.cold_start_trending_share)
+        return trending_feed(trending, user, params)
+
+    def _log_exposure(self, response: FeedResponse) -> None:
+        try:
+            exposure = Exposure(
+                request_id=response.request_id,
+                user_id=response.user_id,
+                arm=response.arm,
+                model_versions=response.model_versions,
+                items=[ExposedItem(media_id=i.media_id, position=p, score=i.score if np.isfinite(i.score) else 0.0, source=i.source) for p, i in enumerate(response.items)],
+                served_at=datetime.now(UTC),
+                degraded=response.degraded,
+            )
+            self.exposures.log(exposure)
+        except Exception:  # noqa: BLE001 - logging an exposure never fails a request
+            log.exception("exposure not logged")
+            self.metrics.exposures_dropped.inc()

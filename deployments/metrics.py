@@ -1,0 +1,63 @@
+"""Prometheus metrics of the serving path (Ray Serve's metrics API, exported by Ray).
+
+Created lazily inside replicas (``ray.serve.metrics`` needs a running replica context);
+each replica process holds one ``ServingMetrics``. Ray exports them on every node's
+metrics endpoint with the ``ray_`` prefix (e.g. ``ray_feedray_stage_latency_ms_bucket``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+LATENCY_BOUNDARIES_MS = [1, 2, 5, 10, 15, 20, 30, 50, 75, 100, 150, 250, 500, 1000, 2500]
+
+
+class ServingMetrics:
+    def __init__(self) -> None:
+        from ray.serve.metrics import Counter, Gauge, Histogram
+
+        self.stage_latency = Histogram(
+            "feedray_stage_latency_ms",
+            description="Per-stage latency of the feed path in ms (stage=features|retrieval|ranking|rerank|total).",
+            boundaries=LATENCY_BOUNDARIES_MS,
+            tag_keys=("stage",),
+        )
+        self.fallbacks = Counter(
+            "feedray_fallbacks_total",
+            description="Degraded answers by kind (see app.serving.degrade.KINDS).",
+            tag_keys=("kind",),
+        )
+        self.over_budget = Counter(
+            "feedray_over_budget_total",
+            description="Stage compute that exceeded its latency budget (request still served).",
+            tag_keys=("stage",),
+        )
+        self.cache = Counter(
+            "feedray_feature_cache_total",
+            description="Replica feature cache lookups while Redis was unavailable (result=hit|miss).",
+            tag_keys=("result",),
+        )
+        self.requests = Counter(
+            "feedray_feed_requests_total",
+            description="Feed requests per experiment arm.",
+            tag_keys=("arm",),
+        )
+        self.exposures_dropped = Counter(
+            "feedray_exposures_dropped_total", description="Exposures not handed to Kafka (queue full or error)."
+        )
+        self.index_size = Gauge(
+            "feedray_index_size", description="Items in the replica's ANN index.", tag_keys=("model_version",)
+        )
+        self.index_age = Gauge(
+            "feedray_index_age_s", description="Seconds since the replica's last full index build.", tag_keys=("model_version",)
+        )
+        self.publish_lag = Histogram(
+            "feedray_publish_to_index_s",
+            description="Seconds from media.published timestamp to the item being in the index.",
+            boundaries=[0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900],
+        )
+
+
+@lru_cache(maxsize=1)
+def metrics() -> ServingMetrics:
+    return ServingMetrics()

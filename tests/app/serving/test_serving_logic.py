@@ -1,0 +1,135 @@
+"""Pure serving logic: cache, feed assembly on every path, degraded bookkeeping, timing."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.serving import degrade
+from app.serving.assembly import (
+    FeedParams,
+    TrendingEntry,
+    blended_feed,
+    merge_trending,
+    ranked_feed,
+    trending_feed,
+    trending_keys,
+)
+from app.serving.cache import TTLCache
+from app.serving.timing import Stopwatch, stage_timeout_s
+from app.serving.types import CandidateBatch, UserFeatures
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_cache_is_bounded_lru_with_ttl():
+    clock = FakeClock()
+    cache: TTLCache[str, int] = TTLCache(2, 10.0, clock)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # a is now most recent
+    cache.put("c", 3)  # evicts b
+    assert cache.get("b") is None and cache.get("a") == 1 and cache.get("c") == 3
+    clock.now = 10.5
+    assert cache.get("a") is None and len(cache) <= 2
+    with pytest.raises(ValueError):
+        TTLCache(0, 1.0)
+
+
+def _batch(n: int, rng: np.random.Generator, creators: int = 7) -> CandidateBatch:
+    return CandidateBatch(
+        media_ids=[f"m{i}" for i in range(n)],
+        scores=rng.random(n).astype(np.float32),
+        content_types=["VIDEO" if rng.random() < 0.5 else "AUDIO" for _ in range(n)],
+        creator_ids=[f"c{rng.integers(creators)}" for _ in range(n)],
+        categories=["music"] * n,
+        languages=["en"] * n,
+        model_version="two_tower@1",
+    )
+
+
+def _trending(n: int, offset: int = 0) -> list[TrendingEntry]:
+    return [
+        TrendingEntry(f"m{offset + i}", float(n - i), "VIDEO" if i % 3 else "AUDIO", f"c{i % 5}", "news", "en")
+        for i in range(n)
+    ]
+
+
+def _assert_feed(items, limit: int, exclude: set[str], cap: int, content_type: str | None = None) -> None:
+    ids = [i.media_id for i in items]
+    assert len(ids) <= limit and len(ids) == len(set(ids))
+    assert not set(ids) & exclude
+    assert not items or max(Counter(i.creator_id for i in items).values()) <= cap
+    if content_type:
+        assert {i.content_type for i in items} <= {content_type}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(0, 80),
+    limit=st.integers(1, 30),
+    diversity=st.floats(0, 1),
+    cap=st.integers(1, 3),
+    content_type=st.sampled_from([None, "VIDEO", "AUDIO"]),
+    preferred=st.sampled_from(["VIDEO", "AUDIO", "MIXED"]),
+    seed=st.integers(0, 1000),
+)
+def test_every_path_keeps_the_feed_guarantees(n, limit, diversity, cap, content_type, preferred, seed):
+    rng = np.random.default_rng(seed)
+    batch = _batch(n, rng)
+    recent = tuple(f"m{i}" for i in range(0, n, 4))
+    user = UserFeatures("u1", True, preferred, "en", ("music",), recent)
+    params = FeedParams(limit, diversity, cap, content_type)
+    _assert_feed(ranked_feed(batch, batch.scores, user, params), limit, set(recent), cap, content_type)
+    _assert_feed(trending_feed(_trending(n), user, params), limit, set(recent), cap, content_type)
+    blended = blended_feed(batch, batch.scores, _trending(n, offset=1_000), user, params, 0.5)
+    _assert_feed(blended, limit, set(recent), cap, content_type)
+
+
+def test_cold_start_blend_alternates_sources():
+    rng = np.random.default_rng(0)
+    batch = _batch(50, rng, creators=50)
+    user = UserFeatures("new", False)
+    items = blended_feed(batch, batch.scores, _trending(50, offset=100), user, FeedParams(10, 0.0, 10), 0.5)
+    sources = Counter(i.source for i in items)
+    assert sources == {"cold_start": 5, "trending": 5}
+    only_model = blended_feed(batch, batch.scores, [], user, FeedParams(10, 0.0, 10), 0.5)
+    assert {i.source for i in only_model} == {"cold_start"} and len(only_model) == 10
+
+
+def test_trending_keys_follow_filter_language_and_preference():
+    user = UserFeatures("u", True, "AUDIO", "fr")
+    assert trending_keys(user, None, None) == [("AUDIO", "fr"), ("VIDEO", "fr")]
+    assert trending_keys(user, "es", "VIDEO") == [("VIDEO", "es")]
+    assert trending_keys(UserFeatures("n", False), None, None) == [("VIDEO", "all"), ("AUDIO", "all")]
+    merged = merge_trending([_trending(3), _trending(3, offset=2)])
+    assert [e.media_id for e in merged] == ["m0", "m1", "m2", "m3", "m4"]
+
+
+def test_user_features_from_record():
+    assert not UserFeatures.from_record("u", None).known
+    f = UserFeatures.from_record("u", {"preferred_content_type": "BOGUS", "recent_media_7d": ["m1"]})
+    assert f.known and f.preferred_content_type == "MIXED" and f.recent_media == ("m1",)
+
+
+def test_degradations_and_timing():
+    d = degrade.Degradations()
+    d.add(degrade.stage_failure("ranking", TimeoutError()))
+    d.add(degrade.stage_failure("ranking", TimeoutError()))
+    d.add(degrade.stage_failure("retrieval", RuntimeError("x")))
+    assert d.kinds == ["ranking_timeout", "retrieval_unavailable"] and all(k in degrade.KINDS for k in d.kinds)
+    watch = Stopwatch()
+    with watch.stage("a"):
+        pass
+    assert watch.ms["a"] >= 0 and watch.total_ms() >= watch.ms["a"]
+    assert stage_timeout_s(10, 60) == pytest.approx(0.07)

@@ -1,0 +1,294 @@
+"""The feed service for real: Serve app over real Redis and Kafka on a simulated world.
+
+One app for the whole module (start-up dominates on 2 cores); tests that break things
+(fault injection, Redis stopped) restore them or run last.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+RECENT_LIMIT_CHECK = 200
+
+
+def _user(serving, preferred: int | None = None, start: int = 0) -> str:
+    world = serving.world
+    for u in range(start, 600):
+        if preferred is None or world.user_preferred_type[u] == preferred:
+            return f"u{u}"
+    raise AssertionError("no such user in the world")
+
+
+def _recent(serving, user_id: str) -> set[str]:
+    import redis
+
+    from deployments.standins import RedisOnlineStore
+
+    record = RedisOnlineStore(redis.Redis(**serving.settings.redis.client_kwargs())).read_user(user_id)
+    return set(record["recent_media"])
+
+
+def _check_feed(body: dict, limit: int, exclude: set[str], max_per_creator: int = 2) -> None:
+    items = body["items"]
+    assert 0 < len(items) <= limit
+    ids = [i["media_id"] for i in items]
+    assert len(ids) == len(set(ids)), "duplicates"
+    assert not set(ids) & exclude, "recently consumed item served"
+    assert max(Counter(i["creator_id"] for i in items).values()) <= max_per_creator
+
+
+def test_feed_end_to_end_and_exposure(serving):
+    user = _user(serving)
+    response = serving.get("/api/v1/content/feed", user_id=user, limit=15)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"request_id", "user_id", "items", "model_versions", "arm", "degraded", "timings_ms"}
+    assert body["user_id"] == user and body["arm"] in ("champion", "canary")
+    assert body["degraded"] == []
+    assert set(body["model_versions"]) == {"retrieval", "ranking"}
+    assert set(body["timings_ms"]) == {"features", "retrieval", "ranking", "rerank", "total"}
+    assert set(body["items"][0]) == {"media_id", "score", "content_type", "creator_id", "category", "source"}
+    assert {i["source"] for i in body["items"]} == {"retrieval"}
+    _check_feed(body, 15, _recent(serving, user))
+    assert len(body["items"]) == 15
+
+    # The exposure reaches Kafka.
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(serving.settings.kafka.client_config(**{"group.id": f"t-{body['request_id']}", "auto.offset.reset": "earliest"}))
+    consumer.subscribe([serving.settings.kafka.topics.exposures])
+    found = None
+    deadline = time.monotonic() + 30
+    try:
+        while found is None and time.monotonic() < deadline:
+            for message in consumer.consume(100, timeout=1.0):
+                if message.error() is None:
+                    record = json.loads(message.value())
+                    if record["request_id"] == body["request_id"]:
+                        found = record
+    finally:
+        consumer.close()
+    assert found is not None, "exposure not on the topic"
+    assert [i["media_id"] for i in found["items"]] == [i["media_id"] for i in body["items"]]
+    assert found["model_versions"] == body["model_versions"]
+
+
+def test_limits_and_content_type(serving):
+    user = _user(serving, preferred=0)
+    for limit in (1, 7, 40):
+        body = serving.get("/api/v1/content/feed", user_id=user, limit=limit).json()
+        _check_feed(body, limit, _recent(serving, user))
+    body = serving.get("/api/v1/content/feed", user_id=user, limit=30, content_type="AUDIO").json()
+    assert body["items"] and {i["content_type"] for i in body["items"]} == {"AUDIO"}
+    body = serving.get("/api/v1/content/feed", user_id=user).json()
+    assert len(body["items"]) == 20  # default limit
+
+
+def test_diversity_monotone_for_audio_first_user(serving):
+    user = _user(serving, preferred=1)
+    shares = []
+    for diversity in (0.0, 0.25, 0.5, 0.75, 1.0):
+        body = serving.get("/api/v1/content/feed", user_id=user, limit=20, diversity=diversity).json()
+        assert body["degraded"] == []
+        shares.append(sum(i["content_type"] == "VIDEO" for i in body["items"]) / len(body["items"]))
+    assert shares[0] == 0.0 and shares[-1] > 0.3
+    assert all(a <= b for a, b in zip(shares, shares[1:])), shares
+
+
+@pytest.mark.parametrize(
+    "params, name",
+    [
+        ({"user_id": "u1", "limit": 0}, "limit"),
+        ({"user_id": "u1", "limit": 101}, "limit"),
+        ({"user_id": "u1", "limit": "x"}, "limit"),
+        ({"user_id": "u1", "diversity": 1.5}, "diversity"),
+        ({"user_id": "u1", "diversity": -0.1}, "diversity"),
+        ({"user_id": "u1", "content_type": "TEXT"}, "content_type"),
+        ({"user_id": "bad id!"}, "user_id"),
+        ({}, "user_id"),
+    ],
+)
+def test_bad_parameters_are_422_naming_the_parameter(serving, params, name):
+    response = serving.get("/api/v1/content/feed", **params)
+    assert response.status_code == 422
+    assert any(error["loc"][-1] == name for error in response.json()["detail"])
+
+
+def test_unknown_user_gets_cold_start_feed(serving):
+    body = serving.get("/api/v1/content/feed", user_id="never-seen-user-42", limit=20, language="es").json()
+    assert body["degraded"] == []
+    sources = Counter(i["source"] for i in body["items"])
+    assert sources["cold_start"] > 0 and sources["trending"] > 0, sources
+    _check_feed(body, 20, set())
+
+
+def test_trending_and_health(serving):
+    body = serving.get("/api/v1/content/trending", content_type="VIDEO", language="en", limit=10).json()
+    assert len(body["items"]) == 10 and {i["content_type"] for i in body["items"]} == {"VIDEO"}
+    scores = [i["score"] for i in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert serving.get("/healthz").json()["status"] == "ok"
+    assert "/api/v1/content/feed" in serving.get("/openapi.json").json()["paths"]
+
+
+def test_ranking_failure_falls_back_to_trending(serving):
+    user = _user(serving, preferred=0)
+    serving.update("Ranking", fault="error")
+    try:
+        for _ in range(3):
+            response = serving.get("/api/v1/content/feed", user_id=user, limit=10)
+            assert response.status_code == 200
+            body = response.json()
+            assert "ranking_unavailable" in body["degraded"]
+            assert body["items"] and {i["source"] for i in body["items"]} == {"trending"}
+            _check_feed(body, 10, _recent(serving, user))
+    finally:
+        serving.update("Ranking", fault=None)
+    assert serving.get("/api/v1/content/feed", user_id=user).json()["degraded"] == []
+
+
+def test_stage_over_budget_falls_back(serving):
+    user = _user(serving, preferred=0)
+    serving.update("Retrieval", delay_ms=2500)  # beyond budget + hop allowance (10 + 1500 ms)
+    try:
+        t0 = time.monotonic()
+        response = serving.get("/api/v1/content/feed", user_id=user, limit=10)
+        elapsed = time.monotonic() - t0
+        assert response.status_code == 200
+        body = response.json()
+        assert "retrieval_timeout" in body["degraded"]
+        assert {i["source"] for i in body["items"]} == {"trending"}
+        assert elapsed < 2.4  # it did not wait for the slow stage
+    finally:
+        serving.update("Retrieval", delay_ms=0)
+
+
+def test_hot_swap_under_load_has_no_errors(serving):
+    from ray import serve
+
+    handles = {n: serve.get_deployment_handle(n, app_name="feedray") for n in ("Retrieval", "Ranking")}
+    before = {n: h.replica_info.remote().result() for n, h in handles.items()}
+    results: list[tuple[int, dict]] = []
+    stop = threading.Event()
+
+    def hammer(offset: int) -> None:
+        k = offset
+        while not stop.is_set():
+            r = serving.get("/api/v1/content/feed", user_id=f"u{k % 600}", limit=10)
+            results.append((r.status_code, r.json() if r.status_code == 200 else {}))
+            k += 2
+
+    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)
+        serving.update("Retrieval", models={"champion": "two_tower@2", "canary": "two_tower@2"})
+        serving.update("Ranking", models={"champion": "dlrm@2", "canary": "dlrm@2"})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if results and results[-1][1].get("model_versions") == {"retrieval": "two_tower@2", "ranking": "dlrm@2"}:
+                break
+            time.sleep(0.2)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert len(results) > 10
+    assert all(code == 200 for code, _ in results)
+    assert all(not body["degraded"] for _, body in results), [b["degraded"] for _, b in results if b["degraded"]]
+    versions = [body["model_versions"]["retrieval"] for _, body in results]
+    assert versions[0] == "two_tower@1" and versions[-1] == "two_tower@2"
+    assert results[-1][1]["model_versions"]["ranking"] == "dlrm@2"
+    after = {n: h.replica_info.remote().result() for n, h in handles.items()}
+    for name in handles:  # reconfigured in place: same process, same start time
+        assert (after[name]["pid"], after[name]["started_at"]) == (before[name]["pid"], before[name]["started_at"])
+        assert after[name]["refs"] != before[name]["refs"]
+
+
+def test_published_item_becomes_retrievable(serving):
+    from confluent_kafka import Producer
+    from ray import serve
+
+    from app.schemas import MediaPublished
+
+    item = MediaPublished(
+        media_id="m-new-1", creator_id="c-new", content_type="AUDIO", category="music",
+        language="en", duration_s=200.0, published_at=datetime.now(UTC),
+    )  # fmt: skip
+    retrieval = serve.get_deployment_handle("Retrieval", app_name="feedray")
+    assert retrieval.contains.remote(["m-new-1"]).result() == {"m-new-1": False}
+    producer = Producer(serving.settings.kafka.client_config())
+    t0 = time.monotonic()
+    producer.produce(serving.settings.kafka.topics.published, key=b"m-new-1", value=item.model_dump_json().encode())
+    producer.flush(10)
+    while time.monotonic() - t0 < 60:
+        if retrieval.contains.remote(["m-new-1"]).result()["m-new-1"]:
+            break
+        time.sleep(0.1)
+    elapsed = time.monotonic() - t0
+    print(f"publish-to-retrievable: {elapsed:.2f}s")
+    assert elapsed < 60
+    stats = retrieval.stats.remote().result()
+    assert stats["champion"]["size"] == serving.world.n_items + 1
+    # A full rebuild swaps in a fresh index that still holds the live-added item.
+    rebuilt = retrieval.rebuild.remote().result()
+    assert rebuilt["champion"]["size"] == serving.world.n_items + 1
+    assert rebuilt["champion"]["age_s"] < stats["champion"]["age_s"]
+    assert retrieval.contains.remote(["m-new-1"]).result()["m-new-1"]
+
+
+def test_canary_arm_serves_its_own_versions(serving):
+    serving.update("Retrieval", models={"champion": "two_tower@2", "canary": "two_tower@3"})
+    serving.update("Ingress", canary_share=1.0)
+    try:
+        body = serving.get("/api/v1/content/feed", user_id="u3", limit=5).json()
+        assert body["arm"] == "canary" and body["model_versions"]["retrieval"] == "two_tower@3"
+        serving.update("Ingress", canary_share=0.0)
+        body = serving.get("/api/v1/content/feed", user_id="u3", limit=5).json()
+        assert body["arm"] == "champion" and body["model_versions"]["retrieval"] == "two_tower@2"
+    finally:
+        serving.update("Ingress", canary_share=0.05)
+
+
+def test_prometheus_metrics_are_exported(serving):
+    """Per-stage latency, fallbacks by kind, requests per arm, index size on Ray's /metrics."""
+    import ray
+    import requests
+
+    port = ray._private.worker.global_worker.node.metrics_export_port
+    wanted = {
+        "ray_feedray_stage_latency_ms_bucket", "ray_feedray_fallbacks_total",
+        "ray_feedray_feed_requests_total", "ray_feedray_index_size",
+    }  # fmt: skip
+    deadline = time.monotonic() + 60
+    missing = wanted
+    while missing and time.monotonic() < deadline:
+        serving.get("/api/v1/content/feed", user_id="u5", limit=5)
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        missing = {name for name in wanted if name not in text}
+        time.sleep(2)
+    assert not missing, missing
+
+
+def test_redis_down_uses_cached_then_default_features(serving):
+    """Runs last in the module: it stops the service's Redis."""
+    known = _user(serving, preferred=1, start=300)
+    assert serving.get("/api/v1/content/feed", user_id=known).json()["degraded"] == []  # now cached
+    serving.redis_stack.down()
+    time.sleep(0.5)
+    body = serving.get("/api/v1/content/feed", user_id=known, limit=10).json()
+    assert {"features_unavailable", "features_cached"} <= set(body["degraded"])
+    assert body["items"]
+    body = serving.get("/api/v1/content/feed", user_id="u599-never-cached", limit=10).json()
+    assert {"features_unavailable", "features_default"} <= set(body["degraded"])

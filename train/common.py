@@ -1,0 +1,307 @@
+"""Ray Train plumbing shared by the retrieval and ranking jobs.
+
+``train_loop_per_worker`` runs in every Ray Train worker (gloo on CPU, NCCL + GPU when
+``use_gpu``): it builds the model from its config, resumes from ``ray.train.get_checkpoint()``
+when the run has one (same run name and storage path), streams its shard of the Ray
+Dataset with ``iter_torch_batches``, and reports metrics and a checkpoint (model +
+optimizer + epoch) after every epoch. ``fit`` is the driver side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.models import ranker as ranker_mod
+from app.models import two_tower as tt_mod
+from app.models.features import to_tensors
+
+RETRIEVAL_COLUMNS = ["u_hash", "u_hist", "u_cats", "u_lang", "u_pref", "u_dense", "i_hash", "i_cat",
+                     "i_creator", "i_type", "i_lang", "i_dur", "i_dense", "log_q", "weight"]
+RANKING_COLUMNS = ["u_hash", "u_hist", "u_cats", "u_lang", "u_pref", "u_dense", "i_hash", "i_cat",
+                   "i_creator", "i_type", "i_lang", "i_dur", "i_dense", "type_match", "retrieval_score",
+                   "label_completed", "label_strong", "label_negative"]
+
+
+def build_model(config: dict) -> torch.nn.Module:
+    if config["kind"] == "two_tower":
+        return tt_mod.TwoTower.from_config(config)
+    if config["kind"] == "ranker":
+        return ranker_mod.Ranker.from_config(config)
+    raise ValueError(f"unknown model kind {config['kind']!r}")
+
+
+def _step_fn(kind: str):
+    return tt_mod.train_step if kind == "two_tower" else ranker_mod.train_step
+
+
+@torch.no_grad()
+def _eval_loss(model: torch.nn.Module, kind: str, batches) -> float:
+    core = model.module if hasattr(model, "module") else model
+    core.eval()
+    total, n = 0.0, 0
+    for b in batches:
+        if kind == "two_tower":
+            u, v = core(b)
+            s = core.settings
+            loss = tt_mod.in_batch_loss(u, v, b["i_hash"], s.temperature, b["log_q"] if s.logq_correction else None)
+        else:
+            loss = ranker_mod.multi_head_loss(core(b), b)
+        total += float(loss) * b["u_hash"].shape[0]
+        n += b["u_hash"].shape[0]
+    return total / max(n, 1)
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Ray Train worker: resume, train ``epochs`` epochs, report + checkpoint each epoch."""
+    import ray.train
+    import ray.train.torch
+
+    torch.manual_seed(config.get("seed", 0))
+    torch.set_num_threads(max(1, int(config.get("threads", 1))))
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    device = ray.train.torch.get_device()
+    model = build_model(config["model"])
+    core = model
+    optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"], weight_decay=config.get("weight_decay", 0.0))
+    start_epoch = 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            state = torch.load(Path(d) / "state.pt", map_location="cpu", weights_only=False)
+        core.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = int(state["epoch"]) + 1
+        if rank == 0:
+            print(f"[{config['kind']}] resuming from epoch {start_epoch}", flush=True)
+    model = ray.train.torch.prepare_model(model) if ctx.get_world_size() > 1 else model.to(device)
+    step = _step_fn(config["model"]["kind"])
+    shard = ray.train.get_dataset_shard("train")
+    eval_shard = ray.train.get_dataset_shard("eval") if config.get("has_eval") else None
+    drop_last = config["model"]["kind"] == "two_tower"
+    for epoch in range(start_epoch, config["epochs"]):
+        t0, losses, samples = time.perf_counter(), [], 0
+        for raw in shard.iter_torch_batches(batch_size=config["batch_size"], drop_last=drop_last,
+                                            local_shuffle_buffer_size=config.get("shuffle_buffer") or None,
+                                            device=str(device)):
+            batch = to_tensors(raw, device)
+            losses.append(step(model, batch, optimizer))
+            samples += batch["u_hash"].shape[0]
+        seconds = time.perf_counter() - t0
+        metrics: dict[str, Any] = {
+            "epoch": epoch, "train_loss": sum(losses) / max(len(losses), 1), "samples": samples,
+            "seconds": seconds, "samples_per_s": samples / seconds if seconds > 0 else 0.0, "rank": rank,
+        }
+        if eval_shard is not None:
+            batches = (to_tensors(b, device) for b in eval_shard.iter_torch_batches(
+                batch_size=config["batch_size"], drop_last=drop_last, device=str(device)))
+            metrics["val_loss"] = _eval_loss(model, config["model"]["kind"], batches)
+        if rank == 0:
+            print(f"[{config['kind']}] epoch {epoch + 1}/{config['epochs']} " + " ".join(
+                f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)), flush=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                unwrapped = model.module if hasattr(model, "module") else model
+                torch.save({"model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch},
+                           Path(tmp) / "state.pt")
+                (Path(tmp) / "model_config.json").write_text(json.dumps(config["model"]))
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        else:
+            ray.train.report(metrics)
+
+
+def resolve_use_gpu(use_gpu: bool | None) -> bool:
+    return torch.cuda.is_available() if use_gpu is None else bool(use_gpu)
+
+
+def fit(
+    *,
+    kind: str,
+    model_config: dict,
+    train_ds,
+    eval_ds=None,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    name: str,
+    storage_path: str | Path,
+    num_workers: int = 1,
+    cpus_per_worker: float = 1.0,
+    use_gpu: bool | None = None,
+    seed: int = 0,
+    extra: dict | None = None,
+):
+    """Run a ``TorchTrainer``; returns (trained model on CPU, ray Result, per-epoch metrics).
+
+    Re-running with the same ``name`` and ``storage_path`` resumes from the run's latest
+    checkpoint (Ray Train V2 restores the run's checkpoint manager from storage).
+    """
+    from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    gpu = resolve_use_gpu(use_gpu)
+    datasets = {"train": train_ds} | ({"eval": eval_ds} if eval_ds is not None else {})
+    loop_config = {
+        "kind": kind, "model": model_config, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        "seed": seed, "has_eval": eval_ds is not None, "threads": max(1, int(cpus_per_worker)),
+        "shuffle_buffer": 4 * batch_size, **(extra or {}),
+    }
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=gpu,
+                                     resources_per_worker={"CPU": cpus_per_worker} | ({"GPU": 1} if gpu else {})),
+        run_config=RunConfig(name=name, storage_path=str(Path(storage_path).resolve()),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+        datasets=datasets,
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+    )
+    result = trainer.fit()
+    model = build_model(model_config)
+    with result.checkpoint.as_directory() as d:
+        state = torch.load(Path(d) / "state.pt", map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, result, state["epoch"]
+
+
+def save_model_dir(model: torch.nn.Module, out: str | Path, extra: dict | None = None) -> Path:
+    """``model_config.json`` + ``state_dict.pt`` (+ ``extra.json``): the registered artifact."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model_config.json").write_text(json.dumps(model.config(), indent=2))
+    torch.save(model.state_dict(), out / "state_dict.pt")
+    if extra:
+        (out / "extra.json").write_text(json.dumps(extra, indent=2, default=str))
+    return out
+
+
+def default_storage(settings, override: str | None = None) -> Path:
+    return Path(override) if override else Path(settings.state_dir).expanduser().resolve() / "ray_results"
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to ``address`` (or RAY_ADDRESS / a running cluster), else start a local one."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    addr = address or os.environ.get("RAY_ADDRESS")
+    if addr:
+        ray.init(address=addr)
+    else:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
+
+
+# --- the job skeleton shared by retrieval and ranking ------------------------------------------
+
+
+def prepare_training_set(settings, ms, *, events: str | None, catalogue: str | None, training_set: str | None,
+                         name: str, exclude_items: set[str] | None = None):
+    """Load a saved training set, or build one from the offline store and save it.
+
+    Returns (TrainingSet, folder). Defaults: events ``<state_dir>/offline/events``,
+    catalogue ``<state_dir>/offline/catalogue``, output ``<state_dir>/training_sets/<name>``.
+    """
+    from train.data import build_training_set, load_training_set, save_training_set
+
+    if training_set:
+        return load_training_set(training_set), Path(training_set)
+    state = Path(settings.state_dir).expanduser().resolve()
+    events = events or str(state / "offline" / "events")
+    catalogue = catalogue or str(state / "offline" / "catalogue")
+    print(f"building training set from {events} + {catalogue}", flush=True)
+    t0 = time.perf_counter()
+    ts = build_training_set(events, catalogue, ms.features, signal_weights=settings.events.signal_weights,
+                            eval_days=ms.training.eval_days, exclude_items=exclude_items)
+    out = Path(ms.training.training_sets or state / "training_sets") / name
+    save_training_set(ts, out)
+    print(f"training set: {ts.meta['train_rows']} train / {ts.meta['eval_rows']} eval rows "
+          f"in {time.perf_counter() - t0:.1f}s -> {out}", flush=True)
+    return ts, out
+
+
+def ray_dataset(frame, columns: list[str], folder: Path, shuffle_seed: int | None = None):
+    """Write ``frame[columns]`` as Parquet under ``folder`` and read it back with Ray Data.
+
+    Training sets are ordered by time; ``shuffle_seed`` writes the rows in a random order
+    once, so batches mix days and users (the per-epoch local shuffle buffer alone only
+    mixes neighbouring rows)."""
+    import pyarrow.parquet as pq
+    import ray.data
+
+    from train.data import _to_arrow
+
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = frame[columns]
+    if shuffle_seed is not None:
+        frame = frame.sample(frac=1.0, random_state=shuffle_seed)
+    table = _to_arrow(frame.reset_index(drop=True))
+    pq.write_table(table, folder / "part-0.parquet")
+    if table.nbytes <= IN_DRIVER_BYTES:
+        # small sets: the same table straight into the object store; read_parquet's tasks
+        # cost a worker start-up each (tens of seconds on a loaded 2-core machine)
+        return ray.data.from_arrow(table)
+    return ray.data.read_parquet(str(folder)).materialize()
+
+
+IN_DRIVER_BYTES = 256 << 20  # training tables up to this size skip the Parquet read tasks
+
+
+def flat_params(prefix: str, model: BaseModelLike) -> dict[str, Any]:
+    return {f"{prefix}.{k}": (json.dumps(v) if isinstance(v, (list, tuple, dict)) else v)
+            for k, v in model.model_dump(mode="json").items()}
+
+
+BaseModelLike = Any
+
+
+def flat_metrics(report: dict[str, dict[str, float]]) -> dict[str, float]:
+    return {f"{who}.{k}".replace("@", "_at_"): float(v) for who, m in report.items() for k, v in m.items()
+            if v == v}  # drop NaN
+
+
+def log_and_register(
+    *, uri: str, experiment: str, model_name: str, model: torch.nn.Module, params: dict, report: dict,
+    decision, epochs_trained: int, training_meta: dict, gate_settings, run_name: str,
+) -> dict[str, Any]:
+    """One MLflow run: params, metrics, artifacts (model folder, report); register a version;
+    set ``challenger`` when the gate passes (``champion`` too when there is none yet)."""
+    import mlflow
+
+    from app import registry
+
+    exp = registry.experiment_id(uri, experiment)
+    registry.configure(uri)
+    with mlflow.start_run(experiment_id=exp, run_name=run_name) as run:
+        mlflow.log_params({k: v for k, v in params.items() if v is not None})
+        mlflow.log_metrics(flat_metrics(report))
+        mlflow.log_metric("epochs_trained", epochs_trained)
+        mlflow.log_dict(report, "evaluation/report.json")
+        mlflow.log_dict(decision.model_dump(), "evaluation/gate.json")
+        mlflow.log_dict(training_meta, "training_set/meta.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            save_model_dir(model, Path(tmp) / "model")
+            mlflow.log_artifacts(str(Path(tmp) / "model"), "model")
+        run_id = run.info.run_id
+    mv = registry.register_model(uri, model_name, run_id, tags={"gate_passed": str(decision.passed),
+                                                               "gate_metric": decision.metric,
+                                                               "gate_value": f"{decision.value:.6f}"})
+    aliases = []
+    has_champion = registry.get_version(uri, model_name, registry.CHAMPION) is not None
+    if decision.passed:
+        registry.set_alias(uri, model_name, registry.CHALLENGER, mv.version)
+        aliases.append(registry.CHALLENGER)
+        if not has_champion and gate_settings.bootstrap_champion:
+            registry.set_alias(uri, model_name, registry.CHAMPION, mv.version)
+            aliases.append(registry.CHAMPION)
+    print(f"registered {model_name} v{mv.version} (run {run_id}); aliases: {aliases or 'none'}; "
+          f"gate: {decision.reason}", flush=True)
+    return {"run_id": run_id, "version": int(mv.version), "aliases": aliases}

@@ -1,0 +1,124 @@
+"""Index job: embed the catalogue with a model version's content tower, build FAISS, log it.
+
+    python -m train.index --alias challenger [--training-set PATH | --events P --catalogue P]
+    ray job submit --working-dir . -- python -m train.index --version 3
+
+The catalogue's item features are embedded with Ray Data ``map_batches`` (the content
+tower of exactly the version that will serve), the index kind follows the catalogue size
+(``app.index``), recall@k against exact search is measured on a sample, and the index
+folder is logged as ``index/`` in the same MLflow run as the model, with the version
+tagged ``index_kind``, ``index_params`` and ``index_recall``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import typer
+
+from app.index import FeedIndex, build_index
+from app.models.config import ModelSettings, model_settings
+
+
+class _Embedder:
+    """Ray Data callable: item feature batch -> unit vectors (the model loaded once per actor)."""
+
+    def __init__(self, config: dict, state: dict) -> None:
+        from app.models.two_tower import TwoTower
+
+        self.model = TwoTower.from_config(config)
+        self.model.load_state_dict(state)
+        self.model.eval()
+
+    def __call__(self, batch: dict) -> dict:
+        from app.models.features import ITEM_COLUMNS, to_tensors
+        from app.models.two_tower import embed
+
+        cols = to_tensors({k: batch[k] for k in ITEM_COLUMNS})
+        return {"media_id": batch["media_id"], "vector": embed(self.model.content, cols).numpy()}
+
+
+def embed_catalogue(model, items: pd.DataFrame, batch_size: int = 8192) -> tuple[np.ndarray, list[str]]:
+    """Content-tower vectors of every item with Ray Data ``map_batches``: ([n, D], media ids)."""
+    import ray.data
+
+    from train.data import _to_arrow
+
+    table = _to_arrow(items[["media_id", "i_hash", "i_cat", "i_creator", "i_type", "i_lang", "i_dur", "i_dense"]])
+    ds = ray.data.from_arrow(table).map_batches(
+        _Embedder, fn_constructor_args=(model.config(), model.state_dict()), batch_size=batch_size,
+        batch_format="numpy", concurrency=1, num_cpus=1,
+    )
+    out = ds.to_pandas()
+    return np.stack(out["vector"].to_numpy()).astype(np.float32), out["media_id"].tolist()
+
+
+def run_index(
+    settings=None,
+    ms: ModelSettings | None = None,
+    *,
+    alias: str = "challenger",
+    items: pd.DataFrame | None = None,
+    training_set: str | None = None,
+    tracking_uri: str | None = None,
+    published_only: bool = True,
+) -> tuple[FeedIndex, dict]:
+    from app import registry
+    from app.config import get_settings
+    from train.common import ensure_ray
+    from train.data import load_frame
+
+    settings = settings or get_settings()
+    ms = ms or model_settings(settings)
+    uri = tracking_uri or registry.tracking_uri(settings)
+    ensure_ray(num_cpus=settings.ray.num_cpus)
+    model, mv = registry.load_version(uri, ms.retrieval_model_name, alias)
+    if items is None:
+        folder = training_set or registry.configure(uri).get_run(mv.run_id).data.params["training_set"]
+        items = load_frame(Path(folder) / "items")
+    print(f"embedding {len(items)} items with {ms.retrieval_model_name} v{mv.version}", flush=True)
+    vectors, ids = embed_catalogue(model, items)
+    index = build_index(vectors, ids, ms.index)
+    p = index.params
+    print(f"index {p.kind} n={p.n} recall@{p.recall_k}={p.recall_at_k:.4f} nprobe={p.nprobe} "
+          f"build={p.build_s:.1f}s query={p.query_ms_p50:.2f}ms", flush=True)
+    client = registry.configure(uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        index.save(Path(tmp) / "index")
+        client.log_artifacts(mv.run_id, str(Path(tmp) / "index"), "index")
+    client.log_metric(mv.run_id, "index_recall_at_k", float(p.recall_at_k or 0))
+    for key, value in {"index_kind": p.kind, "index_params": p.model_dump_json(),
+                       "index_recall": f"{p.recall_at_k:.6f}"}.items():
+        client.set_model_version_tag(ms.retrieval_model_name, str(mv.version), key, value)
+    return index, {"version": int(mv.version), "run_id": mv.run_id, "params": p.model_dump()}
+
+
+def load_index(uri: str, name: str, alias: str = "champion") -> FeedIndex:
+    """The FAISS index logged with ``name@alias`` (what serving loads next to the model)."""
+    import mlflow
+
+    from app import registry
+
+    mv = registry.get_version(uri, name, alias)
+    if mv is None:
+        raise LookupError(f"{name}@{alias} not found")
+    registry.configure(uri)
+    local = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path="index")
+    return FeedIndex.load(local)
+
+
+def command(
+    alias: Annotated[str, typer.Option(help="Registry alias or version number of the retrieval model.")] = "challenger",
+    training_set: Annotated[str | None, typer.Option(help="Training set folder whose items/ to index.")] = None,
+) -> None:
+    """Embed the catalogue with a model version and log its FAISS index to that version."""
+    _, info = run_index(alias=alias, training_set=training_set)
+    typer.echo(f"done: {info}")
+
+
+if __name__ == "__main__":
+    typer.run(command)

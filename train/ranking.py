@@ -1,0 +1,129 @@
+"""Ranking (TorchRec DLRM, three heads) training job: offline store -> Ray Train -> MLflow.
+
+    python -m train.ranking --events PATH --catalogue PATH --epochs 4 --workers 2
+    ray job submit --working-dir . -- python -m train.ranking ...
+
+Every started slot is an example with the three head labels. The dense feature
+``retrieval_score`` is the two-tower cosine of the retrieval model passed in (or the
+registry's retrieval ``champion``); 0 when there is none.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import typer
+
+from app.models.config import ModelSettings, default_head_weights, model_settings
+from app.models.ranker import Ranker
+from train.common import RANKING_COLUMNS, ensure_ray, fit, flat_params, log_and_register, prepare_training_set, ray_dataset
+from train.retrieval import JobResult
+
+
+def add_retrieval_score(frame: pd.DataFrame, retrieval_model) -> pd.DataFrame:
+    """``retrieval_score`` column: cosine of the user and content tower embeddings (0 without a model)."""
+    from app.models.features import ITEM_COLUMNS, USER_COLUMNS, frame_columns
+    from app.models.two_tower import embed
+
+    frame = frame.copy()
+    if retrieval_model is None or len(frame) == 0:
+        frame["retrieval_score"] = np.zeros(len(frame), np.float32)
+        return frame
+    u = embed(retrieval_model.user, frame_columns(frame, USER_COLUMNS))
+    v = embed(retrieval_model.content, frame_columns(frame, ITEM_COLUMNS))
+    frame["retrieval_score"] = (u * v).sum(1).numpy().astype(np.float32)
+    return frame
+
+
+def run_ranking(
+    settings=None,
+    ms: ModelSettings | None = None,
+    *,
+    events: str | None = None,
+    catalogue: str | None = None,
+    training_set: str | None = None,
+    run_name: str = "ranking",
+    storage_path: str | None = None,
+    retrieval_model=None,
+    tracking_uri: str | None = None,
+    register: bool = True,
+) -> JobResult:
+    from app import registry
+    from app.config import get_settings
+    from app.models.evaluation import evaluate_ranking, gate
+    from train.common import default_storage
+
+    settings = settings or get_settings()
+    ms = ms or model_settings(settings)
+    uri = tracking_uri or registry.tracking_uri(settings)
+    ensure_ray(num_cpus=settings.ray.num_cpus)
+    ts, folder = prepare_training_set(settings, ms, events=events, catalogue=catalogue,
+                                      training_set=training_set, name=run_name)
+    if retrieval_model is None and register:
+        try:
+            retrieval_model, _ = registry.load_version(uri, ms.retrieval_model_name, registry.CHAMPION)
+        except LookupError:
+            retrieval_model = None
+    ts.train = add_retrieval_score(ts.train, retrieval_model)
+    ts.eval = add_retrieval_score(ts.eval, retrieval_model)
+    train_ds = ray_dataset(ts.train, RANKING_COLUMNS, folder / "ranking_train", shuffle_seed=ms.training.seed)
+    r = ms.ranker
+    weights = r.head_weights or default_head_weights(settings.events.signal_weights)
+    config = Ranker(ms.features, r, weights).config()
+    t = ms.training
+    model, result, last_epoch = fit(
+        kind="ranker", model_config=config, train_ds=train_ds, epochs=r.epochs, batch_size=r.batch_size,
+        lr=r.learning_rate, name=run_name, storage_path=default_storage(settings, storage_path or t.storage_path),
+        num_workers=t.num_workers, cpus_per_worker=t.cpus_per_worker, use_gpu=t.use_gpu, seed=t.seed,
+    )
+    champion = None
+    if register:
+        try:
+            champion, _ = registry.load_version(uri, ms.ranking_model_name, registry.CHAMPION)
+        except LookupError:
+            champion = None
+    report = evaluate_ranking(model, ts.eval, ts.items, champion=champion)
+    report["train"] = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
+    decision = gate(report, ms.gate.ranking_metric, ms.gate.tolerance)
+    print(f"ranking report: {report}", flush=True)
+    registered: dict = {}
+    if register:
+        params = flat_params("ranker", r) | flat_params("features", ms.features) | flat_params("training", t) | {
+            "training_set": str(folder), "retrieval_score": retrieval_model is not None}
+        registered = log_and_register(
+            uri=uri, experiment=ms.experiment, model_name=ms.ranking_model_name, model=model, params=params,
+            report=report, decision=decision, epochs_trained=last_epoch + 1, training_meta=ts.meta,
+            gate_settings=ms.gate, run_name=run_name,
+        )
+    return JobResult(model, report, decision, registered, ts, folder, last_epoch + 1)
+
+
+def command(
+    events: Annotated[str | None, typer.Option(help="Offline events store (default <state_dir>/offline/events).")] = None,
+    catalogue: Annotated[str | None, typer.Option(help="Catalogue Parquet (default <state_dir>/offline/catalogue).")] = None,
+    training_set: Annotated[str | None, typer.Option(help="A saved training set folder (skips building).")] = None,
+    epochs: Annotated[int | None, typer.Option()] = None,
+    workers: Annotated[int | None, typer.Option()] = None,
+    cpus_per_worker: Annotated[float | None, typer.Option()] = None,
+    batch_size: Annotated[int | None, typer.Option()] = None,
+    lr: Annotated[float | None, typer.Option()] = None,
+    run_name: Annotated[str, typer.Option(help="Ray Train run name; rerun the same name to resume.")] = "ranking",
+    no_register: Annotated[bool, typer.Option("--no-register")] = False,
+) -> None:
+    """Train the TorchRec DLRM ranker on Ray Train and register it in MLflow."""
+    from app.config import get_settings
+
+    settings = get_settings()
+    ms = model_settings(settings)
+    rk = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "learning_rate": lr}.items() if v is not None}
+    tr = {k: v for k, v in {"num_workers": workers, "cpus_per_worker": cpus_per_worker}.items() if v is not None}
+    ms = ms.model_copy(update={"ranker": ms.ranker.model_copy(update=rk), "training": ms.training.model_copy(update=tr)})
+    out = run_ranking(settings, ms, events=events, catalogue=catalogue, training_set=training_set,
+                      run_name=run_name, register=not no_register)
+    typer.echo(f"done: {out.registered or 'not registered'}")
+
+
+if __name__ == "__main__":
+    typer.run(command)
