@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -120,6 +120,7 @@ class RaySettings(BaseModel):
     port: int = Field(6380, ge=1, le=65535)
     dashboard_port: int = Field(8265, ge=1, le=65535)
     num_cpus: int | None = None
+    auth_mode: Literal["token", "disabled"] = "token"  # Ray's token authentication (RAY_AUTH_MODE)
 
     @property
     def address(self) -> str:

@@ -41,6 +41,7 @@ import typer
 from pydantic import BaseModel, Field
 
 from app.config import CollectorConfig, FeedraySettings, get_settings
+from app.ray_runtime import connect_ray
 from app.features.online_store import ItemMeta, OffsetConflict, OnlineStore
 from app.schemas import InvalidEvent, parse_engagement_event
 
@@ -448,19 +449,6 @@ def _caught_up(progress: dict[int, tuple[int, int, int]], targets: dict[int, int
     return True
 
 
-def _ensure_ray(settings: FeedraySettings) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    from app.stack.process import port_open
-
-    if port_open(settings.ray.host, settings.ray.port):
-        ray.init(address=settings.ray.address, configure_logging=False, log_to_driver=True)
-    else:
-        ray.init(num_cpus=settings.ray.num_cpus, include_dashboard=False, configure_logging=False)
-
-
 def run_collectors(
     settings: FeedraySettings,
     workers: int = 1,
@@ -476,7 +464,7 @@ def run_collectors(
     import ray
 
     config = config or settings.collector
-    _ensure_ray(settings)
+    connect_ray(settings)
     start = time.time()
     targets = {p: high for p, (_, high, _) in group_progress(settings, config.group_id).items()}
     actors = start_collector_actors(settings, workers, config)

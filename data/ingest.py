@@ -57,6 +57,7 @@ import typer
 from pydantic import BaseModel, Field
 
 from app.config import FeedraySettings, IngestSettings, get_settings
+from app.ray_runtime import connect_ray
 from app.schemas import InvalidEvent, parse_engagement_event
 
 log = logging.getLogger("feedray.ingest")
@@ -552,20 +553,6 @@ def _consumer_config(settings: FeedraySettings, cfg: IngestSettings) -> dict[str
     return config
 
 
-def ensure_ray(settings: FeedraySettings) -> None:
-    """Join the stack's Ray head when it runs, else start a local Ray."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    from app.stack.process import port_open
-
-    if port_open(settings.ray.host, settings.ray.port):
-        ray.init(address=settings.ray.address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=settings.ray.num_cpus, include_dashboard=False, log_to_driver=False)
-
-
 def ingest_once(
     settings: FeedraySettings,
     root: str | None = None,
@@ -613,7 +600,7 @@ def ingest_once(
     fs.create_dir(staging, recursive=True)
     staging_uri = staging if _is_local(fs) else _uri_join(root, base, staging)
 
-    ensure_ray(settings)
+    connect_ray(settings)
     cat = catalogue if isinstance(catalogue, pa.Table) else load_catalogue(catalogue or cfg.catalogue or catalogue_root(settings))
     cat = normalise_catalogue(cat)
     cat_ref = ray.put(cat)

@@ -201,11 +201,12 @@ def build_training_set_ray(
     Impression labels never span two users or two items, so both sides derive identical
     labels (and ``label_id``s) from their own group of events.
     """
-    from data.ingest import ensure_ray, offline_root
+    from app.ray_runtime import connect_ray
+    from data.ingest import offline_root
 
     root = root or offline_root(settings)
     output = output or str(settings.state_dir.expanduser().resolve() / "offline" / "training_sets" / granularity)
-    ensure_ray(settings)
+    connect_ray(settings)
     ds = read_store(root, as_of=until)
     weights = _weights(settings.events.signal_weights)
     kwargs = {"weights": weights, "granularity": granularity}

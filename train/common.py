@@ -187,22 +187,6 @@ def default_storage(settings, override: str | None = None) -> Path:
     return Path(override) if override else Path(settings.state_dir).expanduser().resolve() / "ray_results"
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to ``address`` (or RAY_ADDRESS / a running cluster), else start a local one."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    addr = address or os.environ.get("RAY_ADDRESS")
-    if addr:
-        ray.init(address=addr)
-    else:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
-
-
-# --- the job skeleton shared by retrieval and ranking ------------------------------------------
-
-
 def prepare_training_set(settings, ms, *, events: str | None, catalogue: str | None, training_set: str | None,
                          name: str, exclude_items: set[str] | None = None):
     """Load a saved training set, or build one from the offline store and save it.
@@ -226,6 +210,20 @@ def prepare_training_set(settings, ms, *, events: str | None, catalogue: str | N
     print(f"training set: {ts.meta['train_rows']} train / {ts.meta['eval_rows']} eval rows "
           f"in {time.perf_counter() - t0:.1f}s -> {out}", flush=True)
     return ts, out
+
+
+def match_features(ms, ts):
+    """``ms`` with the feature settings the training set was encoded with (its ``meta``).
+
+    Hashed id columns are only valid for the bucket sizes they were built with, so a saved
+    set built under other settings must size the model's tables, not the current defaults."""
+    from app.models.config import FeatureSettings
+
+    built = ts.meta.get("features")
+    if not built or FeatureSettings(**built) == ms.features:
+        return ms
+    print(f"using the training set's feature settings {built}", flush=True)
+    return ms.model_copy(update={"features": FeatureSettings(**built)})
 
 
 def ray_dataset(frame, columns: list[str], folder: Path, shuffle_seed: int | None = None):

@@ -69,13 +69,13 @@ def run_index(
 ) -> tuple[FeedIndex, dict]:
     from app import registry
     from app.config import get_settings
-    from train.common import ensure_ray
+    from app.ray_runtime import connect_ray
     from train.data import load_frame
 
     settings = settings or get_settings()
     ms = ms or model_settings(settings)
     uri = tracking_uri or registry.tracking_uri(settings)
-    ensure_ray(num_cpus=settings.ray.num_cpus)
+    connect_ray(settings)
     model, mv = registry.load_version(uri, ms.retrieval_model_name, alias)
     if items is None:
         folder = training_set or registry.configure(uri).get_run(mv.run_id).data.params["training_set"]

@@ -18,7 +18,15 @@ import typer
 
 from app.models.config import ModelSettings, default_head_weights, model_settings
 from app.models.ranker import Ranker
-from train.common import RANKING_COLUMNS, ensure_ray, fit, flat_params, log_and_register, prepare_training_set, ray_dataset
+from train.common import (
+    RANKING_COLUMNS,
+    fit,
+    flat_params,
+    log_and_register,
+    match_features,
+    prepare_training_set,
+    ray_dataset,
+)
 from train.retrieval import JobResult
 
 
@@ -51,6 +59,7 @@ def run_ranking(
     register: bool = True,
 ) -> JobResult:
     from app import registry
+    from app.ray_runtime import connect_ray
     from app.config import get_settings
     from app.models.evaluation import evaluate_ranking, gate
     from train.common import default_storage
@@ -58,9 +67,10 @@ def run_ranking(
     settings = settings or get_settings()
     ms = ms or model_settings(settings)
     uri = tracking_uri or registry.tracking_uri(settings)
-    ensure_ray(num_cpus=settings.ray.num_cpus)
+    connect_ray(settings)
     ts, folder = prepare_training_set(settings, ms, events=events, catalogue=catalogue,
                                       training_set=training_set, name=run_name)
+    ms = match_features(ms, ts)
     if retrieval_model is None and register:
         try:
             retrieval_model, _ = registry.load_version(uri, ms.retrieval_model_name, registry.CHAMPION)

@@ -17,7 +17,15 @@ import typer
 
 from app.models.config import ModelSettings, model_settings
 from app.models.two_tower import TwoTower
-from train.common import RETRIEVAL_COLUMNS, ensure_ray, fit, flat_params, log_and_register, prepare_training_set, ray_dataset
+from train.common import (
+    RETRIEVAL_COLUMNS,
+    fit,
+    flat_params,
+    log_and_register,
+    match_features,
+    prepare_training_set,
+    ray_dataset,
+)
 
 
 @dataclass
@@ -46,6 +54,7 @@ def run_retrieval(
 ) -> JobResult:
     """Train, evaluate and register a two-tower model (see the module docstring)."""
     from app import registry
+    from app.ray_runtime import connect_ray
     from app.config import get_settings
     from app.models.evaluation import evaluate_retrieval, gate
     from train.common import default_storage
@@ -53,10 +62,12 @@ def run_retrieval(
     settings = settings or get_settings()
     ms = ms or model_settings(settings)
     uri = tracking_uri or registry.tracking_uri(settings)
-    ensure_ray(num_cpus=settings.ray.num_cpus)
+    connect_ray(settings)
     ts, folder = prepare_training_set(settings, ms, events=events, catalogue=catalogue,
                                       training_set=training_set, name=run_name, exclude_items=exclude_items)
-    train_ds = ray_dataset(ts.positives("train"), RETRIEVAL_COLUMNS, folder / "retrieval_train", shuffle_seed=ms.training.seed)
+    ms = match_features(ms, ts)
+    train_ds = ray_dataset(ts.positives("train"), RETRIEVAL_COLUMNS, folder / "retrieval_train",
+                           shuffle_seed=ms.training.seed)
     m = ms.two_tower.model_copy(update={"output_dim": settings.serving.embedding_dim})
     config = TwoTower(ms.features, m).config()
     t = ms.training

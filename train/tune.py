@@ -64,17 +64,23 @@ def run_tune(
     samples: int = 8, epochs: int = 4, storage_path: str | None = None,
 ) -> dict[str, Any]:
     """ASHA search; returns {"best_config", "best_val_loss", "trials"}."""
+    import json
     from pathlib import Path
 
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
     from app.config import get_settings
-    from train.common import default_storage, ensure_ray
+    from app.models.config import FeatureSettings
+    from app.ray_runtime import connect_ray
+    from train.common import default_storage
 
     settings = settings or get_settings()
     ms = ms or model_settings(settings)
-    ensure_ray(num_cpus=settings.ray.num_cpus)
+    connect_ray(settings)
+    meta = json.loads((Path(training_set) / "meta.json").read_text())
+    if meta.get("features"):  # the bucket sizes the set's hashed ids were built with
+        ms = ms.model_copy(update={"features": FeatureSettings(**meta["features"])})
     space: dict[str, Any] = {"learning_rate": tune.loguniform(1e-3, 2e-2)}
     if model == "retrieval":
         space |= {"temperature": tune.choice([0.03, 0.05, 0.1]), "id_dropout": tune.uniform(0.0, 0.4)}

@@ -486,7 +486,8 @@ def compute_offline_features(
 
     Returns {"users": path, "items": path}. ``as_of`` defaults to now.
     """
-    from data.ingest import ensure_ray, offline_root, resolve_fs
+    from app.ray_runtime import connect_ray
+    from data.ingest import offline_root, resolve_fs
 
     cfg = config or OfflineFeatureSettings()
     root = root or offline_root(settings)
@@ -494,7 +495,7 @@ def compute_offline_features(
     as_of_ts = pd.Timestamp.now(tz="UTC") if as_of is None else pd.Timestamp(as_of)
     as_of_ts = as_of_ts.tz_localize("UTC") if as_of_ts.tzinfo is None else as_of_ts.tz_convert("UTC")
     as_of_ms = int(as_of_ts.value // 1_000_000)
-    ensure_ray(settings)
+    connect_ray(settings)
     ds = read_store(root, as_of=as_of_ts)
     weights = _weights(settings.events.signal_weights)
     stamp = f"as_of={as_of_ts:%Y-%m-%dT%H-%M-%S}"

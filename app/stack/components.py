@@ -64,12 +64,26 @@ class ComponentStatus:
     detail: str = ""
 
 
-def _http_ok(url: str, timeout_s: float = 1.0) -> bool:
+def _http_ok(url: str, timeout_s: float = 1.0, headers: dict[str, str] | None = None) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        request = urllib.request.Request(url, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return 200 <= response.status < 300
     except OSError:
         return False
+
+
+def ray_auth_headers() -> dict[str, str]:
+    """The bearer token Ray's token authentication expects, when one is configured.
+
+    Ray 2.60 turns token auth on for new local clusters and keeps the token in
+    ``RAY_AUTH_TOKEN``, the file named by ``RAY_AUTH_TOKEN_PATH``, or ``~/.ray/auth_token``.
+    """
+    token = os.environ.get("RAY_AUTH_TOKEN")
+    if not token:
+        path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+        token = path.read_text().strip() if path.is_file() else None
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 class Component(ABC):
@@ -371,7 +385,7 @@ class RayHead(Component):
 
     def healthy(self) -> bool:
         return port_open(self.host, self.settings.ray.port) and _http_ok(
-            f"{self.settings.ray.dashboard_url}/api/version"
+            f"{self.settings.ray.dashboard_url}/api/version", headers=ray_auth_headers()
         )
 
     def launch(self) -> PidRecord:
@@ -389,6 +403,13 @@ class RayHead(Component):
         ]
         if ray_settings.num_cpus is not None:
             command.append(f"--num-cpus={ray_settings.num_cpus}")
+        if ray_settings.auth_mode == "token" and not ray_auth_headers():
+            generated = subprocess.run(
+                [command[0], "get-auth-token", "--generate"], capture_output=True, text=True,
+                env={**os.environ, "RAY_AUTH_MODE": "token"}, timeout=60,
+            )  # fmt: skip
+            if generated.returncode != 0:
+                raise StackError(f"ray: could not create an auth token: {generated.stderr.strip()[-200:]}")
         # `ray start` daemonises the head's processes and exits. Started in a POSIX session of
         # its own, every process of this head (and the workers it spawns later) stays in that
         # session, so `down` stops exactly this head and not other Ray clusters on the machine
@@ -396,7 +417,8 @@ class RayHead(Component):
         with open(self.log_path, "ab") as log:
             launcher = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+                start_new_session=True,
+                env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": ray_settings.auth_mode},
             )  # fmt: skip
             returncode = launcher.wait(timeout=180)
         if returncode != 0:

@@ -208,3 +208,21 @@ def test_resumed_run_continues_from_checkpoint(job_env, retrieval_run):
     challenger = 2 if second.decision.passed else 1
     assert "challenger" in found[challenger]["aliases"]
     assert found[2]["tags"]["gate_passed"] == str(second.decision.passed)
+
+
+def test_tune_asha_search_on_the_training_set(job_env, retrieval_run):
+    """Two ASHA trials of the retrieval model on the saved training set (1-2 epochs each)."""
+    import math
+
+    from train.tune import run_tune
+
+    settings, ms, _, tmp = job_env
+    out = run_tune(settings, ms, model="retrieval", training_set=str(retrieval_run.training_set_path),
+                   samples=2, epochs=2, storage_path=str(tmp / "tune"))
+    print(f"tune: {out}")
+    trials = out["trials"]
+    assert len(trials) == 2 and all(1 <= t["epochs"] <= 2 for t in trials)
+    assert all(math.isfinite(t["val_loss"]) and t["val_loss"] < math.log(ms.two_tower.batch_size) + 1 for t in trials)
+    assert out["best_val_loss"] == min(t["val_loss"] for t in trials)
+    assert set(out["best_config"]) == {"learning_rate", "temperature", "id_dropout"}
+    assert 1e-3 <= out["best_config"]["learning_rate"] <= 2e-2
