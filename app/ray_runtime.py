@@ -8,6 +8,7 @@ started the head with (``settings.ray.auth_mode``) before connecting.
 from __future__ import annotations
 
 import os
+import secrets
 
 from app.config import FeedraySettings
 from app.stack.process import port_open
@@ -29,6 +30,9 @@ def connect_ray(settings: FeedraySettings, num_cpus: int | None = None, **init_k
             Config.initialize("")
         ray.init(address=address or settings.ray.address, configure_logging=False, **init_kwargs)
     else:
+        # A private token for this process' own cluster, inherited by its raylet and workers,
+        # so another cluster rewriting ~/.ray/auth_token cannot lock our workers out.
+        os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
         ray.init(
             address="local",
             num_cpus=num_cpus or settings.ray.num_cpus,

@@ -21,20 +21,25 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from app.stack.process import port_open
+
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 ALIASES = (CHAMPION, CHALLENGER)
 
 
 def tracking_uri(settings: Any | None = None) -> str:
-    """The configured tracking URI, or the local SQLite store under ``state_dir``."""
+    """The configured tracking URI, else the stack's MLflow server when it runs, else its SQLite store."""
     if settings is None:
         from app.config import get_settings
 
         settings = get_settings()
     if settings.mlflow.tracking_uri:
         return settings.mlflow.tracking_uri
-    root = Path(settings.state_dir).expanduser().resolve() / "mlflow"
+    if port_open(settings.mlflow.host, settings.mlflow.port):  # the stack's tracking server
+        return settings.mlflow.url
+    # The same SQLite store the stack's server uses, so its UI shows runs made without it.
+    root = Path(settings.state_dir).expanduser().resolve() / "data" / "mlflow"
     root.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{root / 'mlflow.db'}"
 

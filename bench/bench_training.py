@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -41,6 +42,8 @@ def main() -> None:
     events, catalogue = write_simulated_store(world, args.days, tmp / "store")
     f = FeatureSettings(user_buckets=1 << 14, item_buckets=1 << 15, creator_buckets=1 << 12)
     ts = build_training_set(events, catalogue, f)
+    # a private token: another local cluster rewriting ~/.ray/auth_token must not stop our workers
+    os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False)
     pos = ray_dataset(ts.positives("train"), RETRIEVAL_COLUMNS, tmp / "r")
     rank = ray_dataset(add_retrieval_score(ts.train, None), RANKING_COLUMNS, tmp / "k")

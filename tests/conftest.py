@@ -6,6 +6,8 @@ so the tests never touch an operator's running stack or its data.
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,10 @@ from app.stack.manager import Stack
 from app.stack.process import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# Ray 2.60 authenticates workers with a token; a private one for this test run (inherited by
+# every Ray process the tests start) keeps other clusters' ~/.ray/auth_token out of the way.
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 KAFKA_DISTRIBUTION = PROJECT_ROOT / ".feedray" / "dist" / "kafka"
 
 

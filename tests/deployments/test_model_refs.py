@@ -25,7 +25,8 @@ def test_alias_refs_resolve_through_the_registry(tmp_path, monkeypatch):
 
     get_settings.cache_clear()
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
+    mlflow.set_registry_uri(uri)  # another test may have pointed the process-wide registry elsewhere
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.create_registered_model("two_tower")
     v1 = client.create_model_version("two_tower", source=str(tmp_path), run_id=None)
     v2 = client.create_model_version("two_tower", source=str(tmp_path), run_id=None)
