@@ -7,7 +7,9 @@ PYTEST  := $(VENV)/bin/pytest
 # Demo world size; override e.g. `make demo DEMO_USERS=100000 DEMO_ITEMS=1000000`.
 DEMO_USERS ?= 20000
 DEMO_ITEMS ?= 100000
-DEMO_DAYS  ?= 1
+DEMO_DAYS  ?= 2
+# The last half day is held out for the offline evaluation that gates each new model version.
+DEMO_EVAL_DAYS ?= 0.5
 
 .PHONY: install demo test test-fast up down status purge
 
@@ -21,6 +23,9 @@ demo: install
 	$(FEEDRAY) collect --workers 2 --until-idle
 	$(FEEDRAY) trending --once
 	$(FEEDRAY) ingest --once
+	FEEDRAY_MODELS__TRAINING__EVAL_DAYS=$(DEMO_EVAL_DAYS) $(FEEDRAY) train retrieval --epochs 2
+	FEEDRAY_MODELS__TRAINING__EVAL_DAYS=$(DEMO_EVAL_DAYS) $(FEEDRAY) train ranking --epochs 1
+	$(FEEDRAY) train index --alias champion
 	$(FEEDRAY) status
 
 # The whole suite; integration tests start their own Redis, Kafka, Ray and MLflow on free loopback ports.
