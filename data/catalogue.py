@@ -37,6 +37,7 @@ from pydantic import BaseModel, Field
 
 from app.config import CatalogueConfig, FeedraySettings, get_settings
 from app.features.online_store import OnlineStore
+from app.storage import catalogue_root, resolve_fs
 from app.schemas import InvalidEvent, MediaPublished, parse_media_published
 from data.collector import REDIS_RETRYABLE, produce_dead_letter, reason_code
 
@@ -71,22 +72,11 @@ def unregister_on_published(hook: OnPublished) -> None:
         ON_PUBLISHED.remove(hook)
 
 
-def catalogue_root(settings: FeedraySettings, root: str | None = None) -> str:
-    """Where the offline catalogue lives (a local path or a pyarrow filesystem URI)."""
-    return root or str(settings.state_dir.expanduser().resolve() / "offline" / "catalogue")
-
-
-def _fs(root: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in root:
-        return pafs.FileSystem.from_uri(root)
-    return pafs.LocalFileSystem(), root
-
-
 def append_catalogue(root: str, table: pa.Table) -> str | None:
     """Write one Parquet file of catalogue rows under ``root``; returns its path."""
     if table.num_rows == 0:
         return None
-    fs, path = _fs(root)
+    fs, path = resolve_fs(root)
     fs.create_dir(path, recursive=True)
     name = f"{path.rstrip('/')}/part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
     pq.write_table(table.cast(CATALOGUE_SCHEMA), name, filesystem=fs, compression="zstd")
@@ -97,7 +87,7 @@ def read_catalogue(root: str) -> pa.Table:
     """The offline catalogue (every row, in file order), or an empty table."""
     import pyarrow.dataset as pads
 
-    fs, path = _fs(root)
+    fs, path = resolve_fs(root)
     if fs.get_file_info(path).type == pafs.FileType.NotFound:
         return CATALOGUE_SCHEMA.empty_table()
     return pads.dataset(path, filesystem=fs, format="parquet", schema=CATALOGUE_SCHEMA).to_table()

@@ -58,19 +58,12 @@ from pydantic import BaseModel, Field
 
 from app.config import FeedraySettings, IngestSettings, get_settings
 from app.ray_runtime import connect_ray
+from app.storage import catalogue_root, offline_root, resolve_fs
 from app.schemas import InvalidEvent, parse_engagement_event
 
 log = logging.getLogger("feedray.ingest")
 
 # --- configuration (to move into app.config as ``FeedraySettings.ingest``) ------------------
-
-
-def offline_root(settings: FeedraySettings, root: str | None = None) -> str:
-    return root or str(settings.state_dir.expanduser().resolve() / "offline" / "events")
-
-
-def catalogue_root(settings: FeedraySettings, catalogue: str | None = None) -> str:
-    return catalogue or str(settings.state_dir.expanduser().resolve() / "offline" / "catalogue")
 
 
 # --- schemas ---------------------------------------------------------------------------------
@@ -131,14 +124,6 @@ BATCH_SCHEMA = pa.schema(
 
 
 # --- filesystem helpers ----------------------------------------------------------------------
-
-
-def resolve_fs(uri_or_path: str) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, path inside it) for a local path or a pyarrow URI (``s3://b/p``)."""
-    if "://" in uri_or_path:
-        return pafs.FileSystem.from_uri(uri_or_path)
-    path = os.path.abspath(os.path.expanduser(uri_or_path))
-    return pafs.LocalFileSystem(), path
 
 
 def _is_local(fs: pafs.FileSystem) -> bool:

@@ -202,7 +202,7 @@ def build_training_set_ray(
     labels (and ``label_id``s) from their own group of events.
     """
     from app.ray_runtime import connect_ray
-    from data.ingest import offline_root
+    from app.storage import offline_root
 
     root = root or offline_root(settings)
     output = output or str(settings.state_dir.expanduser().resolve() / "offline" / "training_sets" / granularity)
@@ -217,7 +217,7 @@ def build_training_set_ray(
     # written hash-partitioned by label_id, then one task per bucket merges the two halves.
     import ray
 
-    from data.ingest import resolve_fs
+    from app.storage import resolve_fs
 
     fs, base = resolve_fs(output)
     if fs.get_file_info(base).type != 0:
@@ -243,7 +243,7 @@ def build_training_set_ray(
 def _read_bucket(uri: str) -> pd.DataFrame | None:
     import pyarrow.dataset as pads
 
-    from data.ingest import resolve_fs
+    from app.storage import resolve_fs
 
     fs, path = resolve_fs(uri)
     if fs.get_file_info(path).type == 0:
@@ -255,7 +255,7 @@ def _merge_bucket_impl(output: str, bucket: int) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from data.ingest import resolve_fs
+    from app.storage import resolve_fs
 
     users = _read_bucket(f"{output}/_users/_lb={bucket}")
     items = _read_bucket(f"{output}/_items/_lb={bucket}")

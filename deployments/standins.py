@@ -419,7 +419,8 @@ class FeedrayStoreAdapter:
         return out
 
     def read_catalogue(self) -> list[dict]:
-        from data.catalogue import catalogue_root, read_catalogue
+        from app.storage import catalogue_root
+        from data.catalogue import read_catalogue
 
         table = read_catalogue(catalogue_root(self.settings))
         cols = table.to_pydict()

@@ -487,7 +487,7 @@ def compute_offline_features(
     Returns {"users": path, "items": path}. ``as_of`` defaults to now.
     """
     from app.ray_runtime import connect_ray
-    from data.ingest import offline_root, resolve_fs
+    from app.storage import offline_root, resolve_fs
 
     cfg = config or OfflineFeatureSettings()
     root = root or offline_root(settings)

@@ -1,0 +1,30 @@
+"""Where the offline store lives: local paths or any pyarrow filesystem URI (``s3://...``)."""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow.fs as pafs
+
+from app.config import FeedraySettings
+
+
+def offline_root(settings: FeedraySettings, root: str | None = None) -> str:
+    """The enriched-events store (default ``<state_dir>/offline/events``)."""
+    return root or settings.ingest.root or str(settings.state_dir.expanduser().resolve() / "offline" / "events")
+
+
+def catalogue_root(settings: FeedraySettings, root: str | None = None) -> str:
+    """The offline catalogue (default ``<state_dir>/offline/catalogue``)."""
+    return (
+        root
+        or settings.catalogue.root
+        or str(settings.state_dir.expanduser().resolve() / "offline" / "catalogue")
+    )
+
+
+def resolve_fs(uri_or_path: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path inside it) for a local path or a pyarrow URI (``s3://bucket/prefix``)."""
+    if "://" in uri_or_path:
+        return pafs.FileSystem.from_uri(uri_or_path)
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri_or_path))
