@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import os
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from app.config import FeedraySettings
+
+# The offline catalogue: written by the catalogue consumer, joined by ingestion and training.
+CATALOGUE_SCHEMA = pa.schema(
+    [
+        ("media_id", pa.string()),
+        ("creator_id", pa.string()),
+        ("category", pa.string()),
+        ("language", pa.string()),
+        ("content_type", pa.string()),
+        ("duration_s", pa.float64()),
+        ("published_at", pa.timestamp("ms", tz="UTC")),
+    ]
+)
 
 
 def offline_root(settings: FeedraySettings, root: str | None = None) -> str:

@@ -37,24 +37,13 @@ from pydantic import BaseModel, Field
 
 from app.config import CatalogueConfig, FeedraySettings, get_settings
 from app.features.online_store import OnlineStore
-from app.storage import catalogue_root, resolve_fs
+from app.storage import CATALOGUE_SCHEMA, catalogue_root, resolve_fs
 from app.schemas import InvalidEvent, MediaPublished, parse_media_published
 from data.collector import REDIS_RETRYABLE, produce_dead_letter, reason_code
 
 log = logging.getLogger("feedray.catalogue")
 
 TS = pa.timestamp("ms", tz="UTC")
-CATALOGUE_SCHEMA = pa.schema(
-    [
-        ("media_id", pa.string()),
-        ("creator_id", pa.string()),
-        ("category", pa.string()),
-        ("language", pa.string()),
-        ("content_type", pa.string()),
-        ("duration_s", pa.float64()),
-        ("published_at", TS),
-    ]
-)
 
 OnPublished = Callable[[list[MediaPublished]], None]
 ON_PUBLISHED: list[OnPublished] = []

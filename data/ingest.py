@@ -58,13 +58,10 @@ from pydantic import BaseModel, Field
 
 from app.config import FeedraySettings, IngestSettings, get_settings
 from app.ray_runtime import connect_ray
-from app.storage import catalogue_root, offline_root, resolve_fs
+from app.storage import CATALOGUE_SCHEMA, catalogue_root, offline_root, resolve_fs
 from app.schemas import InvalidEvent, parse_engagement_event
 
 log = logging.getLogger("feedray.ingest")
-
-# --- configuration (to move into app.config as ``FeedraySettings.ingest``) ------------------
-
 
 # --- schemas ---------------------------------------------------------------------------------
 
@@ -96,17 +93,6 @@ EVENT_SCHEMA = pa.schema(
     ]
 )
 CATALOGUE_COLUMNS = ["media_id", "creator_id", "category", "language", "content_type", "duration_s", "published_at"]
-CATALOGUE_SCHEMA = pa.schema(
-    [
-        ("media_id", pa.string()),
-        ("creator_id", pa.string()),
-        ("category", pa.string()),
-        ("language", pa.string()),
-        ("content_type", pa.string()),
-        ("duration_s", pa.float64()),
-        ("published_at", TS),
-    ]
-)
 # What each staging batch reports back to the driver: one row per (batch, Kafka partition).
 BATCH_SCHEMA = pa.schema(
     [

@@ -7,7 +7,7 @@ when this was written, so this module builds them itself from what the offline s
   user_id, media_id, content_type, timestamp, session_id`` (both the ingestion job's
   enriched schema and the simulator's ``ParquetSink`` output qualify);
 * catalogue: ``media_id, creator_id, category, language, content_type, duration_s,
-  published_at`` (``data.ingest.CATALOGUE_SCHEMA``; ``write_catalogue`` writes one from a
+  published_at`` (``app.storage.CATALOGUE_SCHEMA``; ``write_catalogue`` writes one from a
   simulated world).
 
 One example = one **slot**: a (user, item, session) that was started, with its labels
