@@ -149,3 +149,15 @@ def load_version(uri: str, name: str, alias: str | int = CHAMPION):
     model.load_state_dict(torch.load(path / "state_dict.pt", map_location="cpu", weights_only=True))
     model.eval()
     return model, mv
+
+
+def load_index(uri: str, name: str, alias_or_version: str | int = CHAMPION):
+    """The FAISS ``FeedIndex`` logged (as ``index/``) in the run of ``name@alias_or_version``."""
+    from app.index import FeedIndex
+
+    mv = get_version(uri, name, alias_or_version)
+    if mv is None:
+        raise LookupError(f"{name}@{alias_or_version} not found in {uri}")
+    configure(uri)
+    local = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path="index")
+    return FeedIndex.load(local)

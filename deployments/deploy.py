@@ -41,22 +41,49 @@ def with_user_config(config: dict[str, Any], name: str, **updates: Any) -> dict[
     return config
 
 
-def resolve_aliases(config: dict[str, Any]) -> dict[str, Any]:
+def resolve_aliases(config: dict[str, Any], settings: Any | None = None) -> dict[str, Any]:
     """Turn ``alias:<name>`` model references into concrete versions (from MLflow).
 
     Replicas only reconfigure when their user_config changes; an alias moving in MLflow
     does not change the config text, so promotion and rollback run this and redeploy.
     """
-    from deployments.standins import resolve_model_ref
+    from app.config import get_settings
+    from deployments.models import resolve_model_ref
 
+    settings = settings or get_settings()
     config = copy.deepcopy(config)
-    models_of = {"Retrieval": "two_tower", "Ranking": "dlrm"}
+    models_of = {"Retrieval": settings.models.retrieval_model_name, "Ranking": settings.models.ranking_model_name}
     for name, model in models_of.items():
         entry = deployment(config, name)
         refs = (entry.get("user_config") or {}).get("models") or {}
         for arm, ref in list(refs.items()):
             if str(ref).startswith("alias:"):
-                refs[arm] = f"{model}@{resolve_model_ref(ref, model)}"
+                try:
+                    refs[arm] = f"{model}@{resolve_model_ref(ref, model, settings)}"
+                except LookupError:
+                    if arm == "champion":
+                        raise
+                    refs[arm] = refs["champion"]  # no challenger yet: the canary serves the champion
+    return config
+
+
+def with_local_settings(config: dict[str, Any], settings: Any) -> dict[str, Any]:
+    """Fill an app's empty ``args.settings`` with this process' non-default settings.
+
+    Replicas build ``FeedraySettings`` from what the config carries, and their working
+    directory is not this one: the state directory is made absolute so they find the same
+    MLflow store and catalogue. Secrets are left out (replicas read them from their own
+    ``FEEDRAY_*`` environment).
+    """
+    config = copy.deepcopy(config)
+    overrides = settings.model_dump(mode="json", exclude_defaults=True)
+    overrides.get("redis", {}).pop("password", None)
+    overrides.get("kafka", {}).pop("sasl_password", None)
+    overrides["state_dir"] = str(Path(settings.state_dir).expanduser().resolve())
+    for application in config["applications"]:
+        args = application.setdefault("args", {})
+        if not args.get("settings"):
+            args["settings"] = overrides
     return config
 
 
@@ -93,7 +120,7 @@ def wait_running(timeout_s: float = 300.0, app: str = APP_NAME) -> None:
 def serve_command(
     config: Path = DEFAULT_CONFIG,
     address: str | None = None,
-    refresh_models: bool = False,
+    refresh_models: bool = True,
     wait_s: float = 300.0,
 ) -> None:
     """Deploy (or update in place) the feed service on a Ray cluster.
@@ -103,21 +130,25 @@ def serve_command(
     ``refresh_models`` MLflow aliases in the config are resolved to versions first, which
     is how a promotion or a rollback reaches the replicas without a restart.
     """
+    import os
+
     import ray
 
     from app.config import get_settings
+    from app.ray_runtime import connect_ray
+    from app.stack.process import port_open
 
     settings = get_settings()
     if not ray.is_initialized():
-        target = address or settings.ray.address
-        try:
-            ray.init(address=target, log_to_driver=False)
-        except (ConnectionError, RuntimeError) as error:
+        if address:
+            os.environ["RAY_ADDRESS"] = address
+        elif "RAY_ADDRESS" not in os.environ and not port_open(settings.ray.host, settings.ray.port):
             # Serve must outlive this command, so it never starts a throw-away local Ray.
-            raise SystemExit(f"no Ray cluster at {target} ({error}); run `feedray up` or pass --address") from None
-    spec = load_config(config)
+            raise SystemExit(f"no Ray cluster at {settings.ray.address}; run `feedray up` or pass --address")
+        connect_ray(settings, log_to_driver=False)
+    spec = with_local_settings(load_config(config), settings)
     if refresh_models:
-        spec = resolve_aliases(spec)
+        spec = resolve_aliases(spec, settings)
     deploy(spec, wait_s)
     http = spec.get("http_options") or {}
     print(f"feedray serving on http://{http.get('host', '127.0.0.1')}:{http.get('port', 8000)}/api/v1/content/feed (docs: /docs)")

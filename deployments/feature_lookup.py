@@ -1,8 +1,8 @@
 """User feature lookup: one Redis round trip, a bounded TTL cache of last-known features.
 
 Why this runs *inside* the ingress replica instead of behind its own Serve hop: one Serve
-hop costs ~10-15 ms p50 on this host (DESIGN.md) while the lookup itself is a single GET
-of ~1 KB (~0.1-0.3 ms). A separate FeatureLookup deployment would triple the stage's
+hop costs ~10-15 ms p50 on this host (DESIGN.md) while the lookup itself is one pipelined
+round trip (~0.5 ms). A separate FeatureLookup deployment would triple the stage's
 latency and blow its 5 ms budget on overhead alone. ``FeatureLookupDeployment`` is kept
 for clusters where Redis sits behind a network boundary only some nodes may cross; the
 app builder composes it with ``features_hop=True``.
@@ -23,14 +23,9 @@ from app.serving import degrade
 from app.serving.cache import TTLCache
 from app.serving.config import ServingExtras
 from app.serving.types import UserFeatures
-from deployments.standins import OnlineStore, make_online_store
+from deployments.store import ServingStore
 
 log = logging.getLogger(__name__)
-
-
-def make_store(settings: FeedraySettings, timeout_s: float, kind: str = "standin") -> OnlineStore:
-    """The online store client: the stand-in layout, or the team's store (``kind="feedray"``)."""
-    return make_online_store(settings, timeout_s, kind)
 
 
 class CircuitBreaker:
@@ -53,8 +48,8 @@ class CircuitBreaker:
 class FeatureLookup:
     """The user's online features, else the last-known ones, else defaults."""
 
-    def __init__(self, settings: FeedraySettings, extras: ServingExtras, store: OnlineStore | None = None) -> None:
-        self.store = store or make_store(settings, extras.redis_timeout_s, extras.online_store)
+    def __init__(self, settings: FeedraySettings, extras: ServingExtras, store: ServingStore | None = None) -> None:
+        self.store = store or ServingStore(settings, extras.redis_timeout_s)
         self.cache: TTLCache[str, UserFeatures] = TTLCache(extras.feature_cache_size, extras.feature_cache_ttl_s)
         self.breaker = CircuitBreaker(extras.redis_retry_after_s)
 
@@ -62,13 +57,13 @@ class FeatureLookup:
         """(features, degraded kinds, cache result 'hit'|'miss'|None)."""
         if self.breaker.allow():
             try:
-                record = self.store.read_user(user_id)
+                online = self.store.read_user(user_id)
             except Exception as error:  # noqa: BLE001 - any Redis failure degrades, never fails
                 log.warning("user feature read failed: %s", error)
                 self.breaker.failed()
             else:
                 self.breaker.succeeded()
-                features = UserFeatures.from_record(user_id, record)
+                features = UserFeatures.from_online(online)
                 if features.known:
                     self.cache.put(user_id, features)
                 return features, [], None

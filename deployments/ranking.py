@@ -1,12 +1,15 @@
-"""Ranking deployment: TorchRec DLRM over the retrieved candidates and their content features.
+"""Ranking deployment: the registered TorchRec DLRM over the retrieved candidates.
 
-The 500 candidates' online features are read here, in one Redis MGET, rather than in the
-ingress: that keeps ~500 records out of two Serve hop payloads. When Redis is unreachable
-the ranker scores on feature defaults (the definitions' priors) and says so.
+The candidates' live counters are read here, in one Redis round trip, rather than in the
+ingress: that keeps ~500 records out of two Serve hop payloads. Their catalogue
+attributes arrive with the candidates (from the retrieval replica's index). The model's
+input is built by ``app.serving.encoding.ranking_batch`` with the functions training uses.
+When Redis is unreachable the ranker scores on zero counters (the definitions' smoothed
+priors) and says so.
 
 ``user_config`` (hot, via ``reconfigure``)::
 
-    models: {champion: "dlrm@3", canary: "dlrm@4"}   # or "alias:champion"
+    models: {champion: "alias:champion", canary: "alias:challenger"}   # or "3", "feedray-ranker@3"
     fault: null | "error"
     delay_ms: 0
 """
@@ -16,61 +19,75 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 
+import numpy as np
 from ray import serve
 
 from app.config import FeedraySettings
 from app.serving.config import ServingExtras
+from app.serving.encoding import ItemCounters, ranking_batch, user_columns
 from app.serving.types import CandidateBatch, RankedBatch, RequestContext, UserFeatures
-from deployments.feature_lookup import CircuitBreaker, make_store
-from deployments.standins import RankingModel, load_ranking_model, resolve_model_ref
+from deployments.feature_lookup import CircuitBreaker
+from deployments.models import load_model, resolve_arms
+from deployments.store import ServingStore
 
 log = logging.getLogger(__name__)
-MODEL_NAME = "dlrm"
 
 
 class RankingCore:
     def __init__(self, settings: FeedraySettings, extras: ServingExtras) -> None:
+        import torch
+
+        torch.set_num_threads(1)
         self.settings = settings
-        self.store = make_store(settings, extras.redis_timeout_s, extras.online_store)
+        self.model_name = settings.models.ranking_model_name
+        self.store = ServingStore(settings, extras.redis_timeout_s)
         self.breaker = CircuitBreaker(extras.redis_retry_after_s)
         self.refs: dict[str, str] = {}
-        self.models: dict[str, RankingModel] = {}
+        self.models: dict[str, tuple[object, str]] = {}  # arm -> (Ranker, version)
         self.fault: str | None = None
         self.delay_ms = 0.0
+        self._load_lock = threading.Lock()
 
     def load(self, models: dict[str, str]) -> None:
-        by_version = {m.version: m for m in self.models.values()}
-        new = {}
-        for arm, ref in models.items():
-            version = resolve_model_ref(ref, MODEL_NAME, self.settings)
-            if version not in by_version:
-                by_version[version] = load_ranking_model(version)
-            new[arm] = by_version[version]
-        self.models = new  # one reference swap: a request sees the old set or the new one
-        self.refs = dict(models)
+        with self._load_lock:
+            versions = resolve_arms(models, self.model_name, self.settings)
+            by_version = {v: (m, v) for m, v in self.models.values()}
+            for version in set(versions.values()) - set(by_version):
+                by_version[version] = load_model(self.settings, self.model_name, version)
+            self.models = {arm: by_version[v] for arm, v in versions.items()}  # one reference swap
+            self.refs = dict(models)
 
     def rank(self, user: UserFeatures, context: RequestContext, candidates: CandidateBatch, arm: str) -> RankedBatch:
+        """Value scores [n] of the candidates (same order), from the DLRM's three heads."""
+        import torch
+
+        from app.models.features import to_tensors
+
         t0 = time.perf_counter()
-        model = self.models.get(arm) or self.models["champion"]
-        records = None
+        model, version = self.models.get(arm) or self.models["champion"]
+        counters, found = None, None
         if self.breaker.allow():
             try:
-                records = self.store.read_items(candidates.media_ids)
+                counters, found = self.store.read_item_counters(candidates.media_ids)
                 self.breaker.succeeded()
             except Exception as error:  # noqa: BLE001
                 log.warning("item feature read failed: %s", error)
                 self.breaker.failed()
-        unavailable = records is None
-        if records is None:
-            records = [None] * len(candidates)
-        scores = model.score(user, context, candidates, records)
+        unavailable = counters is None
+        if counters is None:
+            counters = ItemCounters.zeros(len(candidates))
+        cfg = model.features
+        batch = ranking_batch(user_columns(user, context, cfg), candidates, counters, time.time(), cfg)
+        with torch.inference_mode():
+            scores = model.score(to_tensors(batch))["value"].numpy().astype(np.float32)
         return RankedBatch(
             scores=scores,
-            model_version=f"{MODEL_NAME}@{model.version}",
+            model_version=f"{self.model_name}@{version}",
             compute_ms=(time.perf_counter() - t0) * 1000.0,
-            feature_misses=len(candidates) if unavailable else sum(r is None for r in records),
+            feature_misses=len(candidates) if unavailable else int((~found).sum()),
             features_unavailable=unavailable,
         )
 
@@ -79,7 +96,7 @@ class RankingCore:
     ray_actor_options={"num_cpus": 0.25},
     max_ongoing_requests=16,
     autoscaling_config={"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 2},
-    user_config={"models": {"champion": "dlrm@1", "canary": "dlrm@1"}},
+    user_config={"models": {"champion": "alias:champion", "canary": "alias:challenger"}},
     health_check_period_s=5,
 )
 class Ranking:
@@ -88,7 +105,7 @@ class Ranking:
         self.core = RankingCore(FeedraySettings(**settings), ServingExtras(**extras))
 
     async def reconfigure(self, config: dict) -> None:
-        models = dict(config.get("models") or {"champion": "dlrm@1"})
+        models = dict(config.get("models") or {"champion": "alias:champion"})
         models.setdefault("canary", models["champion"])
         if models != self.core.refs:
             await asyncio.to_thread(self.core.load, models)
@@ -103,7 +120,7 @@ class Ranking:
         return self.core.rank(user, context, candidates, arm)
 
     def versions(self) -> dict[str, str]:
-        return {arm: m.version for arm, m in self.core.models.items()}
+        return {arm: v for arm, (_, v) in self.core.models.items()}
 
     def replica_info(self) -> dict:
         return {"pid": os.getpid(), "started_at": self.started_at, "refs": self.core.refs}

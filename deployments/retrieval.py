@@ -1,13 +1,15 @@
-"""Retrieval deployment: user tower + FAISS top-N per content type, minus recently consumed.
+"""Retrieval deployment: the two-tower's user tower + FAISS top-N per content type, minus recently consumed.
 
-Each replica holds one index per loaded model version (champion and canary may differ),
-keeps it live from ``media.published`` (its own Kafka consumer, positioned at the end of
-the topic *before* the catalogue is read, so nothing published during start-up is lost),
-and rebuilds it in full every ``index_rebuild_interval_s``, swapping atomically.
+Each replica loads, per arm, a registered two-tower version from MLflow and the FAISS
+index logged with that version (``deployments/live_index.py``; built from the catalogue
+with that version's content tower when no index job ran). It keeps the index live from
+``media.published`` (its own Kafka consumer, positioned at the end of the topic *before*
+the catalogue is read, so nothing published during start-up is lost), and rebuilds it in
+full every ``index_rebuild_interval_s`` with current counters, swapping atomically.
 
 ``user_config`` (hot, via ``reconfigure``; no restart)::
 
-    models: {champion: "two_tower@3", canary: "two_tower@4"}   # or "alias:champion"
+    models: {champion: "alias:champion", canary: "alias:challenger"}   # or "3", "feedray-two-tower@3"
     fault: null | "error"     # fault injection for drills and tests
     delay_ms: 0               # artificial stage delay (drills: "stage over budget")
 """
@@ -26,22 +28,13 @@ from ray import serve
 
 from app.config import FeedraySettings
 from app.serving.config import ServingExtras
+from app.serving.encoding import ItemCounters, user_columns
 from app.serving.types import CandidateBatch, RequestContext, UserFeatures
-from deployments.live_index import TYPES, IndexState, build_state
-from deployments.standins import ItemTable, load_retrieval_model, make_online_store, resolve_model_ref
+from deployments.live_index import TYPES, ItemAttributes, LiveIndex, build_live_index
+from deployments.models import load_logged_index, load_model, resolve_arms
+from deployments.store import ServingStore
 
 log = logging.getLogger(__name__)
-MODEL_NAME = "two_tower"
-
-
-def _gpu_faiss(state: IndexState) -> None:  # pragma: no cover - GPU hosts only
-    """Move each per-type index to the GPU when FAISS has GPU support and a GPU is visible."""
-    import faiss
-
-    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
-        return
-    resources = faiss.StandardGpuResources()
-    state.indexes = {t: faiss.index_cpu_to_gpu(resources, 0, i) for t, i in state.indexes.items()}
 
 
 class RetrievalCore:
@@ -49,19 +42,23 @@ class RetrievalCore:
 
     def __init__(self, settings: FeedraySettings, extras: ServingExtras, consume_published: bool = True) -> None:
         import faiss
+        import torch
 
         faiss.omp_set_num_threads(1)
+        torch.set_num_threads(1)
         self.settings = settings
         self.extras = extras
-        self.store = make_online_store(settings, 30.0, extras.online_store)
+        self.model_name = settings.models.retrieval_model_name
+        self.store = ServingStore(settings, 30.0)
         self.refs: dict[str, str] = {}
-        self.states: dict[str, IndexState] = {}  # arm -> state (swapped as a whole)
+        self.states: dict[str, LiveIndex] = {}  # arm -> index (swapped as a whole)
         self.fault: str | None = None
         self.delay_ms = 0.0
-        self._live: list[ItemTable] = []  # items added from media.published since start
+        self._published: list[ItemAttributes] = []  # items from media.published since start
         self._stop = threading.Event()
+        self._load_lock = threading.Lock()
         self._consumer_positions = self._published_positions() if consume_published else None
-        self.catalogue = ItemTable.from_records(self.store.read_catalogue())
+        self.catalogue = ItemAttributes.from_table(self.store.read_catalogue())
         self.last_publish_lag_s: float | None = None
         if consume_published:
             threading.Thread(target=self._consume_published, daemon=True, name="published").start()
@@ -69,54 +66,52 @@ class RetrievalCore:
             threading.Thread(target=self._rebuild_loop, daemon=True, name="rebuild").start()
 
     # ---------------------------------------------------------------- models / reconfigure
-    def load(self, models: dict[str, str]) -> None:
-        """Build an index for every newly referenced version, then swap all arms at once."""
-        by_version = {s.model.version: s for s in self.states.values()}
-        new: dict[str, IndexState] = {}
-        for arm, ref in models.items():
-            version = resolve_model_ref(ref, MODEL_NAME, self.settings)
-            if version not in by_version:
-                state = build_state(load_retrieval_model(version, self.settings.serving.embedding_dim), self._all_items())
-                _gpu_faiss(state)
-                by_version[version] = state
-            new[arm] = by_version[version]
-        self.states = new
-        self.refs = dict(models)
+    def _all_items(self) -> ItemAttributes:
+        items = self.catalogue
+        for extra in list(self._published):
+            items = items.concat(extra)
+        return items
 
-    def _all_items(self) -> ItemTable:
-        table = ItemTable(
-            list(self.catalogue.media_ids), list(self.catalogue.content_types), list(self.catalogue.creator_ids),
-            list(self.catalogue.categories), list(self.catalogue.languages), self.catalogue.durations.copy(),
-        )  # fmt: skip
-        for extra in list(self._live):
-            table.media_ids.extend(extra.media_ids)
-            table.content_types.extend(extra.content_types)
-            table.creator_ids.extend(extra.creator_ids)
-            table.categories.extend(extra.categories)
-            table.languages.extend(extra.languages)
-            table.durations = np.concatenate([table.durations, extra.durations])
-        return table
+    def _build(self, version: str, counters: ItemCounters | None = None, use_logged: bool = True) -> LiveIndex:
+        model, version = load_model(self.settings, self.model_name, version)
+        logged = load_logged_index(self.settings, self.model_name, version) if use_logged else None
+        items = self._all_items()
+        state = build_live_index(model, version, items, logged, self.settings.models.index, counters)
+        if logged is not None:  # published after the index job ran: embed and add them now
+            missing = np.asarray([i for i, m in enumerate(items.media_ids) if m not in state.index], np.int64)
+            if missing.size:
+                state.add(items.take(missing))
+        return state
+
+    def load(self, models: dict[str, str]) -> None:
+        """Load every newly referenced version and its index, then swap all arms at once."""
+        with self._load_lock:
+            versions = resolve_arms(models, self.model_name, self.settings)
+            by_version = {s.version: s for s in self.states.values()}
+            for version in set(versions.values()) - set(by_version):
+                by_version[version] = self._build(version)
+            self.states = {arm: by_version[v] for arm, v in versions.items()}
+            self.refs = dict(models)
 
     def rebuild(self) -> None:
-        """Full rebuild from the catalogue (plus live adds), swapped in atomically."""
-        self.catalogue = ItemTable.from_records(self.store.read_catalogue())
-        items = self._all_items()
-        rebuilt: dict[str, IndexState] = {}
-        for state in {id(s): s for s in self.states.values()}.values():
-            fresh = build_state(state.model, items)
-            state_live = {m for m in state.row_of}  # items added to the old state meanwhile
-            missing = [m for m in state_live if m not in fresh.row_of]
-            if missing:
-                rows = [state.row_of[m] for m in missing]
-                fresh.add(ItemTable(
-                    missing, [state.items.content_types[r] for r in rows], [state.items.creator_ids[r] for r in rows],
-                    [state.items.categories[r] for r in rows], [state.items.languages[r] for r in rows],
-                    state.items.durations[rows],
-                ))  # fmt: skip
-            _gpu_faiss(fresh)
-            rebuilt[state.model.version] = fresh
-        self.states = {arm: rebuilt[s.model.version] for arm, s in self.states.items()}
-        self._live = []
+        """Full rebuild of every loaded version's index from the catalogue and current counters."""
+        with self._load_lock:
+            self.catalogue = ItemAttributes.from_table(self.store.read_catalogue())
+            self._published = []
+            items = self._all_items()
+            try:
+                counters, _ = self.store.read_item_counters(items.media_ids)
+            except Exception as error:  # noqa: BLE001 - rebuild on zero counters rather than not at all
+                log.warning("counters unavailable for the rebuild (%s); embedding with zeros", error)
+                counters = None
+            rebuilt = {}
+            for state in {id(s): s for s in self.states.values()}.values():
+                fresh = build_live_index(state.model, state.version, items, None, self.settings.models.index, counters)
+                late = [m for m in state.index.ids if m not in fresh.index]  # added to the old one meanwhile
+                if late:
+                    fresh.add(state.items.take(np.asarray([state.index.position(m) for m in late])))
+                rebuilt[state.version] = fresh
+            self.states = {arm: rebuilt[s.version] for arm, s in self.states.items()}
 
     def _rebuild_loop(self) -> None:
         while not self._stop.wait(self.extras.index_rebuild_interval_s):
@@ -166,73 +161,71 @@ class RetrievalCore:
                     except InvalidEvent as error:
                         log.warning("skipping bad media.published message: %s", error.reason)
                 if published:
-                    self.add_published(published)
+                    try:
+                        self.add_published(published)
+                    except Exception:  # noqa: BLE001 - a bad batch never stops the consumer
+                        log.exception("live index add failed")
         finally:
             consumer.close()
 
     def add_published(self, published) -> int:
-        table = ItemTable(
-            [p.media_id for p in published], [p.content_type.value for p in published],
-            [p.creator_id for p in published], [p.category for p in published],
-            [p.language for p in published], np.asarray([p.duration_s for p in published], np.float32),
-        )  # fmt: skip
-        self._live.append(table)
+        items = ItemAttributes.from_published(published)
+        self._published.append(items)
         added = 0
         for state in {id(s): s for s in self.states.values()}.values():
-            added = max(added, state.add(table))
+            added = max(added, state.add(items))
         self.last_publish_lag_s = max(time.time() - p.published_at.timestamp() for p in published)
         return added
 
     # ---------------------------------------------------------------- serving
     def retrieve(self, user: UserFeatures, context: RequestContext, arm: str, k: int) -> CandidateBatch:
+        """Top-k candidates for the user: [k] media with cosine scores and their attributes."""
+        import torch
+
+        from app.models.features import USER_COLUMNS, to_tensors
+
         t0 = time.perf_counter()
         state = self.states.get(arm) or self.states["champion"]
-        vector = state.model.user_vector(user, context)
+        columns = user_columns(user, context, state.model.features)
+        with torch.inference_mode():
+            vector = state.model.user(to_tensors({c: columns[c] for c in USER_COLUMNS})).numpy()[0]
         exclude = set(user.recent_media)
         extra = len(exclude)
         if context.content_type in TYPES:
             k_by_type = {context.content_type: k + extra}
         else:
             k_by_type = {t: k // 2 + extra for t in TYPES}
-        rows, scores = state.search(vector, k_by_type)
-        items = state.items
-        keep = [j for j, r in enumerate(rows) if items.media_ids[r] not in exclude]
-        order = sorted(keep, key=lambda j: -scores[j])[:k]
-        rows = [int(rows[j]) for j in order]
+        positions, scores = state.search(vector, k_by_type)
+        ids = state.index.ids
+        keep = np.fromiter((ids[p] not in exclude for p in positions), bool, len(positions))
+        positions, scores = positions[keep], scores[keep]
+        order = np.argsort(-scores, kind="stable")[:k]
+        positions, scores = positions[order], scores[order]
+        items = state.items.take(positions)
         return CandidateBatch(
-            media_ids=[items.media_ids[r] for r in rows],
-            scores=np.asarray([scores[j] for j in order], np.float32),
-            content_types=[items.content_types[r] for r in rows],
-            creator_ids=[items.creator_ids[r] for r in rows],
-            categories=[items.categories[r] for r in rows],
-            languages=[items.languages[r] for r in rows],
-            model_version=f"{MODEL_NAME}@{state.model.version}",
+            media_ids=items.media_ids,
+            scores=scores.astype(np.float32),
+            content_types=items.content_types.tolist(),
+            creator_ids=items.creator_ids.tolist(),
+            categories=items.categories.tolist(),
+            languages=items.languages.tolist(),
+            durations=items.durations,
+            published_s=items.published_s,
+            model_version=f"{self.model_name}@{state.version}",
             index_size=state.size,
             compute_ms=(time.perf_counter() - t0) * 1000.0,
         )
 
     def stats(self) -> dict:
         return {
-            arm: {"version": s.model.version, "size": s.size, "age_s": time.time() - s.built_at}
+            arm: {"version": s.version, "size": s.size, "kind": s.index.params.kind, "age_s": time.time() - s.built_at}
             for arm, s in self.states.items()
         }
 
     def contains(self, media_ids: list[str]) -> dict[str, bool]:
-        """Whether each item is retrievable: indexed *and* found by a search with its own vector."""
+        """Whether each item is retrievable by the champion: indexed and found by its own vector."""
         state = self.states["champion"]
-        out = {}
-        for media_id in media_ids:
-            row = state.row_of.get(media_id)
-            if row is None:
-                out[media_id] = False
-                continue
-            vector = state.model.item_vectors(ItemTable(
-                [media_id], [state.items.content_types[row]], [state.items.creator_ids[row]],
-                [state.items.categories[row]], [state.items.languages[row]], state.items.durations[[row]],
-            ))[0]  # fmt: skip
-            rows, _ = state.search(vector, {state.items.content_types[row]: 10})
-            out[media_id] = row in set(rows.tolist())
-        return out
+        return {m: state.contains(m) for m in media_ids}
 
     def close(self) -> None:
         self._stop.set()
@@ -242,7 +235,7 @@ class RetrievalCore:
     ray_actor_options={"num_cpus": 0.25},
     max_ongoing_requests=32,
     autoscaling_config={"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 4},
-    user_config={"models": {"champion": "two_tower@1", "canary": "two_tower@1"}},
+    user_config={"models": {"champion": "alias:champion", "canary": "alias:challenger"}},
     health_check_period_s=5,
 )
 class Retrieval:
@@ -253,7 +246,7 @@ class Retrieval:
         self._gauges.start()
 
     async def reconfigure(self, config: dict) -> None:
-        models = dict(config.get("models") or {"champion": "two_tower@1"})
+        models = dict(config.get("models") or {"champion": "alias:champion"})
         models.setdefault("canary", models["champion"])
         if models != self.core.refs:
             await asyncio.to_thread(self.core.load, models)  # requests keep flowing meanwhile
@@ -293,7 +286,7 @@ class Retrieval:
             try:
                 m = metrics()
                 for state in {id(s): s for s in self.core.states.values()}.values():
-                    tags = {"model_version": state.model.version}
+                    tags = {"model_version": state.version}
                     m.index_size.set(state.size, tags=tags)
                     m.index_age.set(time.time() - state.built_at, tags=tags)
                 if self.core.last_publish_lag_s is not None:

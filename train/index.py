@@ -99,16 +99,9 @@ def run_index(
 
 def load_index(uri: str, name: str, alias: str = "champion") -> FeedIndex:
     """The FAISS index logged with ``name@alias`` (what serving loads next to the model)."""
-    import mlflow
-
     from app import registry
 
-    mv = registry.get_version(uri, name, alias)
-    if mv is None:
-        raise LookupError(f"{name}@{alias} not found")
-    registry.configure(uri)
-    local = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path="index")
-    return FeedIndex.load(local)
+    return registry.load_index(uri, name, alias)
 
 
 def command(

@@ -82,6 +82,13 @@ class FeedIndex:
     def __len__(self) -> int:
         return int(self.index.ntotal)
 
+    def __contains__(self, media_id: str) -> bool:
+        return media_id in self._position
+
+    def position(self, media_id: str) -> int | None:
+        """The FAISS id (position in ``ids``) of an indexed item, else None."""
+        return self._position.get(media_id)
+
     def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
         if nprobe is not None:
             if self.params.gpu:

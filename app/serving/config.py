@@ -6,8 +6,6 @@ The lead can move ``ServingExtras`` into ``app.config.FeedraySettings`` (e.g. as
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, Field
 
 
@@ -35,8 +33,5 @@ class ServingExtras(BaseModel):
     published_poll_s: float = Field(0.2, gt=0)
     # Cold start: share of the feed drawn from trending (the rest from the context tower).
     cold_start_trending_share: float = Field(0.5, ge=0.0, le=1.0)
-    # Which online store layout the serving path reads: this repo's stand-in layout
-    # (deployments/standins.py) or the team's store (app/features/online_store.py).
-    online_store: Literal["standin", "feedray"] = "standin"
     # Exposure producer: librdkafka local queue bound (drops, never blocks, beyond it).
     exposure_queue_messages: int = Field(100_000, ge=1)

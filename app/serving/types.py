@@ -16,30 +16,46 @@ from app.schemas import PreferredContentType
 
 @dataclass(frozen=True)
 class UserFeatures:
-    """What the hot path needs about a user; ``known`` is False for a cold-start user."""
+    """What the hot path needs about a user; ``known`` is False for a cold-start user.
+
+    The raw 7-day counts travel with the user (a few numbers) so each replica encodes the
+    model columns itself with ``app.models.features.encode_online_users`` under its own
+    model version's feature settings (bucket sizes can differ between versions).
+    """
 
     user_id: str
     known: bool
     preferred_content_type: str = PreferredContentType.MIXED.value
     preferred_language: str | None = None
     top_categories: tuple[str, ...] = ()
-    recent_media: tuple[str, ...] = ()  # newest first, at most RECENT_MEDIA_LIMIT
+    recent_media: tuple[str, ...] = ()  # started in 7 days, newest first: never served again
+    recent_positive: tuple[str, ...] = ()  # completed / strongly engaged, newest first (u_hist)
+    plays_7d: float = 0.0
+    video_plays_7d: float = 0.0
+    completes_7d: float = 0.0
+    likes_7d: float = 0.0
+    dislikes_7d: float = 0.0
 
     @classmethod
-    def from_record(cls, user_id: str, record: dict | None) -> UserFeatures:
-        """From the online-store record (None -> an unknown user)."""
-        if not record:
-            return cls(user_id=user_id, known=False)
-        preferred = str(record.get("preferred_content_type") or PreferredContentType.MIXED.value)
+    def from_online(cls, f) -> UserFeatures:
+        """From ``app.features.online_store.UserFeatures``; no plays and no history -> unknown."""
+        known = bool(f.plays_7d > 0 or f.recent_media_7d)
+        preferred = str(f.preferred_content_type or PreferredContentType.MIXED.value)
         if preferred not in PreferredContentType.__members__:
             preferred = PreferredContentType.MIXED.value
         return cls(
-            user_id=user_id,
-            known=True,
+            user_id=f.user_id,
+            known=known,
             preferred_content_type=preferred,
-            preferred_language=record.get("preferred_language") or None,
-            top_categories=tuple(record.get("top_categories") or ()),
-            recent_media=tuple(record.get("recent_media") or record.get("recent_media_7d") or ()),
+            preferred_language=f.preferred_language or None,
+            top_categories=tuple(f.top_categories_7d),
+            recent_media=tuple(f.recent_media_7d),
+            recent_positive=tuple(getattr(f, "recent_positive_7d", ()) or ()),
+            plays_7d=float(f.plays_7d),
+            video_plays_7d=float(getattr(f, "video_plays_7d", 0.0)),
+            completes_7d=float(getattr(f, "completes_7d", 0.0)),
+            likes_7d=float(getattr(f, "likes_7d", 0.0)),
+            dislikes_7d=float(getattr(f, "dislikes_7d", 0.0)),
         )
 
 
@@ -61,6 +77,8 @@ class CandidateBatch:
     creator_ids: list[str]
     categories: list[str]
     languages: list[str]
+    durations: npt.NDArray[np.float32] | None = None  # seconds (an item feature of the ranker)
+    published_s: npt.NDArray[np.float64] | None = None  # publication time (the age feature)
     model_version: str = ""
     index_size: int = 0
     compute_ms: float = 0.0
@@ -70,7 +88,7 @@ class CandidateBatch:
 
     @classmethod
     def empty(cls, model_version: str = "") -> CandidateBatch:
-        return cls([], np.zeros(0, np.float32), [], [], [], [], model_version)
+        return cls([], np.zeros(0, np.float32), [], [], [], [], np.zeros(0, np.float32), np.zeros(0), model_version)
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """One real feed service for the module: private Redis (stoppable), the session Kafka,
 Ray via the shared ``ray_local`` fixture, Serve deployed from ``serve_config.yaml``'s shape
-with small fractional CPUs, over a small simulated world."""
+with small fractional CPUs, over a small simulated world whose catalogue, events,
+trending lists and trained, registered models (MLflow on SQLite) come from
+``train.bootstrap``."""
 
 from __future__ import annotations
 
@@ -24,12 +26,25 @@ from tests.conftest import scratch_settings
 os.environ.setdefault("RAY_ADDRESS", "local")
 
 WORLD = dict(seed=11, n_users=600, n_items=20_000, n_creators=500)
+# Small hash tables: the fixture trains both models in-process on 2 cores.
+FEATURES = dict(user_buckets=4_096, item_buckets=65_536, creator_buckets=2_048)
+
+
+def serving_settings(state_dir) -> FeedraySettings:
+    """Scratch settings with a private MLflow (SQLite) and small model tables."""
+    from app.models.config import FeatureSettings
+
+    settings = scratch_settings(state_dir)
+    models = settings.models.model_copy(update={"features": FeatureSettings(**FEATURES)})
+    mlflow = settings.mlflow.model_copy(update={"tracking_uri": f"sqlite:///{state_dir}/mlflow.db"})
+    return settings.model_copy(update={"models": models, "mlflow": mlflow})
 
 
 @dataclass
 class Serving:
     settings: FeedraySettings
     world: object
+    versions: dict
     base_url: str
     config: dict
     redis_stack: Stack
@@ -99,14 +114,13 @@ def ray_local() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def serving(ray_local, broker_stack, tmp_path_factory) -> Iterator[Serving]:
-    import redis
     from ray import serve
 
-    from data.simulate.world import World, WorldConfig
+    from data.simulate.world import WorldConfig
     from deployments.deploy import deploy
-    from deployments.seed import seed_world
+    from train.bootstrap import bootstrap
 
-    own = scratch_settings(tmp_path_factory.mktemp("serving"))
+    own = serving_settings(tmp_path_factory.mktemp("serving"))
     redis_stack = Stack(own, only=["redis"])
     redis_stack.up()
     suffix = uuid.uuid4().hex[:10]
@@ -115,15 +129,25 @@ def serving(ray_local, broker_stack, tmp_path_factory) -> Iterator[Serving]:
     )
     settings = own.model_copy(update={"kafka": broker_stack.kafka.model_copy(update={"topics": topics})})
     ensure_topics(settings)
-    world = World.generate(WorldConfig(**WORLD))
-    seed_world(redis.Redis(**settings.redis.client_kwargs()), world)
+    t0 = time.monotonic()
+    boot = bootstrap(settings, WorldConfig(**WORLD), days=2.0, epochs=2)
+    print(f"world bootstrapped in {time.monotonic() - t0:.1f}s: {boot.seconds}")
+    # Two more versions of each model (the same weights, registered again) for the hot-swap
+    # and canary tests; no alias, so the service starts on the champion.
+    from app.registry import tracking_uri
+    from train.bootstrap import register_version
+
+    uri, ms = tracking_uri(settings), settings.models
+    for _ in range(2):
+        register_version(uri, ms.retrieval_model_name, boot.models["two_tower"], {}, {}, boot.models["index"], alias=None)
+        register_version(uri, ms.ranking_model_name, boot.models["ranker"], {}, {}, alias=None)
     port = free_port()
     config = test_config(settings, port)
     t0 = time.monotonic()
     deploy(config, wait_s=420)
     print(f"feed service ready in {time.monotonic() - t0:.1f}s")
     try:
-        yield Serving(settings, world, f"http://127.0.0.1:{port}", config, redis_stack)
+        yield Serving(settings, boot.world, boot.versions, f"http://127.0.0.1:{port}", config, redis_stack)
     finally:
         serve.shutdown()
         redis_stack.down(purge=True)

@@ -1,48 +1,68 @@
-"""The retrieval replica's live index, in-process: per-type search, live adds, fresh rebuilds."""
+"""The retrieval replica's live index, in-process: per-type search, live adds, logged vs built."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from app.serving.types import RequestContext, UserFeatures
-from deployments.live_index import build_state
-from deployments.standins import HashedTwoTower, ItemTable
+from app.models.config import FeatureSettings, IndexSettings, TwoTowerSettings
+from app.models.two_tower import TwoTower
+from deployments.live_index import ItemAttributes, build_live_index, embed_items
+
+FEATURES = FeatureSettings(user_buckets=1_024, item_buckets=8_192, creator_buckets=512)
 
 
-def _items(n: int, offset: int = 0) -> ItemTable:
+def _items(n: int, offset: int = 0) -> ItemAttributes:
     rng = np.random.default_rng(offset)
-    return ItemTable(
+    return ItemAttributes(
         [f"m{offset + i}" for i in range(n)],
-        ["VIDEO" if rng.random() < 0.6 else "AUDIO" for _ in range(n)],
-        [f"c{rng.integers(50)}" for _ in range(n)],
-        [["music", "news", "sports"][rng.integers(3)] for _ in range(n)],
-        [["en", "es"][rng.integers(2)] for _ in range(n)],
+        np.where(rng.random(n) < 0.6, "VIDEO", "AUDIO").astype(object),
+        np.asarray([f"c{k}" for k in rng.integers(50, size=n)], object),
+        np.asarray(["music", "news", "sports"], object)[rng.integers(3, size=n)],
+        np.asarray(["en", "es"], object)[rng.integers(2, size=n)],
         np.full(n, 200.0, np.float32),
+        np.full(n, 1.7e9),
     )
 
 
-def test_search_per_type_add_and_rebuild():
-    model = HashedTwoTower("1", dim=32)
-    state = build_state(model, _items(2_000))
-    assert state.size == 2_000
-    vector = model.user_vector(UserFeatures("u", True, "AUDIO", "en", ("music",)), RequestContext())
-    rows, scores = state.search(vector, {"AUDIO": 50})
-    assert len(rows) == 50 and {state.items.content_types[r] for r in rows} == {"AUDIO"}
-    assert np.all(np.diff(scores) <= 1e-6)  # best first
+@pytest.fixture(scope="module")
+def model() -> TwoTower:
+    import torch
+
+    torch.manual_seed(0)
+    return TwoTower(FEATURES, TwoTowerSettings(output_dim=32)).eval()
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf_flat", "hnsw"])
+def test_search_per_type_and_live_adds(model, kind):
+    catalogue = _items(4_000)
+    state = build_live_index(model, "1", catalogue, None, IndexSettings(kind=kind, nlist=32, recall_queries=50))
+    assert state.size == 4_000 and state.index.params.kind == kind
+    vector = embed_items(model, catalogue.take(np.asarray([0])))[0]
+    positions, scores = state.search(vector, {"AUDIO": 50})
+    assert len(positions) == 50 and set(state.items.content_types[positions]) == {"AUDIO"}
+    assert np.all(np.diff(scores) <= 1e-5)  # best first
+    positions, _ = state.search(vector, {"VIDEO": 20, "AUDIO": 20})
+    assert (state.items.content_types[positions] == "VIDEO").sum() == 20
 
     new = _items(3, offset=10_000)
     assert state.add(new) == 3 and state.add(new) == 0  # idempotent
-    for i, media_id in enumerate(new.media_ids):  # a new item is found by its own vector
-        one = ItemTable([media_id], [new.content_types[i]], [new.creator_ids[i]], [new.categories[i]], [new.languages[i]], new.durations[[i]])
-        rows, _ = state.search(model.item_vectors(one)[0], {new.content_types[i]: 5})
-        assert state.row_of[media_id] in rows.tolist()
-
-    fresh = build_state(model, _items(2_000))  # a rebuild is a separate object: swapped by reference
-    assert fresh.size == 2_000 and state.size == 2_003 and fresh.built_at >= state.built_at
+    assert state.size == 4_003
+    for media_id in new.media_ids:  # a new item is found by its own vector, under its own type
+        assert state.contains(media_id)
+    assert not state.contains("m-never-published")
 
 
-def test_versions_embed_differently():
-    items = _items(100)
-    a, b = HashedTwoTower("1", 32).item_vectors(items), HashedTwoTower("2", 32).item_vectors(items)
-    assert a.shape == (100, 32) and not np.allclose(a, b)
-    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+def test_logged_index_is_aligned_to_the_catalogue(model):
+    from app.index import build_index
+
+    catalogue = _items(1_000)
+    shuffled = list(reversed(catalogue.media_ids))  # the index job's own order
+    order = np.arange(len(catalogue))[::-1]
+    logged = build_index(embed_items(model, catalogue.take(order)), shuffled, IndexSettings(kind="flat"))
+    state = build_live_index(model, "1", catalogue, logged)
+    assert state.index is logged
+    for position in (0, 10, 999):
+        media_id = logged.ids[position]
+        assert state.items.media_ids[position] == media_id
+        assert state.items.content_types[position] == catalogue.content_types[catalogue.media_ids.index(media_id)]

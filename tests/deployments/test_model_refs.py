@@ -5,12 +5,18 @@ from __future__ import annotations
 import pytest
 
 from deployments.deploy import load_config, resolve_aliases, with_user_config
-from deployments.standins import resolve_model_ref
+from deployments.models import resolve_arms, resolve_model_ref
 
 
 def test_pinned_refs_are_literal():
-    assert resolve_model_ref("two_tower@7", "two_tower") == "7"
-    assert resolve_model_ref("12", "dlrm") == "12"
+    assert resolve_model_ref("feedray-two-tower@7", "feedray-two-tower") == "7"
+    assert resolve_model_ref("12", "feedray-ranker") == "12"
+    with pytest.raises(ValueError, match="bad model reference"):
+        resolve_model_ref("latest", "feedray-ranker")
+
+
+def _models(config: dict, name: str) -> dict:
+    return next(d for d in config["applications"][0]["deployments"] if d["name"] == name)["user_config"]["models"]
 
 
 @pytest.mark.integration
@@ -24,19 +30,27 @@ def test_alias_refs_resolve_through_the_registry(tmp_path, monkeypatch):
     from app.config import get_settings
 
     get_settings.cache_clear()
+    settings = get_settings()
+    name = settings.models.retrieval_model_name
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)  # another test may have pointed the process-wide registry elsewhere
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.create_registered_model("two_tower")
-    v1 = client.create_model_version("two_tower", source=str(tmp_path), run_id=None)
-    v2 = client.create_model_version("two_tower", source=str(tmp_path), run_id=None)
-    client.set_registered_model_alias("two_tower", "champion", v1.version)
-    config = with_user_config(load_config(), "Retrieval", models={"champion": "alias:champion", "canary": "two_tower@9"})
-    resolved = resolve_aliases(config)
-    models = next(d for d in resolved["applications"][0]["deployments"] if d["name"] == "Retrieval")["user_config"]["models"]
-    assert models == {"champion": f"two_tower@{v1.version}", "canary": "two_tower@9"}
-    client.set_registered_model_alias("two_tower", "champion", v2.version)  # promotion
-    resolved = resolve_aliases(config)
-    models = next(d for d in resolved["applications"][0]["deployments"] if d["name"] == "Retrieval")["user_config"]["models"]
-    assert models["champion"] == f"two_tower@{v2.version}"
+    client.create_registered_model(name)
+    v1 = client.create_model_version(name, source=str(tmp_path), run_id=None)
+    v2 = client.create_model_version(name, source=str(tmp_path), run_id=None)
+    client.set_registered_model_alias(name, "champion", v1.version)
+    ranker = settings.models.ranking_model_name
+    client.create_registered_model(ranker)
+    client.set_registered_model_alias(ranker, "champion", client.create_model_version(ranker, source=str(tmp_path)).version)
+    config = with_user_config(load_config(), "Retrieval", models={"champion": "alias:champion", "canary": f"{name}@9"})
+    assert _models(resolve_aliases(config, settings), "Retrieval") == {"champion": f"{name}@{v1.version}", "canary": f"{name}@9"}
+    client.set_registered_model_alias(name, "champion", v2.version)  # promotion
+    assert _models(resolve_aliases(config, settings), "Retrieval")["champion"] == f"{name}@{v2.version}"
+    # No challenger alias yet: the canary arm serves the champion rather than failing.
+    config = with_user_config(load_config(), "Retrieval", models={"champion": "alias:champion", "canary": "alias:challenger"})
+    assert _models(resolve_aliases(config, settings), "Retrieval")["canary"] == f"{name}@{v2.version}"
+    assert resolve_arms({"champion": "alias:champion", "canary": "alias:challenger"}, name, settings) == {
+        "champion": str(v2.version), "canary": str(v2.version)}
+    with pytest.raises(LookupError):
+        resolve_arms({"champion": "alias:nope"}, name, settings)
     get_settings.cache_clear()

@@ -20,21 +20,22 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RECENT_LIMIT_CHECK = 200
 
 
-def _user(serving, preferred: int | None = None, start: int = 0) -> str:
-    world = serving.world
-    for u in range(start, 600):
-        if preferred is None or world.user_preferred_type[u] == preferred:
+def _user(serving, preferred: str | None = None, start: int = 0) -> str:
+    """A user with plays whose *online* preferred content type (the re-rank's signal) is ``preferred``."""
+    from app.features.online_store import OnlineStore
+
+    store = OnlineStore.from_settings(serving.settings)
+    for u in range(start, serving.world.n_users):
+        features = store.read_user(f"u{u}")
+        if features.plays_7d >= 5 and preferred in (None, features.preferred_content_type):
             return f"u{u}"
-    raise AssertionError("no such user in the world")
+    raise AssertionError(f"no user preferring {preferred} in the world")
 
 
 def _recent(serving, user_id: str) -> set[str]:
-    import redis
+    from app.features.online_store import OnlineStore
 
-    from deployments.standins import RedisOnlineStore
-
-    record = RedisOnlineStore(redis.Redis(**serving.settings.redis.client_kwargs())).read_user(user_id)
-    return set(record["recent_media"])
+    return set(OnlineStore.from_settings(serving.settings).read_user(user_id).recent_media_7d)
 
 
 def _check_feed(body: dict, limit: int, exclude: set[str], max_per_creator: int = 2) -> None:
@@ -83,7 +84,7 @@ def test_feed_end_to_end_and_exposure(serving):
 
 
 def test_limits_and_content_type(serving):
-    user = _user(serving, preferred=0)
+    user = _user(serving, preferred="VIDEO")
     for limit in (1, 7, 40):
         body = serving.get("/api/v1/content/feed", user_id=user, limit=limit).json()
         _check_feed(body, limit, _recent(serving, user))
@@ -94,7 +95,7 @@ def test_limits_and_content_type(serving):
 
 
 def test_diversity_monotone_for_audio_first_user(serving):
-    user = _user(serving, preferred=1)
+    user = _user(serving, preferred="AUDIO")
     shares = []
     for diversity in (0.0, 0.25, 0.5, 0.75, 1.0):
         body = serving.get("/api/v1/content/feed", user_id=user, limit=20, diversity=diversity).json()
@@ -141,7 +142,7 @@ def test_trending_and_health(serving):
 
 
 def test_ranking_failure_falls_back_to_trending(serving):
-    user = _user(serving, preferred=0)
+    user = _user(serving, preferred="VIDEO")
     serving.update("Ranking", fault="error")
     try:
         for _ in range(3):
@@ -157,7 +158,7 @@ def test_ranking_failure_falls_back_to_trending(serving):
 
 
 def test_stage_over_budget_falls_back(serving):
-    user = _user(serving, preferred=0)
+    user = _user(serving, preferred="VIDEO")
     serving.update("Retrieval", delay_ms=2500)  # beyond budget + hop allowance (10 + 1500 ms)
     try:
         t0 = time.monotonic()
@@ -172,9 +173,16 @@ def test_stage_over_budget_falls_back(serving):
         serving.update("Retrieval", delay_ms=0)
 
 
+def _refs(serving, version: int) -> tuple[str, str]:
+    ms = serving.settings.models
+    return f"{ms.retrieval_model_name}@{version}", f"{ms.ranking_model_name}@{version}"
+
+
 def test_hot_swap_under_load_has_no_errors(serving):
     from ray import serve
 
+    tower1, ranker1 = _refs(serving, 1)
+    tower2, ranker2 = _refs(serving, 2)
     handles = {n: serve.get_deployment_handle(n, app_name="feedray") for n in ("Retrieval", "Ranking")}
     before = {n: h.replica_info.remote().result() for n, h in handles.items()}
     results: list[tuple[int, dict]] = []
@@ -192,11 +200,11 @@ def test_hot_swap_under_load_has_no_errors(serving):
         t.start()
     try:
         time.sleep(1.0)
-        serving.update("Retrieval", models={"champion": "two_tower@2", "canary": "two_tower@2"})
-        serving.update("Ranking", models={"champion": "dlrm@2", "canary": "dlrm@2"})
+        serving.update("Retrieval", models={"champion": tower2, "canary": tower2})
+        serving.update("Ranking", models={"champion": ranker2, "canary": ranker2})
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if results and results[-1][1].get("model_versions") == {"retrieval": "two_tower@2", "ranking": "dlrm@2"}:
+            if results and results[-1][1].get("model_versions") == {"retrieval": tower2, "ranking": ranker2}:
                 break
             time.sleep(0.2)
         time.sleep(1.0)
@@ -208,8 +216,8 @@ def test_hot_swap_under_load_has_no_errors(serving):
     assert all(code == 200 for code, _ in results)
     assert all(not body["degraded"] for _, body in results), [b["degraded"] for _, b in results if b["degraded"]]
     versions = [body["model_versions"]["retrieval"] for _, body in results]
-    assert versions[0] == "two_tower@1" and versions[-1] == "two_tower@2"
-    assert results[-1][1]["model_versions"]["ranking"] == "dlrm@2"
+    assert versions[0] == tower1 and versions[-1] == tower2
+    assert results[-1][1]["model_versions"]["ranking"] == ranker2
     after = {n: h.replica_info.remote().result() for n, h in handles.items()}
     for name in handles:  # reconfigured in place: same process, same start time
         assert (after[name]["pid"], after[name]["started_at"]) == (before[name]["pid"], before[name]["started_at"])
@@ -249,14 +257,16 @@ def test_published_item_becomes_retrievable(serving):
 
 
 def test_canary_arm_serves_its_own_versions(serving):
-    serving.update("Retrieval", models={"champion": "two_tower@2", "canary": "two_tower@3"})
+    tower2, _ = _refs(serving, 2)
+    tower3, _ = _refs(serving, 3)
+    serving.update("Retrieval", models={"champion": tower2, "canary": tower3})
     serving.update("Ingress", canary_share=1.0)
     try:
         body = serving.get("/api/v1/content/feed", user_id="u3", limit=5).json()
-        assert body["arm"] == "canary" and body["model_versions"]["retrieval"] == "two_tower@3"
+        assert body["arm"] == "canary" and body["model_versions"]["retrieval"] == tower3
         serving.update("Ingress", canary_share=0.0)
         body = serving.get("/api/v1/content/feed", user_id="u3", limit=5).json()
-        assert body["arm"] == "champion" and body["model_versions"]["retrieval"] == "two_tower@2"
+        assert body["arm"] == "champion" and body["model_versions"]["retrieval"] == tower2
     finally:
         serving.update("Ingress", canary_share=0.05)
 
@@ -283,7 +293,7 @@ def test_prometheus_metrics_are_exported(serving):
 
 def test_redis_down_uses_cached_then_default_features(serving):
     """Runs last in the module: it stops the service's Redis."""
-    known = _user(serving, preferred=1, start=300)
+    known = _user(serving, preferred="AUDIO", start=300)
     assert serving.get("/api/v1/content/feed", user_id=known).json()["degraded"] == []  # now cached
     serving.redis_stack.down()
     time.sleep(0.5)

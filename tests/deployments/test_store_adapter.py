@@ -1,6 +1,6 @@
-"""The serving path's adapter over the team's online store (app/features/online_store.py).
+"""The serving path's reads over the platform's stores (deployments/store.py).
 
-Real Redis (the session ``broker_stack``); the catalogue loaded with the team's
+Real Redis (the session ``broker_stack``); the catalogue loaded with
 ``data.catalogue.seed_catalogue_from_world``; trending from ``data.trending.refresh_trending``.
 """
 
@@ -11,13 +11,15 @@ import pytest
 pytestmark = [pytest.mark.integration]
 
 
-def test_adapter_reads_catalogue_items_users_and_trending(broker_stack, tmp_path):
+def test_store_reads_catalogue_items_users_and_trending(broker_stack, tmp_path):
     import redis
 
+    from app.serving.types import UserFeatures
     from data.catalogue import seed_catalogue_from_world
     from data.simulate.world import World, WorldConfig
     from data.trending import refresh_trending
-    from deployments.standins import ItemTable, make_online_store
+    from deployments.live_index import ItemAttributes, align
+    from deployments.store import ServingStore
 
     settings = broker_stack.model_copy(update={"state_dir": tmp_path})
     redis.Redis(**settings.redis.client_kwargs()).flushdb()
@@ -25,15 +27,16 @@ def test_adapter_reads_catalogue_items_users_and_trending(broker_stack, tmp_path
     seed_catalogue_from_world(settings, world)
     refresh_trending(settings)
 
-    store = make_online_store(settings, 1.0, "feedray")
-    assert store.read_user("u-never-seen") is None  # cold start
-    records = store.read_items(["m0", "m1", "m-missing"])
-    assert records[2] is None and records[0]["media_id"] == "m0"
-    assert {"like_ratio", "completion_rate", "views_1h", "category", "content_type"} <= set(records[0])
-    catalogue = store.read_catalogue()
-    assert len(catalogue) == 500
-    table = ItemTable.from_records(catalogue)
-    assert set(table.content_types) <= {"VIDEO", "AUDIO"}
+    store = ServingStore(settings, 1.0)
+    assert not UserFeatures.from_online(store.read_user("u-never-seen")).known  # cold start
+    counters, found = store.read_item_counters(["m0", "m1", "m-missing"])
+    assert found.tolist() == [True, True, False]
+    assert counters.starts.shape == (3,) and (counters.starts == 0).all()  # no events yet
+    catalogue = ItemAttributes.from_table(store.read_catalogue())
+    assert len(catalogue) == 500 and set(catalogue.content_types) <= {"VIDEO", "AUDIO"}
+    assert catalogue.published_s.min() > 1e9  # epoch seconds
+    aligned = align(catalogue, ["m3", "m-missing", "m1"])
+    assert aligned.media_ids == ["m3", "m-missing", "m1"] and aligned.content_types[1] == ""
     lists = store.read_trending([("VIDEO", "all"), ("AUDIO", "en")], 10)
     assert len(lists) == 2
     for entries in lists:  # empty until events arrive; every entry fully described when present

@@ -1,0 +1,64 @@
+"""The serving path's reads, over the platform's own stores (a thin adapter, no logic).
+
+* users and item counters: ``app.features.online_store.OnlineStore`` (Redis; one round trip
+  per user, one per batch of candidates), with short client timeouts so a sick Redis
+  fails fast and the caller degrades;
+* trending lists: ``data.trending.read_trending`` + one ``item_metadata`` MGET to describe them;
+* the catalogue the retrieval index is labelled with: the offline catalogue (Parquet,
+  ``data.catalogue``), the same table the index job embedded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from app.serving.assembly import TrendingEntry
+from app.serving.encoding import ItemCounters
+
+
+class ServingStore:
+    def __init__(self, settings: Any, timeout_s: float) -> None:
+        from app.features.online_store import OnlineStore
+
+        self.settings = settings
+        self.store = OnlineStore.from_settings(settings, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+
+    def read_user(self, user_id: str):
+        """``app.features.online_store.UserFeatures`` (all zeros for a user never seen)."""
+        return self.store.read_user(user_id)
+
+    def read_item_counters(self, media_ids: Sequence[str]) -> tuple[ItemCounters, np.ndarray]:
+        """(lifetime counters, found mask [n]) of the candidates, one round trip."""
+        if not media_ids:
+            return ItemCounters.zeros(0), np.zeros(0, bool)
+        features = self.store.read_items(list(media_ids))
+        return ItemCounters.from_store(features), features.found
+
+    def read_trending(self, keys: Sequence[tuple[str, str]], k: int) -> list[list[TrendingEntry]]:
+        from data.trending import read_trending
+
+        out = []
+        for content_type, language in keys:
+            rows = read_trending(store=self.store, content_type=content_type,
+                                 language=None if language == "all" else language, limit=k)
+            meta = self.store.item_metadata([m for m, _ in rows])
+            described = [(m, s, meta[m]) for m, s in rows if m in meta]
+            creators = self.store.names("creator", np.asarray([m.creator for _, _, m in described], np.int64))
+            out.append([TrendingEntry(media_id, score, m.content_type, str(creator), m.category, m.language)
+                        for (media_id, score, m), creator in zip(described, creators, strict=True)])
+        return out
+
+    def read_catalogue(self) -> pa.Table:
+        """The offline catalogue, one row per media id (the latest publication wins)."""
+        from app.storage import catalogue_root
+        from data.catalogue import read_catalogue
+
+        table = read_catalogue(catalogue_root(self.settings))
+        ids = table.column("media_id").to_numpy(zero_copy_only=False)
+        _, last = np.unique(ids[::-1], return_index=True)
+        keep = np.sort(len(ids) - 1 - last)
+        return table.take(pa.array(keep)) if len(keep) != len(ids) else table
