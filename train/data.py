@@ -166,7 +166,10 @@ def _top_n_matrix(keys: pd.Series, values: np.ndarray, order: np.ndarray, index:
 def user_features(
     events: pd.DataFrame, catalogue: pd.DataFrame, users: np.ndarray, at_ms: int, cfg: FeatureSettings
 ) -> dict[str, np.ndarray]:
-    """u_* columns for ``users`` as of ``at_ms`` from events in the user window before it."""
+    """u_* columns for ``users`` as of ``at_ms`` from events in the user window before it,
+    ``[at_ms - user_window_days, at_ms)``. Serving computes the same columns from the online
+    store with ``app.models.features.encode_online_users`` (equal at a midnight ``at_ms``:
+    tests/app/models/test_online_parity.py)."""
     lo = at_ms - int(cfg.user_window_days * DAY_MS)
     window = events[(events["ts"] >= lo) & (events["ts"] < at_ms)]
     index = pd.Index(users)
@@ -203,10 +206,12 @@ def user_features(
         hashed = stable_hash(c[col], buckets, salt)
         m = _top_n_matrix(c["user_id"], hashed, order, index, n)
         out[name] = m[:, 0] if n == 1 else m
-    # recent positively engaged items, newest first, distinct
-    positive_types = [str(EventType.MEDIA_COMPLETED)] + [str(e) for e in STRONG_EVENTS]
+    # recent positively engaged items (completed or a strong event: definitions.POSITIVE_EVENTS,
+    # the set the online store's :pos zset keeps), newest first, distinct; equal times are
+    # ordered by media id, largest first, as Redis orders equal scores (serving parity)
+    positive_types = [str(e) for e in fd.POSITIVE_EVENTS]
     pos = window[et.isin(positive_types)][["user_id", "media_id", "ts"]]
-    pos = pos.sort_values("ts", ascending=False, kind="stable").drop_duplicates(["user_id", "media_id"])
+    pos = pos.sort_values(["ts", "media_id"], ascending=False, kind="stable").drop_duplicates(["user_id", "media_id"])
     out["u_hist"] = _top_n_matrix(
         pos["user_id"], stable_hash(pos["media_id"], cfg.item_buckets, "item:"),
         np.arange(len(pos)), index, cfg.history_len,

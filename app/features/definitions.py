@@ -49,6 +49,18 @@ ITEM_COUNTER_OF_EVENT: dict[EventType, str] = {
 ITEM_COUNTERS: tuple[str, ...] = tuple(ITEM_COUNTER_OF_EVENT.values())
 PLAY_EVENT = EventType.MEDIA_STARTED
 
+# Strong engagement (the ranker's "strong" head) and positive engagement (a completion or a
+# strong event: what the user history ``u_hist`` is made of). One definition for the online
+# store (the ``:pos`` zset), training (``train.data``) and the model config.
+STRONG_EVENTS: tuple[EventType, ...] = (
+    EventType.MEDIA_LIKED,
+    EventType.MEDIA_SHARED,
+    EventType.MEDIA_ADDED_TO_PLAYLIST,
+    EventType.MEDIA_REPLAY,
+    EventType.SUBSCRIPTION_TO_CREATOR,
+)
+POSITIVE_EVENTS: tuple[EventType, ...] = (EventType.MEDIA_COMPLETED, *STRONG_EVENTS)
+
 # Events whose consumed_fraction x duration counts as time spent (for avg_session_duration).
 TIMED_EVENTS = frozenset(
     {EventType.MEDIA_COMPLETED, EventType.MEDIA_PAUSED_EARLY, EventType.MEDIA_SKIPPED}
@@ -77,6 +89,25 @@ def windowed_sum(
     age = np.expand_dims(bucket_of(now_s, bucket_s), -1) - ids
     live = (age >= 0) & (age < window_s // bucket_s)
     return np.where(live, np.asarray(counts, dtype=np.float64), 0.0).sum(axis=-1)
+
+
+def window_start_s(now_s: ArrayLike, window_s: int, bucket_s: int) -> npt.NDArray[np.int64]:
+    """First second of the bucketed window ending at ``now_s`` (as ``windowed_sum`` counts it)."""
+    return (bucket_of(now_s, bucket_s) - (window_s // bucket_s) + 1) * bucket_s
+
+
+def last_second_before(now_s: ArrayLike) -> npt.NDArray[np.int64]:
+    """The last whole second strictly before ``now_s`` (``ceil(now_s) - 1``).
+
+    The user windows are half-open, ``[.., now)`` like training's ``[T - 7 d, T)``: they
+    are read with ``windowed_sum(..., last_second_before(now), ...)``. Timestamps are
+    floored to whole seconds when they are bucketed, so an event counts iff it happened
+    before ``now``. Only when ``now`` is exactly on a bucket boundary does this differ from
+    reading at ``now`` itself: at midnight ``T`` the 7 daily buckets are then the 7 full days
+    ``[T - 7 d, T)`` (training's window) instead of the 6 days before ``T`` plus ``T``'s
+    still empty day.
+    """
+    return np.ceil(np.asarray(now_s, dtype=np.float64)).astype(np.int64) - 1
 
 
 def like_ratio(likes: ArrayLike, dislikes: ArrayLike) -> FloatArray:

@@ -17,6 +17,11 @@ still holds an older bucket, the slot is reset first (every series of that ring)
 event older than what the slot holds is dropped (it is outside every window anyway). The
 window is computed at read time with ``definitions.windowed_sum``, so counts expire
 without any background job.
+
+Growing a layout: new series go at the end of the last ring (or new scalars / rings at the
+end), so a record written with the previous layout is a byte prefix of the new one. List
+the previous sizes in ``legacy_sizes``: readers (numpy and Lua) zero-extend such a record
+instead of discarding it, so the new counters start at 0 and the old ones are kept.
 """
 
 from __future__ import annotations
@@ -66,6 +71,8 @@ class PackedLayout:
     name: str
     scalars: tuple[Scalar, ...]
     rings: tuple[Ring, ...] = field(default_factory=tuple)
+    # sizes of earlier versions of this layout that are byte prefixes of it (zero-extended on read)
+    legacy_sizes: tuple[int, ...] = ()
 
     def columns(self) -> list[tuple[str, str, int]]:
         """(field name, kind, count) in storage order."""
@@ -120,25 +127,40 @@ class PackedLayout:
             + "}}"
             for r in self.rings
         )
+        legacy = ", ".join(f"[{n}]=true" for n in self.legacy_sizes)
         return (
             f"{{fmt='{self.lua_format}', n={self.n_values}, size={self.size}, "
-            f"f={{{fields}}}, rings={{{rings}}}}}"
+            f"f={{{fields}}}, rings={{{rings}}}, legacy={{{legacy}}}}}"
         )
 
     def zeros(self, n: int = 1) -> np.ndarray:
         return np.zeros(n, dtype=self.dtype)
 
     def decode(self, blobs: list[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
-        """Records [n] and a found mask [n]; missing (None) or short blobs decode as zeros."""
+        """Records [n] and a found mask [n]; missing (None) or short blobs decode as zeros.
+
+        A blob of one of ``legacy_sizes`` (the layout before fields were appended) is
+        zero-extended: found, its old fields kept, the appended ones 0.
+        """
         size, n = self.size, len(blobs)
         if None not in blobs:
             joined = b"".join(blobs)
             if len(joined) == n * size:  # the common case: every record present and well-formed
                 return np.frombuffer(joined, dtype=self.dtype), np.ones(n, dtype=bool)
         empty = bytes(size)
-        ok = [b is not None and len(b) == size for b in blobs]
-        joined = b"".join([b if o else empty for b, o in zip(blobs, ok, strict=True)])
-        return np.frombuffer(joined, dtype=self.dtype), np.array(ok, dtype=bool)
+        legacy = self.legacy_sizes
+        parts, ok = [], []
+        for b in blobs:
+            if b is not None and len(b) == size:
+                parts.append(b)
+                ok.append(True)
+            elif b is not None and len(b) in legacy:
+                parts.append(b + empty[len(b) :])
+                ok.append(True)
+            else:
+                parts.append(empty)
+                ok.append(False)
+        return np.frombuffer(b"".join(parts), dtype=self.dtype), np.array(ok, dtype=bool)
 
 
 # --- the layouts -----------------------------------------------------------------------------
@@ -166,7 +188,15 @@ ITEM_LAYOUT = PackedLayout(
 )
 ITEM_STATIC_SIZE = ITEM_LAYOUT.static_prefix_size(ITEM_LAST_STATIC)
 
-# A user's 7-day core: plays by content type, seconds consumed, new sessions, per day.
+# A user's 7-day core, per day: plays by content type, seconds consumed, new sessions, and
+# the completions / likes / dislikes the models' ``u_dense`` needs (appended later: records
+# of the first version, without them, are a byte prefix and are zero-extended on read).
+_USER_CORE_V1_SERIES = (("video", "u32"), ("audio", "u32"), ("consumed_s", "f64"), ("sessions", "u32"))
+USER_CORE_LAYOUT_V1 = PackedLayout(
+    "user_core_v1",
+    scalars=(),
+    rings=(Ring("d7", d.WINDOW_7D_S // d.BUCKET_7D_S, d.BUCKET_7D_S, _USER_CORE_V1_SERIES),),
+)
 USER_CORE_LAYOUT = PackedLayout(
     "user_core",
     scalars=(),
@@ -175,9 +205,10 @@ USER_CORE_LAYOUT = PackedLayout(
             "d7",
             d.WINDOW_7D_S // d.BUCKET_7D_S,
             d.BUCKET_7D_S,
-            (("video", "u32"), ("audio", "u32"), ("consumed_s", "f64"), ("sessions", "u32")),
+            _USER_CORE_V1_SERIES + (("completes", "u32"), ("likes", "u32"), ("dislikes", "u32")),
         ),
     ),
+    legacy_sizes=(USER_CORE_LAYOUT_V1.size,),
 )
 
 # One 7-day ring of plays per category / language of a user (hash fields cat:<name>, lang:<name>).

@@ -13,7 +13,9 @@ Two kinds of output:
   ``app.features.definitions`` (one definition, two uses). Windows follow
   ``definitions.windowed_sum``: the ``window_s / bucket_s`` most recent buckets up to and
   including T's bucket (:func:`window_start_s` is that window's first second; a test checks
-  the two agree).
+  the two agree). The 7-day user windows are half-open like the online store's: their last
+  bucket is that of the last millisecond before T (``definitions.last_second_before``), so
+  at a midnight T they are the 7 full days ``[T - 7 d, T)``, as in ``train.data``.
 
 Raw-count semantics (the contract the online store must follow as well; see the report):
 
@@ -71,9 +73,7 @@ class OfflineFeatureSettings(BaseModel):
 # --- the time-window primitive ---------------------------------------------------------------
 
 
-def window_start_s(now_s: Any, window_s: int, bucket_s: int) -> np.ndarray:
-    """First second of the bucketed window ending at ``now_s`` (as ``windowed_sum`` counts it)."""
-    return (d.bucket_of(now_s, bucket_s) - (window_s // bucket_s) + 1) * bucket_s
+window_start_s = d.window_start_s  # first second of the bucketed window ending at now_s
 
 
 def _ranks(*arrays: np.ndarray) -> list[np.ndarray]:
@@ -177,8 +177,9 @@ def user_features_asof(events: pd.DataFrame, queries: pd.DataFrame) -> pd.DataFr
     """
     q_users = queries["user_id"].to_numpy(object)
     t_ms = _as_ms(queries["as_of"], len(queries))
-    t_s = t_ms // MS
-    lower7 = window_start_s(t_s, d.WINDOW_7D_S, d.BUCKET_7D_S) * MS
+    # half-open [.., T): the window of the last millisecond before T (= the online store's
+    # d.last_second_before(T) for whole-second T)
+    lower7 = window_start_s((t_ms - 1) // MS, d.WINDOW_7D_S, d.BUCKET_7D_S) * MS
     out = queries.reset_index(drop=True).copy()
     n = len(out)
     ev = events

@@ -7,10 +7,15 @@ so a Redis Cluster deployment would need hash tags per shard):
 ``fr:i:<media_id>``                          item: packed ``layout.ITEM_LAYOUT`` record (static
                                              catalogue fields, lifetime counters, 24 h / 1 h rings)
 ``fr:u:<user_id>`` (hash)                    ``core``: packed ``USER_CORE_LAYOUT`` (7-day rings of
-                                             video/audio plays, seconds consumed, new sessions);
+                                             video/audio plays, seconds consumed, new sessions,
+                                             completions, likes, dislikes);
                                              ``cat:<category>`` / ``lang:<language>``: packed
                                              ``USER_AFFINITY_LAYOUT`` 7-day ring of plays
 ``fr:u:<user_id>:recent`` (zset)             media played, score = last play time (s), newest 200
+``fr:u:<user_id>:pos`` (zset)                media positively engaged (``POSITIVE_EVENTS``:
+                                             completed, liked, shared, added to playlist, replay,
+                                             subscription), score = last such event time (**ms**),
+                                             newest 200; same TTL as ``:recent``
 ``fr:u:<user_id>:subs`` (set)                creators the user subscribed to
 ``fr:c:<creator_id>:subs`` (set)             users subscribed to the creator
 ``fr:creator_subs`` (hash)                   creator code -> distinct subscriber count
@@ -20,7 +25,8 @@ so a Redis Cluster deployment would need hash tags per shard):
 ``fr:offsets:<group>`` (hash)                ``<topic>:<partition>`` -> last Kafka offset applied
 ==========================================  ===================================================
 
-Reads are one round trip: one user = one pipeline (HGETALL + ZREVRANGEBYSCORE + SCARD);
+Reads are one round trip: one user = one pipeline (HGETALL + ZREVRANGEBYSCORE ``:recent`` +
+SCARD + ZREVRANGEBYSCORE ``:pos``);
 N items = one EVALSHA (MGET of the packed records + HMGET of their creators' counts),
 decoded with ``np.frombuffer`` on the layout's structured dtype. Features are computed
 from the raw counts at read time with ``app.features.definitions`` (the one definition
@@ -29,9 +35,22 @@ shared with training), so windows expire without any background job.
 Feature definitions that ``definitions.py`` leaves open (documented here, shared with the
 offline store):
 
-* plays = ``media_started`` events; per-user windows are 7 days of daily buckets.
+* plays = ``media_started`` events; per-user windows are 7 days of daily buckets, read as of
+  ``definitions.last_second_before(now)`` so that they are half-open, ``[.., now)``: at a
+  midnight ``T`` they are exactly the 7 days ``[T - 7 d, T)`` that ``train.data.user_features``
+  uses (at other times: the current day so far and the 6 days before it; a 7-slot ring of
+  daily buckets cannot hold more).
 * ``recent_media_7d``: distinct media the user started in ``(now - 7 d, now]``, newest first,
   at most ``RECENT_MEDIA_LIMIT``.
+* ``recent_positive_7d``: distinct media the user positively engaged with
+  (``definitions.POSITIVE_EVENTS``) in the 7-day user window, ``[first second of its first
+  daily bucket, now)`` (the days the 7-day counts cover; at a midnight ``T``: ``[T - 7 d, T)``),
+  newest first by their latest such event (ms), at most ``RECENT_MEDIA_LIMIT``; equal times:
+  larger media id first, as Redis orders equal scores (``train.data`` breaks ties the same
+  way). This is the models' ``u_hist``.
+* ``plays_7d`` / ``video_plays_7d`` / ``completes_7d`` / ``likes_7d`` / ``dislikes_7d``:
+  counts of ``media_started`` (all / of VIDEO items, by catalogue type), ``media_completed``,
+  ``media_liked``, ``media_disliked`` over the 7-day user window (the models' ``u_dense``).
 * ``top_categories_7d`` / ``preferred_language``: ``top_k_keys`` / ``argmax_key`` over the
   user's 7-day plays per item category / item language (from the catalogue).
 * ``preferred_content_type``: ``preferred_content_type(video plays 7d, audio plays 7d)``.
@@ -101,6 +120,11 @@ class UserFeatures:
     subscriber_count: int
     plays_7d: float = 0.0
     sessions_7d: float = 0.0
+    video_plays_7d: float = 0.0
+    completes_7d: float = 0.0
+    likes_7d: float = 0.0
+    dislikes_7d: float = 0.0
+    recent_positive_7d: list[str] = field(default_factory=list)  # newest first (the models' u_hist)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,6 +186,13 @@ _N_COUNTERS = len(d.ITEM_COUNTERS)
 _PLAY = str(d.PLAY_EVENT)
 _TIMED = frozenset(str(e) for e in d.TIMED_EVENTS)
 _SUBSCRIPTION = str(d.EventType.SUBSCRIPTION_TO_CREATOR)
+_POSITIVE = frozenset(str(e) for e in d.POSITIVE_EVENTS)
+# core ring series per day: [video, audio, consumed_s, completes, likes, dislikes]
+_CORE_SLOT = {
+    str(d.EventType.MEDIA_COMPLETED): 3,
+    str(d.EventType.MEDIA_LIKED): 4,
+    str(d.EventType.MEDIA_DISLIKED): 5,
+}
 _DAY_BUCKET, _H24_BUCKET, _M5_BUCKET, _HOUR = d.BUCKET_7D_S, d.BUCKET_24H_S, d.BUCKET_1H_S, d.HOUR_S
 
 
@@ -203,9 +234,10 @@ class EventBatch:
         item[0][_COUNTER_INDEX[etype]] += 1
         user = self.users.get(event.user_id)
         if user is None:
-            # core: day -> [video, audio, consumed_s]; sessions: id -> first day;
-            # aff: (field, day) -> plays; recent: media -> last play ts
-            user = self.users[event.user_id] = ({}, {}, {}, {})
+            # core: day -> [video, audio, consumed_s, completes, likes, dislikes];
+            # sessions: id -> first day; aff: (field, day) -> plays; recent: media -> last
+            # play ts (s); pos: media -> last positive engagement ts (ms)
+            user = self.users[event.user_id] = ({}, {}, {}, {}, {})
         day = ts // _DAY_BUCKET
         if etype == _PLAY:
             h24, m5 = item[1], item[2]
@@ -220,7 +252,7 @@ class EventBatch:
             active.add(media)
             core = user[0].get(day)
             if core is None:
-                core = user[0][day] = [0, 0, 0.0]
+                core = user[0][day] = [0, 0, 0.0, 0, 0, 0]
             core[0 if meta.content_type == "VIDEO" else 1] += 1
             aff = user[2]
             if meta.category:
@@ -232,15 +264,27 @@ class EventBatch:
             recent = user[3]
             if recent.get(media, -1) < ts:
                 recent[media] = ts
-        elif etype in _TIMED:
-            seconds = d.consumed_seconds(etype, getattr(event, "consumed_fraction", None), meta.duration_s)
-            if seconds:
+        else:
+            slot = _CORE_SLOT.get(etype)
+            seconds = (
+                d.consumed_seconds(etype, getattr(event, "consumed_fraction", None), meta.duration_s)
+                if etype in _TIMED
+                else 0.0
+            )
+            if seconds or slot is not None:
                 core = user[0].get(day)
                 if core is None:
-                    core = user[0][day] = [0, 0, 0.0]
+                    core = user[0][day] = [0, 0, 0.0, 0, 0, 0]
                 core[2] += seconds
-        elif etype == _SUBSCRIPTION:
-            self.subs[(event.user_id, event.creator_id)] = (0, event.creator_id)
+                if slot is not None:
+                    core[slot] += 1
+            if etype == _SUBSCRIPTION:
+                self.subs[(event.user_id, event.creator_id)] = (0, event.creator_id)
+            if etype in _POSITIVE:
+                ts_ms = round(event.timestamp.timestamp() * 1000)
+                pos = user[4]
+                if pos.get(media, -1) < ts_ms:
+                    pos[media] = ts_ms
         session = event.session_id
         if session is not None:
             first = user[1].get(session)
@@ -268,12 +312,15 @@ class EventBatch:
             for m, v in self.items.items()
         ]
         users = []
-        for uid, (core_days, sessions_first, aff_counts, recent_ts) in self.users.items():
-            core = [[day, v[0], v[1], v[2]] for day, v in core_days.items()]
+        for uid, (core_days, sessions_first, aff_counts, recent_ts, pos_ts) in self.users.items():
+            core = [[day, *v] for day, v in core_days.items()]
             sessions = [[s.key_session(sid), day] for sid, day in sessions_first.items()]
             aff = [[f, day, n] for (f, day), n in aff_counts.items()]
             recent = [[ts, m] for m, ts in recent_ts.items()]
-            users.append([s.key_user(uid), core, sessions, aff, recent, s.key_user_recent(uid)])
+            pos = [[ts, m] for m, ts in pos_ts.items()]
+            users.append(
+                [s.key_user(uid), core, sessions, aff, recent, s.key_user_recent(uid), pos, s.key_user_positive(uid)]
+            )
         active = []
         for hour, members in self.active.items():
             members = sorted(members)
@@ -365,6 +412,9 @@ class OnlineStore:
 
     def key_user_recent(self, user_id: str) -> str:
         return f"{self.config.prefix}:u:{user_id}:recent"
+
+    def key_user_positive(self, user_id: str) -> str:
+        return f"{self.config.prefix}:u:{user_id}:pos"
 
     def key_user_subs(self, user_id: str) -> str:
         return f"{self.config.prefix}:u:{user_id}:subs"
@@ -490,16 +540,22 @@ class OnlineStore:
 
     # feature reads
     def read_user(self, user_id: str, now: float | None = None) -> UserFeatures:
-        """One user's features in one round trip."""
+        """One user's features in one round trip (one pipeline of four commands)."""
         now = time.time() if now is None else float(now)
+        # the positive history covers the days the 7-day counts cover: [window start, now)
+        start_ms = int(d.window_start_s(d.last_second_before(now), d.WINDOW_7D_S, d.BUCKET_7D_S)) * 1000
+        now_ms = now * 1000.0
         pipe = self.client.pipeline(transaction=False)
         pipe.hgetall(self.key_user(user_id))
         pipe.zrevrangebyscore(
             self.key_user_recent(user_id), now, f"({now - d.WINDOW_7D_S}", start=0, num=d.RECENT_MEDIA_LIMIT
         )
         pipe.scard(self.key_user_subs(user_id))
-        fields, recent, subs = pipe.execute()
-        return user_features_from_raw(user_id, fields, recent, subs, now)
+        pipe.zrevrangebyscore(
+            self.key_user_positive(user_id), f"({now_ms!r}", start_ms, start=0, num=d.RECENT_MEDIA_LIMIT
+        )
+        fields, recent, subs, positive = pipe.execute()
+        return user_features_from_raw(user_id, fields, recent, subs, now, positive)
 
     def read_items(self, media_ids: list[str], now: float | None = None) -> ItemFeatures:
         """N items' features in one round trip (for up to ``READ_CHUNK`` items).
@@ -587,17 +643,30 @@ def _int_array(values: list[Any]) -> np.ndarray:
     return np.array([v or b"0" for v in values]).astype(np.int64)
 
 
+_CORE_SERIES = tuple(f"d7_{name}" for name, _ in USER_CORE_LAYOUT.rings[0].series)
+
+
 def user_features_from_raw(
-    user_id: str, fields: dict[bytes, bytes], recent: list[bytes], subs: int, now: float
+    user_id: str,
+    fields: dict[bytes, bytes],
+    recent: list[bytes],
+    subs: int,
+    now: float,
+    positive: list[bytes] | None = None,
 ) -> UserFeatures:
-    """Decode a user's hash (core + affinity rings) into features with ``definitions``."""
+    """Decode a user's hash (core + affinity rings) into features with ``definitions``.
+
+    The 7-day windows are read as of ``last_second_before(now)`` (half-open, see the
+    module docstring); ``positive`` is the ``:pos`` zset already cut to that window.
+    """
     core_blob = fields.get(b"core")
     core, _ = USER_CORE_LAYOUT.decode([core_blob])
-    win = (now, d.WINDOW_7D_S, d.BUCKET_7D_S)
-    video = float(d.windowed_sum(core["d7_id"], core["d7_video"], *win)[0])
-    audio = float(d.windowed_sum(core["d7_id"], core["d7_audio"], *win)[0])
-    consumed = d.windowed_sum(core["d7_id"], core["d7_consumed_s"], *win)[0]
-    sessions = d.windowed_sum(core["d7_id"], core["d7_sessions"], *win)[0]
+    win = (d.last_second_before(now), d.WINDOW_7D_S, d.BUCKET_7D_S)
+    # every series of the core ring in one windowed_sum: [n_series, 7] -> [n_series]
+    series = np.stack([core[n][0] for n in _CORE_SERIES]).astype(np.float64)
+    sums = d.windowed_sum(core["d7_id"][0], series, *win)
+    c = dict(zip(_CORE_SERIES, sums.tolist(), strict=True))
+    video, audio, consumed, sessions = c["d7_video"], c["d7_audio"], c["d7_consumed_s"], c["d7_sessions"]
     names = [k for k in fields if k != b"core"]
     cats: dict[str, float] = {}
     langs: dict[str, float] = {}
@@ -619,5 +688,10 @@ def user_features_from_raw(
         preferred_content_type=str(d.preferred_content_type(video, audio)),
         subscriber_count=int(subs),
         plays_7d=video + audio,
-        sessions_7d=float(sessions),
+        sessions_7d=sessions,
+        video_plays_7d=video,
+        completes_7d=c["d7_completes"],
+        likes_7d=c["d7_likes"],
+        dislikes_7d=c["d7_dislikes"],
+        recent_positive_7d=[_s(m) for m in positive or ()],
     )

@@ -8,15 +8,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.features.definitions import STRONG_EVENTS  # defined once there; importable from here
 from app.schemas import EventType
 
-STRONG_EVENTS: tuple[EventType, ...] = (
-    EventType.MEDIA_LIKED,
-    EventType.MEDIA_SHARED,
-    EventType.MEDIA_ADDED_TO_PLAYLIST,
-    EventType.MEDIA_REPLAY,
-    EventType.SUBSCRIPTION_TO_CREATOR,
-)
 NEGATIVE_EVENTS: tuple[EventType, ...] = (
     EventType.MEDIA_SKIPPED,
     EventType.MEDIA_DISLIKED,

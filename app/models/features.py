@@ -1,7 +1,9 @@
 """Shared encoders: stable hashing of ids into buckets and the model input columns.
 
-Both models read the same encoded columns, produced by ``encode_users`` / ``encode_items``
-from raw feature frames (training: ``train.data``; serving: the online features). All
+Both models read the same encoded columns, produced with the helpers here: training builds
+the user columns in ``train.data.user_features`` (from events), serving with
+``encode_online_users`` (from the online store's ``UserFeatures``: the same values, see
+tests/app/models/test_online_parity.py); items go through ``encode_items``. All
 categorical inputs are hashed (index 0 = missing), so no vocabulary has to be shipped
 with a model and unseen values (a new creator, a new language) never break serving.
 
@@ -14,7 +16,8 @@ Columns (B = rows; H = history_len; C = top_categories):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -22,6 +25,9 @@ import torch
 
 from app.features import definitions as fd
 from app.models.config import FeatureSettings
+
+if TYPE_CHECKING:
+    from app.features.online_store import UserFeatures
 
 USER_DENSE_NAMES = ("log_plays_7d", "completion_rate_7d", "like_ratio_7d", "video_share_7d")
 ITEM_DENSE_NAMES = ("log_starts", "completion_rate", "like_ratio", "log_age_hours", "log_duration")
@@ -90,6 +96,63 @@ def user_dense(
          fd.like_ratio(likes, dislikes), video_share],
         axis=1,
     ).astype(np.float32)
+
+
+def _hashed_lists(lists: Sequence[Sequence[str]], width: int, buckets: int, salt: str) -> np.ndarray:
+    """[len(lists), width] int64: the first ``width`` strings of each list hashed, 0-padded."""
+    out = np.zeros((len(lists), width), dtype=np.int64)
+    cut = [list(values)[:width] for values in lists]
+    flat = [v for values in cut for v in values]
+    if flat:
+        rows = np.repeat(np.arange(len(cut)), [len(values) for values in cut])
+        cols = np.concatenate([np.arange(len(values)) for values in cut])
+        out[rows, cols] = stable_hash(flat, buckets, salt)
+    return out
+
+
+def encode_online_users(users: Sequence[UserFeatures], cfg: FeatureSettings) -> dict[str, np.ndarray]:
+    """The u_* model columns of online-store users (``OnlineStore.read_user``), B = len(users).
+
+    The same helpers and salts as ``train.data.user_features``, so a user read at a midnight
+    ``T`` gets exactly the columns training computed for ``T`` (tests/app/models/
+    test_online_parity.py): u_hash ``stable_hash(user_id, "user:")``; u_hist the first
+    ``history_len`` of ``recent_positive_7d`` hashed with ``"item:"``; u_cats the first
+    ``top_categories`` of ``top_categories_7d`` (``"cat:"``); u_lang ``preferred_language``
+    (``"lang:"``); u_pref ``PREFERRED_CODE`` of ``preferred_content_type(video, audio plays)``,
+    0 without plays; u_dense ``user_dense(plays, completes, likes, dislikes, video plays)``.
+    A user without activity (cold start) gets what training gives one: its u_hash, zeros,
+    and the dense values of zero counts; a ``preferred_language`` set on it (e.g. from the
+    request) is hashed like any other. Missing strings hash to 0.
+
+    Shapes: u_hash, u_lang, u_pref [B] int64; u_hist [B, history_len], u_cats
+    [B, top_categories] int64; u_dense [B, USER_DENSE] float32.
+    Raises ValueError for settings the online store cannot serve (a user window other than
+    its 7 days, more categories or history than it keeps).
+    """
+    if cfg.user_window_days * fd.DAY_S != fd.WINDOW_7D_S:
+        raise ValueError(f"the online store keeps {fd.WINDOW_7D_S // fd.DAY_S}-day user windows, "
+                         f"the model was trained with user_window_days={cfg.user_window_days}")
+    if cfg.top_categories > fd.TOP_CATEGORIES_K or cfg.history_len > fd.RECENT_MEDIA_LIMIT:
+        raise ValueError(f"the online store keeps {fd.TOP_CATEGORIES_K} top categories and "
+                         f"{fd.RECENT_MEDIA_LIMIT} recent items per user")
+    n = len(users)
+    plays = np.array([u.plays_7d for u in users], dtype=np.float64)
+    video = np.array([u.video_plays_7d for u in users], dtype=np.float64)
+    completes = np.array([u.completes_7d for u in users], dtype=np.float64)
+    likes = np.array([u.likes_7d for u in users], dtype=np.float64)
+    dislikes = np.array([u.dislikes_7d for u in users], dtype=np.float64)
+    pref = fd.preferred_content_type(video, plays - video)
+    pref_code = np.array([PREFERRED_CODE[str(p)] for p in pref.tolist()], dtype=np.int64).reshape(n)
+    pref_code[plays == 0] = 0
+    return {
+        "u_hash": stable_hash([u.user_id for u in users], cfg.user_buckets, "user:").reshape(n),
+        "u_hist": _hashed_lists([u.recent_positive_7d for u in users], cfg.history_len, cfg.item_buckets, "item:"),
+        "u_cats": _hashed_lists([u.top_categories_7d for u in users], cfg.top_categories,
+                                cfg.category_buckets, "cat:"),
+        "u_lang": stable_hash([u.preferred_language for u in users], cfg.language_buckets, "lang:").reshape(n),
+        "u_pref": pref_code,
+        "u_dense": user_dense(plays, completes, likes, dislikes, video).reshape(n, USER_DENSE),
+    }
 
 
 def encode_items(frame: pd.DataFrame, cfg: FeatureSettings) -> dict[str, np.ndarray]:

@@ -26,6 +26,9 @@ end
 
 local function decode(L, blob)
   local st
+  if blob and L.legacy[#blob] then  -- an earlier version of the layout (a byte prefix): zero-extend
+    blob = blob .. string.rep(string.char(0), L.size - #blob)
+  end
   if blob and #blob == L.size then
     st = {struct.unpack(L.fmt, blob)}
     st[L.n + 1] = nil
@@ -73,8 +76,9 @@ for _, it in ipairs(batch.items) do
   redis.call('SET', it[1], encode(ITEM, st))
 end
 
--- users: {hash key, {{day, video, audio, consumed_s}...}, {{session key, day}...},
---         {{field, day, plays}...}, recent key, {{ts, media}...}}
+-- users: {hash key, {{day, video, audio, consumed_s, completes, likes, dislikes}...},
+--         {{session key, day}...}, {{field, day, plays}...}, {{ts s, media}...}, recent key,
+--         {{ts ms, media}...} (positive engagement), positive key}
 local session_ttl = batch.session_ttl_s
 local user_ttl = batch.user_ttl_s
 local recent_limit = batch.recent_limit
@@ -82,7 +86,8 @@ for _, u in ipairs(batch.users) do
   local key = u[1]
   local core = decode(CORE, redis.call('HGET', key, 'core'))
   for _, c in ipairs(u[2]) do
-    ring_add(CORE, core, 'd7', c[1], {video = c[2], audio = c[3], consumed_s = c[4]})
+    ring_add(CORE, core, 'd7', c[1], {video = c[2], audio = c[3], consumed_s = c[4],
+                                      completes = c[5], likes = c[6], dislikes = c[7]})
   end
   for _, s in ipairs(u[3]) do
     if redis.call('SET', s[1], '1', 'NX', 'EX', session_ttl) then
@@ -105,6 +110,16 @@ for _, u in ipairs(batch.users) do
     redis.call('ZADD', u[6], 'GT', unpack(args))
     redis.call('ZREMRANGEBYRANK', u[6], 0, -(recent_limit + 1))
     redis.call('EXPIRE', u[6], user_ttl)
+  end
+  if #u[7] > 0 then
+    local args = {}
+    for _, r in ipairs(u[7]) do
+      args[#args + 1] = r[1]
+      args[#args + 1] = r[2]
+    end
+    redis.call('ZADD', u[8], 'GT', unpack(args))
+    redis.call('ZREMRANGEBYRANK', u[8], 0, -(recent_limit + 1))
+    redis.call('EXPIRE', u[8], user_ttl)
   end
 end
 

@@ -88,8 +88,8 @@ def test_user_features_match_independent_computation(raw: pd.DataFrame) -> None:
     queries = pd.DataFrame({"user_id": users, "as_of": times})
     got = user_features_asof(ev, queries)
     for i, (u, t) in enumerate(zip(users, times, strict=True)):
-        t_s = t // 1000
-        lo = ((t_s // 86_400) - 6) * 86_400 * 1000  # 7 daily buckets up to T's day
+        t_s = (t - 1) // 1000  # the last second before T: the window is half-open, [.., T)
+        lo = ((t_s // 86_400) - 6) * 86_400 * 1000  # 7 daily buckets up to that second's day
         mine = raw[(raw["user_id"] == u) & (_ms(raw["timestamp"]) < t) & (_ms(raw["timestamp"]) >= lo)]
         plays = mine[mine["event_type"] == "media_started"].sort_values("timestamp")
         row = got.iloc[i]

@@ -191,3 +191,58 @@ def test_features_equal_what_a_simulated_stream_implies(store: OnlineStore) -> N
         assert set(feats.recent_media_7d) == {f"m{i}" for i, _ in recent}
         order = [last_play[u][int(m[1:])] for m in feats.recent_media_7d]
         assert order == sorted(order, reverse=True)
+
+
+def test_engagement_counts_and_positive_history(store: OnlineStore) -> None:
+    _catalogue(store, {
+        "m1": ("c1", "music", "en", "VIDEO", 100.0, T0 - DAY), "m2": ("c1", "news", "fr", "AUDIO", 50.0, T0 - DAY),
+        "m3": ("c2", "music", "en", "VIDEO", 80.0, T0 - DAY), "m10": ("c2", "news", "en", "VIDEO", 60.0, T0 - DAY),
+    })  # fmt: skip
+    raws = [
+        _event(0, "media_started", "u1", "m1", T0 + 10),
+        _event(1, "media_completed", "u1", "m1", T0 + 40, consumed_fraction=1.0),
+        _event(2, "media_started", "u1", "m2", T0 + DAY + 10),
+        _event(3, "media_liked", "u1", "m2", T0 + DAY + 20),
+        _event(4, "media_disliked", "u1", "m3", T0 + DAY + 30),
+        _event(5, "media_skipped", "u1", "m3", T0 + DAY + 31, consumed_fraction=0.1),  # not positive
+        _event(6, "media_shared", "u1", "m10", T0 + 2 * DAY),
+        _event(7, "media_replay", "u1", "m1", T0 + 3 * DAY),  # m1 again: its latest time moves
+        _event(8, "subscription_to_creator", "u1", "m3", T0 + 3 * DAY + 5, creator_id="c2"),
+        _event(9, "media_liked", "u1", "m2", T0 + 3 * DAY + 6),
+        _event(10, "media_added_to_playlist", "u2", "m3", T0 + 3 * DAY),
+    ]
+    _apply(store, raws[:6])
+    _apply(store, raws[6:], first=6)
+    with pytest.raises(OffsetConflict):  # a replay of the second batch changes nothing
+        _apply(store, raws[6:], first=6)
+
+    def read(now: float) -> tuple:
+        f = store.read_user("u1", now=now)
+        return f.plays_7d, f.video_plays_7d, f.completes_7d, f.likes_7d, f.dislikes_7d, f.recent_positive_7d
+
+    everything = (2.0, 1.0, 1.0, 2.0, 1.0, ["m2", "m3", "m1", "m10"])
+    assert read(T0 + 4 * DAY) == everything
+    assert read(T0 + 7 * DAY) == everything  # midnight: the window is the 7 full days before it
+    assert read(T0 + 7 * DAY + HOUR) == (1.0, 0.0, 0.0, 2.0, 1.0, ["m2", "m3", "m1", "m10"])  # day 0 gone
+    assert read(T0 + 8 * DAY + HOUR) == (0.0, 0.0, 0.0, 1.0, 0.0, ["m2", "m3", "m1", "m10"])  # day 1 gone
+    assert read(T0 + 9 * DAY + HOUR) == (0.0, 0.0, 0.0, 1.0, 0.0, ["m2", "m3", "m1"])  # day 2 gone
+    assert read(T0 + 10 * DAY + HOUR) == (0.0, 0.0, 0.0, 0.0, 0.0, [])
+    assert store.read_user("u2", now=T0 + 4 * DAY).recent_positive_7d == ["m3"]
+    ttl = store.client.ttl(store.key_user_positive("u1"))
+    assert 0 < ttl <= store.config.user_ttl_s
+
+
+def test_a_core_record_of_the_first_layout_is_kept_and_extended(store: OnlineStore) -> None:
+    from app.features.layout import USER_CORE_LAYOUT_V1
+
+    _catalogue(store, {"m1": ("c1", "music", "en", "VIDEO", 100.0, T0 - DAY)})
+    old = USER_CORE_LAYOUT_V1.zeros(1)
+    day = int(T0 // DAY)
+    old["d7_id"][0, day % 7] = day
+    old["d7_video"][0, day % 7] = 5
+    store.client.hset(store.key_user("u1"), "core", old.tobytes())  # written before the layout grew
+    assert store.read_user("u1", now=T0 + HOUR).plays_7d == 5.0
+    _apply(store, [_event(0, "media_completed", "u1", "m1", T0 + 60, consumed_fraction=1.0)])
+    assert len(store.client.hget(store.key_user("u1"), "core")) == USER_CORE_LAYOUT.size
+    f = store.read_user("u1", now=T0 + HOUR)
+    assert (f.plays_7d, f.video_plays_7d, f.completes_7d) == (5.0, 5.0, 1.0)
