@@ -26,7 +26,10 @@ demo: install
 	FEEDRAY_MODELS__TRAINING__EVAL_DAYS=$(DEMO_EVAL_DAYS) $(FEEDRAY) train retrieval --epochs 2
 	FEEDRAY_MODELS__TRAINING__EVAL_DAYS=$(DEMO_EVAL_DAYS) $(FEEDRAY) train ranking --epochs 1
 	$(FEEDRAY) train index --alias champion
+	$(FEEDRAY) serve
 	$(FEEDRAY) status
+	@echo "example request: curl 'http://127.0.0.1:8000/api/v1/content/feed?user_id=u42&limit=5'"
+	@curl -sf 'http://127.0.0.1:8000/api/v1/content/feed?user_id=u42&limit=5' | $(VENV)/bin/python -m json.tool
 
 # The whole suite; integration tests start their own Redis, Kafka, Ray and MLflow on free loopback ports.
 test: install

@@ -1,5 +1,8 @@
 """The bind graph: Ingress(FastAPI) -> Retrieval, Ranking [-> FeatureLookup, opt-in].
 
+``stages: local`` binds the Ingress alone, with retrieval and ranking inside its replicas
+(deployments/stages.py); their ``user_config`` blocks then sit in the Ingress's.
+
 ``build_app`` for Python callers and tests; ``app_builder`` is the import path
 ``serve deploy serve_config.yaml`` uses (``deployments.app:app_builder``), taking the
 config's ``args``::
@@ -9,6 +12,7 @@ config's ``args``::
       extras: {hop_allowance_ms: 60}                  # app.serving.config.ServingExtras
       features_hop: false                             # FeatureLookup as its own deployment
       gpu: auto                                       # retrieval/ranking num_gpus: auto | true | false
+      stages: remote                                  # remote (own deployments) | local (in the ingress)
 """
 
 from __future__ import annotations
@@ -59,11 +63,21 @@ def build_app(
     ingress_config: dict | None = None,
     features_hop: bool = False,
     gpu: str | bool = "auto",
+    stages: str = "remote",
 ) -> Application:
+    if stages not in ("remote", "local"):
+        raise ValueError(f"stages must be 'remote' or 'local', not {stages!r}")
     settings = settings or FeedraySettings()
     payload = settings_payload(settings)
     extras_payload = (extras or ServingExtras()).model_dump(mode="json")
     gpus = _gpus(gpu)
+    lookup = FeatureLookupDeployment.bind(payload, extras_payload) if features_hop else None
+    ingress_options: dict[str, Any] = {}
+    if ingress_config:
+        ingress_options["user_config"] = ingress_config
+    if stages == "local":
+        ingress_options["ray_actor_options"] = {"num_cpus": 0.5, "num_gpus": gpus}
+        return Ingress.options(**ingress_options).bind(None, None, payload, extras_payload, lookup, "local")
 
     retrieval = Retrieval.options(
         ray_actor_options={"num_cpus": 0.25, "num_gpus": gpus * 0.5},
@@ -73,10 +87,6 @@ def build_app(
         ray_actor_options={"num_cpus": 0.25, "num_gpus": gpus * 0.5},
         **({"user_config": ranking_config} if ranking_config else {}),
     ).bind(payload, extras_payload)
-    lookup = FeatureLookupDeployment.bind(payload, extras_payload) if features_hop else None
-    ingress_options: dict[str, Any] = {}
-    if ingress_config:
-        ingress_options["user_config"] = ingress_config
     return Ingress.options(**ingress_options).bind(retrieval, ranking, payload, extras_payload, lookup)
 
 
@@ -85,4 +95,5 @@ def app_builder(args: dict[str, Any]) -> Application:
     args = dict(args or {})
     settings = FeedraySettings(**(args.get("settings") or {}))
     extras = ServingExtras(**(args.get("extras") or {}))
-    return build_app(settings, extras, features_hop=bool(args.get("features_hop", False)), gpu=args.get("gpu", "auto"))
+    return build_app(settings, extras, features_hop=bool(args.get("features_hop", False)), gpu=args.get("gpu", "auto"),
+                     stages=str(args.get("stages", "remote")))

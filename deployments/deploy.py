@@ -41,11 +41,52 @@ def with_user_config(config: dict[str, Any], name: str, **updates: Any) -> dict[
     return config
 
 
+STAGE_DEPLOYMENTS = {"Retrieval": "retrieval", "Ranking": "ranking"}  # deployment -> ingress block
+
+
+def with_stages(config: dict[str, Any], stages: str, app: str = APP_NAME) -> dict[str, Any]:
+    """``config`` with retrieval and ranking placed ``remote`` (own deployments) or ``local``.
+
+    Local: their deployment entries are removed and their ``user_config`` moves into the
+    Ingress's as ``retrieval: {...}`` / ``ranking: {...}`` (the inverse for remote).
+    """
+    config = copy.deepcopy(config)
+    application = next(a for a in config["applications"] if a["name"] == app)
+    application.setdefault("args", {})["stages"] = stages
+    entries = {e["name"]: e for e in application["deployments"]}
+    ingress = entries["Ingress"]
+    ingress_config = ingress.setdefault("user_config", {})
+    if stages == "local":
+        for name, block in STAGE_DEPLOYMENTS.items():
+            if name in entries:
+                ingress_config[block] = entries.pop(name).get("user_config") or {}
+    else:
+        for name, block in STAGE_DEPLOYMENTS.items():
+            if block in ingress_config and name not in entries:
+                entries[name] = {"name": name, "user_config": ingress_config.pop(block)}
+    application["deployments"] = list(entries.values())
+    return config
+
+
+def _model_blocks(config: dict[str, Any]) -> list[tuple[str, dict]]:
+    """(stage deployment name, its user_config) wherever the stage lives in ``config``."""
+    out = []
+    for name, block in STAGE_DEPLOYMENTS.items():
+        try:
+            out.append((name, deployment(config, name).setdefault("user_config", {})))
+        except KeyError:
+            ingress = deployment(config, "Ingress").get("user_config") or {}
+            if block in ingress:
+                out.append((name, ingress[block]))
+    return out
+
+
 def resolve_aliases(config: dict[str, Any], settings: Any | None = None) -> dict[str, Any]:
     """Turn ``alias:<name>`` model references into concrete versions (from MLflow).
 
     Replicas only reconfigure when their user_config changes; an alias moving in MLflow
     does not change the config text, so promotion and rollback run this and redeploy.
+    A canary alias that does not exist yet resolves to the champion's version.
     """
     from app.config import get_settings
     from deployments.models import resolve_model_ref
@@ -53,9 +94,9 @@ def resolve_aliases(config: dict[str, Any], settings: Any | None = None) -> dict
     settings = settings or get_settings()
     config = copy.deepcopy(config)
     models_of = {"Retrieval": settings.models.retrieval_model_name, "Ranking": settings.models.ranking_model_name}
-    for name, model in models_of.items():
-        entry = deployment(config, name)
-        refs = (entry.get("user_config") or {}).get("models") or {}
+    for name, user_config in _model_blocks(config):
+        model = models_of[name]
+        refs = user_config.get("models") or {}
         for arm, ref in list(refs.items()):
             if str(ref).startswith("alias:"):
                 try:
@@ -63,7 +104,9 @@ def resolve_aliases(config: dict[str, Any], settings: Any | None = None) -> dict
                 except LookupError:
                     if arm == "champion":
                         raise
-                    refs[arm] = refs["champion"]  # no challenger yet: the canary serves the champion
+                    refs[arm] = None
+        for arm in [a for a, r in refs.items() if r is None]:
+            refs[arm] = refs["champion"]  # no challenger yet: the canary serves the champion
     return config
 
 
@@ -122,13 +165,17 @@ def serve_command(
     address: str | None = None,
     refresh_models: bool = True,
     wait_s: float = 300.0,
+    host: str = "127.0.0.1",
+    stages: str | None = None,
 ) -> None:
     """Deploy (or update in place) the feed service on a Ray cluster.
 
     Mount with ``app.command("serve")(serve_command)`` in app/cli.py. ``address``: a Ray
     cluster (default: the configured local head, else start a local Ray). With
     ``refresh_models`` MLflow aliases in the config are resolved to versions first, which
-    is how a promotion or a rollback reaches the replicas without a restart.
+    is how a promotion or a rollback reaches the replicas without a restart. ``host``: the
+    HTTP proxy's bind address (loopback by default; the config's ``0.0.0.0`` is for clusters).
+    ``stages``: ``remote`` or ``local`` overrides where the config places retrieval and ranking.
     """
     import os
 
@@ -147,8 +194,11 @@ def serve_command(
             raise SystemExit(f"no Ray cluster at {settings.ray.address}; run `feedray up` or pass --address")
         connect_ray(settings, log_to_driver=False)
     spec = with_local_settings(load_config(config), settings)
+    spec.setdefault("http_options", {})["host"] = host
+    if stages:
+        spec = with_stages(spec, stages)
     if refresh_models:
         spec = resolve_aliases(spec, settings)
     deploy(spec, wait_s)
     http = spec.get("http_options") or {}
-    print(f"feedray serving on http://{http.get('host', '127.0.0.1')}:{http.get('port', 8000)}/api/v1/content/feed (docs: /docs)")
+    print(f"feedray serving on http://{host}:{http.get('port', 8000)}/api/v1/content/feed (docs: /docs)")

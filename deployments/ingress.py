@@ -2,9 +2,11 @@
 ranking, re-ranks, logs the exposure, answers. Every failure below it becomes an HTTP 200
 with ``degraded`` naming what happened.
 
-Hops on the hot path: ingress -> Retrieval -> ingress -> Ranking -> ingress (two Serve
-calls). The user feature lookup runs here in-process (see deployments/feature_lookup.py),
-the 500 items' features are read inside Ranking; candidates travel as numpy arrays.
+Hops on the hot path (``stages: remote``): ingress -> Retrieval -> ingress -> Ranking ->
+ingress (two Serve calls). With ``stages: local`` retrieval and ranking run inside this
+replica and a feed is one Serve call (deployments/stages.py). The user feature lookup runs
+here in-process (see deployments/feature_lookup.py), the 500 items' counters are read by
+the ranking stage; candidates travel as numpy arrays.
 """
 
 
@@ -94,19 +96,23 @@ class TrendingReader:
 class Ingress:
     def __init__(
         self,
-        retrieval: DeploymentHandle,
-        ranking: DeploymentHandle,
+        retrieval: DeploymentHandle | None,
+        ranking: DeploymentHandle | None,
         settings: dict,
         extras: dict,
         feature_lookup: DeploymentHandle | None = None,
+        stages: str = "remote",
     ) -> None:
         from deployments.exposures import ExposureLog
         from deployments.metrics import metrics
+        from deployments.stages import LocalStages, RemoteStages
 
         self.settings = FeedraySettings(**settings)
         self.extras = ServingExtras(**extras)
-        self.retrieval = retrieval
-        self.ranking = ranking
+        if stages == "local":
+            self.stages = LocalStages(self.settings, self.extras)
+        else:
+            self.stages = RemoteStages(retrieval, ranking)
         self.feature_hop = feature_lookup
         self.features = FeatureLookup(self.settings, self.extras)
         self.trending = TrendingReader(self.features, self.extras)
@@ -116,9 +122,24 @@ class Ingress:
         self.experiment = "default"
         self.last_versions: dict[str, dict[str, str]] = {}
 
-    def reconfigure(self, config: dict) -> None:
+    async def reconfigure(self, config: dict) -> None:
         self.canary_share = float(config.get("canary_share", self.settings.experiments.canary_share))
         self.experiment = str(config.get("experiment", "default"))
+        await self.stages.reconfigure(config)
+
+    # ------------------------------------------------------------------ operator calls (handles)
+    async def index_stats(self) -> dict:
+        return await self.stages.index_stats()
+
+    async def index_contains(self, media_ids: list[str]) -> dict[str, bool]:
+        return await self.stages.index_contains(media_ids)
+
+    async def rebuild_index(self) -> dict:
+        return await self.stages.rebuild_index()
+
+    def check_health(self) -> None:
+        if self.stages.placement == "local" and not self.stages.retrieval_core.states:
+            raise RuntimeError("no index loaded")
 
     # ------------------------------------------------------------------ endpoints
     @fastapi_app.get("/healthz", response_model=Health)
@@ -160,16 +181,19 @@ class Ingress:
         return self.features.lookup(user_id)
 
     async def _stage(self, call, budget_ms: float):
-        """Await a stage behind a hop with budget + hop allowance; raise TimeoutError beyond."""
-        response = call
+        """Await a stage with budget + hop allowance; raise TimeoutError beyond.
+
+        ``call`` is a DeploymentResponse (remote stage) or a coroutine (local stage)."""
 
         async def result():
-            return await response
+            return await call
 
         try:
             return await asyncio.wait_for(result(), stage_timeout_s(budget_ms, self.extras.hop_allowance_ms))
         except TimeoutError:
-            response.cancel()  # the late answer is dropped; the replica stops the work
+            cancel = getattr(call, "cancel", None)
+            if cancel is not None:
+                cancel()  # the late answer is dropped; the replica stops the work
             raise
 
     async def serve_feed(
@@ -208,7 +232,7 @@ class Ingress:
         with watch.stage("retrieval"):
             try:
                 candidates = await self._stage(
-                    self.retrieval.retrieve.remote(user, context, arm, serving.candidate_count), budgets.retrieval_ms
+                    self.stages.retrieve(user, context, arm, serving.candidate_count), budgets.retrieval_ms
                 )
                 versions["retrieval"] = candidates.model_version
                 if candidates.compute_ms > budgets.retrieval_ms:
@@ -221,7 +245,7 @@ class Ingress:
         if candidates is not None and len(candidates):
             with watch.stage("ranking"):
                 try:
-                    ranked = await self._stage(self.ranking.rank.remote(user, context, candidates, arm), budgets.ranking_ms)
+                    ranked = await self._stage(self.stages.rank(user, context, candidates, arm), budgets.ranking_ms)
                     versions["ranking"] = ranked.model_version
                     if ranked.features_unavailable:
                         degraded.add(degrade.ITEM_FEATURES_UNAVAILABLE)

@@ -16,7 +16,6 @@ priors) and says so.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import threading
@@ -31,6 +30,7 @@ from app.serving.encoding import ItemCounters, ranking_batch, user_columns
 from app.serving.types import CandidateBatch, RankedBatch, RequestContext, UserFeatures
 from deployments.feature_lookup import CircuitBreaker
 from deployments.models import load_model, resolve_arms
+from deployments.stages import StageControls
 from deployments.store import ServingStore
 
 log = logging.getLogger(__name__)
@@ -103,21 +103,13 @@ class Ranking:
     def __init__(self, settings: dict, extras: dict) -> None:
         self.started_at = time.time()
         self.core = RankingCore(FeedraySettings(**settings), ServingExtras(**extras))
+        self.controls = StageControls()
 
     async def reconfigure(self, config: dict) -> None:
-        models = dict(config.get("models") or {"champion": "alias:champion"})
-        models.setdefault("canary", models["champion"])
-        if models != self.core.refs:
-            await asyncio.to_thread(self.core.load, models)
-        self.core.fault = config.get("fault")
-        self.core.delay_ms = float(config.get("delay_ms") or 0.0)
+        await self.controls.reconfigure(self.core, config)
 
     async def rank(self, user: UserFeatures, context: RequestContext, candidates: CandidateBatch, arm: str) -> RankedBatch:
-        if self.core.delay_ms:
-            await asyncio.sleep(self.core.delay_ms / 1000.0)
-        if self.core.fault == "error":
-            raise RuntimeError("ranking fault injected")
-        return self.core.rank(user, context, candidates, arm)
+        return await self.controls.run("ranking", self.core.rank, user, context, candidates, arm)
 
     def versions(self) -> dict[str, str]:
         return {arm: v for arm, (_, v) in self.core.models.items()}

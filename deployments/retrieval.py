@@ -16,7 +16,6 @@ full every ``index_rebuild_interval_s`` with current counters, swapping atomical
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import threading
@@ -32,6 +31,7 @@ from app.serving.encoding import ItemCounters, user_columns
 from app.serving.types import CandidateBatch, RequestContext, UserFeatures
 from deployments.live_index import TYPES, ItemAttributes, LiveIndex, build_live_index
 from deployments.models import load_logged_index, load_model, resolve_arms
+from deployments.stages import StageControls
 from deployments.store import ServingStore
 
 log = logging.getLogger(__name__)
@@ -231,6 +231,25 @@ class RetrievalCore:
         self._stop.set()
 
 
+def report_index_metrics(core: RetrievalCore, every_s: float = 5.0) -> None:
+    """Forever: index size and age per loaded version, publish-to-index lag (a daemon thread)."""
+    from deployments.metrics import metrics
+
+    while True:
+        time.sleep(every_s)
+        try:
+            m = metrics()
+            for state in {id(s): s for s in core.states.values()}.values():
+                tags = {"model_version": state.version}
+                m.index_size.set(state.size, tags=tags)
+                m.index_age.set(time.time() - state.built_at, tags=tags)
+            if core.last_publish_lag_s is not None:
+                m.publish_lag.observe(core.last_publish_lag_s)
+                core.last_publish_lag_s = None
+        except Exception:  # noqa: BLE001
+            log.exception("index metrics")
+
+
 @serve.deployment(
     ray_actor_options={"num_cpus": 0.25},
     max_ongoing_requests=32,
@@ -242,23 +261,14 @@ class Retrieval:
     def __init__(self, settings: dict, extras: dict) -> None:
         self.started_at = time.time()
         self.core = RetrievalCore(FeedraySettings(**settings), ServingExtras(**extras))
-        self._gauges = threading.Thread(target=self._report_index, daemon=True)
-        self._gauges.start()
+        self.controls = StageControls()
+        threading.Thread(target=report_index_metrics, args=(self.core,), daemon=True).start()
 
     async def reconfigure(self, config: dict) -> None:
-        models = dict(config.get("models") or {"champion": "alias:champion"})
-        models.setdefault("canary", models["champion"])
-        if models != self.core.refs:
-            await asyncio.to_thread(self.core.load, models)  # requests keep flowing meanwhile
-        self.core.fault = config.get("fault")
-        self.core.delay_ms = float(config.get("delay_ms") or 0.0)
+        await self.controls.reconfigure(self.core, config)
 
     async def retrieve(self, user: UserFeatures, context: RequestContext, arm: str, k: int) -> CandidateBatch:
-        if self.core.delay_ms:
-            await asyncio.sleep(self.core.delay_ms / 1000.0)
-        if self.core.fault == "error":
-            raise RuntimeError("retrieval fault injected")
-        return self.core.retrieve(user, context, arm, k)
+        return await self.controls.run("retrieval", self.core.retrieve, user, context, arm, k)
 
     def stats(self) -> dict:
         return self.core.stats()
@@ -277,20 +287,3 @@ class Retrieval:
     def check_health(self) -> None:
         if not self.core.states:
             raise RuntimeError("no index loaded")
-
-    def _report_index(self) -> None:
-        from deployments.metrics import metrics
-
-        while True:
-            time.sleep(5)
-            try:
-                m = metrics()
-                for state in {id(s): s for s in self.core.states.values()}.values():
-                    tags = {"model_version": state.version}
-                    m.index_size.set(state.size, tags=tags)
-                    m.index_age.set(time.time() - state.built_at, tags=tags)
-                if self.core.last_publish_lag_s is not None:
-                    m.publish_lag.observe(self.core.last_publish_lag_s)
-                    self.core.last_publish_lag_s = None
-            except Exception:  # noqa: BLE001
-                log.exception("index metrics")

@@ -49,11 +49,16 @@ def stable_hash(values: np.ndarray | pd.Series | list, buckets: int, salt: str =
 
     Uses pandas' SipHash with its fixed key, so the same id gets the same bucket in every
     process, on every host, in training and serving (unlike Python's salted ``hash``).
+    Plain object arrays instead of a Series: the serving path hashes a few hundred strings
+    per request, where Series construction used to cost more than the hashing.
     """
-    series = pd.Series(values, dtype=object)
-    missing = series.isna().to_numpy() | (series.astype(str).to_numpy() == "")
-    text = (salt + series.astype(str)).to_numpy(dtype=object)
-    h = pd.util.hash_array(text, categorize=True).astype(np.uint64)
+    arr = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else np.asarray(values, dtype=object).reshape(-1)
+    missing = np.asarray(pd.isna(arr), dtype=bool).reshape(-1)
+    text = np.empty(len(arr), dtype=object)
+    text[:] = [salt + (v if isinstance(v, str) else str(v)) for v in arr]
+    missing |= text == salt  # str(value) == ""
+    # categorize only pays off on large arrays with repeats; the hash is the same either way
+    h = pd.util.hash_array(text, categorize=len(text) > 10_000).astype(np.uint64)
     out = (h % np.uint64(buckets - 1)).astype(np.int64) + 1
     out[missing] = 0
     return out
@@ -155,16 +160,17 @@ def encode_online_users(users: Sequence[UserFeatures], cfg: FeatureSettings) -> 
     }
 
 
-def encode_items(frame: pd.DataFrame, cfg: FeatureSettings) -> dict[str, np.ndarray]:
-    """Model columns of items from a frame with ``media_id, category, creator_id,
-    content_type, language, duration_s`` and the ``i_dense`` block (already computed)."""
+def encode_items(frame: Mapping[str, object], cfg: FeatureSettings) -> dict[str, np.ndarray]:
+    """Model columns of items from a frame (or a mapping of equal-length arrays) with
+    ``media_id, category, creator_id, content_type, language, duration_s``."""
+    types = np.asarray(frame["content_type"], dtype=object).reshape(-1)
     return {
         "i_hash": stable_hash(frame["media_id"], cfg.item_buckets, "item:"),
         "i_cat": stable_hash(frame["category"], cfg.category_buckets, "cat:"),
         "i_creator": stable_hash(frame["creator_id"], cfg.creator_buckets, "creator:"),
-        "i_type": frame["content_type"].astype(str).map(CONTENT_TYPE_CODE).fillna(0).to_numpy(np.int64),
+        "i_type": np.fromiter((CONTENT_TYPE_CODE.get(str(t), 0) for t in types), np.int64, len(types)),
         "i_lang": stable_hash(frame["language"], cfg.language_buckets, "lang:"),
-        "i_dur": duration_bucket(frame["duration_s"].to_numpy(np.float64)),
+        "i_dur": duration_bucket(np.asarray(frame["duration_s"], dtype=np.float64)),
     }
 
 

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from app.features import definitions as fd
 from app.models.config import FeatureSettings
@@ -80,15 +79,12 @@ def item_columns(
     cfg: FeatureSettings,
 ) -> dict[str, np.ndarray]:
     """i_* columns [n, ...] of n items from their catalogue attributes and raw counters."""
-    frame = pd.DataFrame(
-        {"media_id": list(media_ids), "category": list(categories), "creator_id": list(creator_ids),
-         "content_type": list(content_types), "language": list(languages),
-         "duration_s": np.asarray(durations, np.float64)}
-    )
-    columns = encode_items(frame, cfg)
+    duration = np.asarray(durations, np.float64)
+    columns = encode_items({"media_id": media_ids, "category": categories, "creator_id": creator_ids,
+                            "content_type": content_types, "language": languages, "duration_s": duration}, cfg)
     age = fd.publish_age_hours(np.asarray(published_s, np.float64), now_s)
     columns["i_dense"] = item_dense(counters.starts, counters.completes, counters.likes, counters.dislikes,
-                                    age, frame["duration_s"].to_numpy())
+                                    age, duration)
     return columns
 
 

@@ -55,11 +55,26 @@ class Serving:
         return requests.get(self.base_url + path, params=params, timeout=30)
 
     def update(self, name: str, **user_config) -> None:
-        """Change one deployment's user_config in place (lightweight update) and wait."""
-        from deployments.deploy import deploy, with_user_config
+        """Change one deployment's user_config in place (lightweight update) and wait.
 
-        self.config = with_user_config(self.config, name, **user_config)
+        With ``stages: local`` the Retrieval / Ranking settings live in the Ingress's
+        user_config (``retrieval`` / ``ranking`` blocks)."""
+        from deployments.deploy import STAGE_DEPLOYMENTS, deploy, deployment, with_user_config
+
+        try:
+            deployment(self.config, name)
+            self.config = with_user_config(self.config, name, **user_config)
+        except KeyError:
+            block = STAGE_DEPLOYMENTS[name]
+            current = (deployment(self.config, "Ingress").get("user_config") or {}).get(block) or {}
+            self.config = with_user_config(self.config, "Ingress", **{block: {**current, **user_config}})
         deploy(self.config, wait_s=180)
+
+    def redeploy(self, config: dict) -> None:
+        from deployments.deploy import deploy
+
+        self.config = config
+        deploy(config, wait_s=420)
 
 
 def test_config(settings: FeedraySettings, port: int) -> dict:

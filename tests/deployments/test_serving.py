@@ -291,6 +291,76 @@ def test_prometheus_metrics_are_exported(serving):
     assert not missing, missing
 
 
+def test_local_stages_serve_the_feed_without_hops(serving):
+    """The same app with retrieval and ranking inside the ingress (``stages: local``):
+    real models, fallbacks, hot swap and the live index work there too."""
+    from ray import serve
+
+    from deployments.deploy import with_stages
+
+    tower2, ranker2 = _refs(serving, 2)
+    tower3, ranker3 = _refs(serving, 3)
+    serving.redeploy(with_stages(serving.config, "local"))
+    status = serve.status().applications["feedray"]
+    assert set(status.deployments) == {"Ingress"}
+    user = _user(serving, preferred="VIDEO")
+    body = serving.get("/api/v1/content/feed", user_id=user, limit=15).json()
+    assert body["degraded"] == [] and {i["source"] for i in body["items"]} == {"retrieval"}
+    assert set(body["model_versions"]) == {"retrieval", "ranking"}
+    _check_feed(body, 15, _recent(serving, user))
+
+    serving.update("Ranking", fault="error")
+    body = serving.get("/api/v1/content/feed", user_id=user, limit=10).json()
+    assert "ranking_unavailable" in body["degraded"] and {i["source"] for i in body["items"]} == {"trending"}
+    serving.update("Ranking", fault=None)
+
+    # Hot swap under requests: zero errors, in place (the ingress replica keeps its process).
+    ingress = serve.get_deployment_handle("Ingress", app_name="feedray")
+    results: list[tuple[int, dict]] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        k = 0
+        while not stop.is_set():
+            r = serving.get("/api/v1/content/feed", user_id=f"u{k % 600}", limit=10)
+            results.append((r.status_code, r.json() if r.status_code == 200 else {}))
+            k += 1
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        time.sleep(1.0)
+        serving.update("Retrieval", models={"champion": tower3, "canary": tower3})
+        serving.update("Ranking", models={"champion": ranker3, "canary": ranker3})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+            results and results[-1][1].get("model_versions") == {"retrieval": tower3, "ranking": ranker3}
+        ):
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join()
+    assert len(results) > 5 and all(code == 200 for code, _ in results)
+    assert all(not b["degraded"] for _, b in results), [b["degraded"] for _, b in results if b["degraded"]]
+    assert results[-1][1]["model_versions"] == {"retrieval": tower3, "ranking": ranker3}
+
+    # Live index inside the ingress.
+    from confluent_kafka import Producer
+
+    from app.schemas import MediaPublished
+
+    item = MediaPublished(media_id="m-new-local", creator_id="c-new", content_type="VIDEO", category="music",
+                          language="en", duration_s=120.0, published_at=datetime.now(UTC))
+    assert ingress.index_contains.remote(["m-new-local"]).result() == {"m-new-local": False}
+    producer = Producer(serving.settings.kafka.client_config())
+    producer.produce(serving.settings.kafka.topics.published, key=b"m-new-local", value=item.model_dump_json().encode())
+    producer.flush(10)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 60 and not ingress.index_contains.remote(["m-new-local"]).result()["m-new-local"]:
+        time.sleep(0.1)
+    assert time.monotonic() - t0 < 60
+
+
 def test_redis_down_uses_cached_then_default_features(serving):
     """Runs last in the module: it stops the service's Redis."""
     known = _user(serving, preferred="AUDIO", start=300)
