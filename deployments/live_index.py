@@ -198,17 +198,19 @@ class LiveIndex:
         new = items.take(np.asarray(fresh))
         vectors = embed_items(self.model, new)
         with self.lock:
-            self.index.add_items(vectors, new.media_ids)
+            # attributes first: a position readers can see (outside the lock) always has its row
             self.items = self.items.concat(new)
+            self.index.add_items(vectors, new.media_ids)
             self._refresh_selectors()
         return len(new)
 
     def contains(self, media_id: str) -> bool:
         """Indexed *and* found by a search with the item's own vector (so truly retrievable)."""
-        position = self.index.position(media_id)
-        if position is None:
-            return False
-        item = self.items.take(np.asarray([position]))
+        with self.lock:
+            position = self.index.position(media_id)
+            if position is None:
+                return False
+            item = self.items.take(np.asarray([position]))
         vector = embed_items(self.model, item)[0]
         found, _ = self.search(vector, {str(item.content_types[0]): 10})
         return position in set(found.tolist())

@@ -41,6 +41,8 @@ class RankingCore:
         import torch
 
         torch.set_num_threads(1)
+        # A replica placed on a GPU node (num_gpus > 0) scores there; not exercised on CPU-only hosts.
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.settings = settings
         self.model_name = settings.models.ranking_model_name
         self.store = ServingStore(settings, extras.redis_timeout_s)
@@ -56,7 +58,8 @@ class RankingCore:
             versions = resolve_arms(models, self.model_name, self.settings)
             by_version = {v: (m, v) for m, v in self.models.values()}
             for version in set(versions.values()) - set(by_version):
-                by_version[version] = load_model(self.settings, self.model_name, version)
+                model, version = load_model(self.settings, self.model_name, version)
+                by_version[version] = (model.to(self.device), version)
             self.models = {arm: by_version[v] for arm, v in versions.items()}  # one reference swap
             self.refs = dict(models)
 
@@ -82,7 +85,7 @@ class RankingCore:
         cfg = model.features
         batch = ranking_batch(user_columns(user, context, cfg), candidates, counters, time.time(), cfg)
         with torch.inference_mode():
-            scores = model.score(to_tensors(batch))["value"].numpy().astype(np.float32)
+            scores = model.score(to_tensors(batch, self.device))["value"].cpu().numpy().astype(np.float32)
         return RankedBatch(
             scores=scores,
             model_version=f"{self.model_name}@{version}",

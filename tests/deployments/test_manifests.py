@@ -1,0 +1,69 @@
+"""The deployment manifests: cluster.yaml against Ray's cluster-launcher schema, and
+serve_config.yaml / the KubeRay RayService's serveConfigV2 against Serve's deploy schema
+(the same application, deployments and model references in both)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_cluster_yaml_is_a_valid_launcher_config():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = prepare_config(yaml.safe_load((ROOT / "cluster.yaml").read_text()))
+    validate_config(config)  # raises on any schema violation
+    types = config["available_node_types"]
+    assert {"head", "cpu_worker", "gpu_worker"} <= set(types)
+    assert types["head"]["resources"] == {"CPU": 0}  # replicas stay off the head
+    setup = " ".join(config["setup_commands"])
+    assert "-e ." in setup and "requirements/gpu.lock" in setup and "requirements/cpu.lock" in setup
+    broken = dict(config, available_node_types=dict(types, head=dict(types["head"], bogus=1)))
+    with pytest.raises(Exception, match="bogus"):
+        validate_config(broken)
+
+
+def _stages(config: dict) -> dict[str, dict]:
+    app = config["applications"][0]
+    return {d["name"]: d for d in app["deployments"]}
+
+
+def test_serve_config_and_rayservice_carry_the_same_application():
+    from ray.serve.schema import ServeDeploySchema
+
+    from deployments.deploy import load_config, with_stages
+
+    local = load_config()
+    ServeDeploySchema.model_validate(local)
+    ServeDeploySchema.model_validate(with_stages(local, "local"))
+    manifest = yaml.safe_load((ROOT / "k8s" / "rayservice.yaml").read_text())
+    assert manifest["kind"] == "RayService"
+    kube = yaml.safe_load(manifest["spec"]["serveConfigV2"])
+    ServeDeploySchema.model_validate(kube)
+    a, b = local["applications"][0], kube["applications"][0]
+    assert a["import_path"] == b["import_path"] == "deployments.app:app_builder"
+    assert set(a["args"]) == set(b["args"])
+    for name, entry in _stages(local).items():
+        other = _stages(kube)[name]
+        assert entry.get("user_config", {}).get("models") == other.get("user_config", {}).get("models")
+        assert "autoscaling_config" in entry and "autoscaling_config" in other
+
+
+@pytest.mark.parametrize("stages, names", [("remote", {"Ingress", "Retrieval", "Ranking"}), ("local", {"Ingress"})])
+def test_app_builder_builds_the_bind_graph(stages, names):
+    from deployments.app import app_builder
+
+    app = app_builder({"settings": {}, "extras": {}, "gpu": False, "stages": stages})
+    found, todo = set(), [app._bound_deployment]
+    while todo:
+        deployment = todo.pop()
+        found.add(deployment.name)
+        todo.extend(a._bound_deployment for a in (*deployment.init_args, *deployment.init_kwargs.values())
+                    if hasattr(a, "_bound_deployment"))
+    assert found == names
+    with pytest.raises(ValueError, match="stages"):
+        app_builder({"stages": "sideways"})
