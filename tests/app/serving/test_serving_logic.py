@@ -116,10 +116,41 @@ def test_trending_keys_follow_filter_language_and_preference():
     assert [e.media_id for e in merged] == ["m0", "m1", "m2", "m3", "m4"]
 
 
-def test_user_features_from_record():
-    assert not UserFeatures.from_record("u", None).known
-    f = UserFeatures.from_record("u", {"preferred_content_type": "BOGUS", "recent_media_7d": ["m1"]})
+def _online(**fields):
+    from app.features.online_store import UserFeatures as OnlineUser
+
+    base = dict(user_id="u", recent_media_7d=[], top_categories_7d=[], avg_session_duration=0.0,
+                preferred_language=None, preferred_content_type="MIXED", subscriber_count=0)
+    return OnlineUser(**{**base, **fields})
+
+
+def test_user_features_from_online_store():
+    assert not UserFeatures.from_online(_online()).known  # never seen: cold start
+    f = UserFeatures.from_online(_online(preferred_content_type="BOGUS", recent_media_7d=["m1"], plays_7d=3.0,
+                                         completes_7d=1.0, recent_positive_7d=["m1"], video_plays_7d=2.0))
     assert f.known and f.preferred_content_type == "MIXED" and f.recent_media == ("m1",)
+    assert f.recent_positive == ("m1",) and (f.plays_7d, f.video_plays_7d, f.completes_7d) == (3.0, 2.0, 1.0)
+
+
+def test_user_columns_match_the_model_encoder():
+    """A served user's model columns are encode_online_users' (training's definition); the
+    request language describes a cold-start user."""
+    from app.models.config import FeatureSettings
+    from app.models.features import encode_online_users, stable_hash
+    from app.serving.encoding import user_columns
+    from app.serving.types import RequestContext
+
+    cfg = FeatureSettings(user_buckets=1_024, item_buckets=4_096)
+    online = _online(plays_7d=4.0, video_plays_7d=4.0, completes_7d=2.0, likes_7d=1.0, top_categories_7d=["music"],
+                     preferred_language="en", preferred_content_type="VIDEO", recent_positive_7d=["m1", "m2"])
+    served = user_columns(UserFeatures.from_online(online), RequestContext(language="es"), cfg)
+    expected = encode_online_users([online], cfg)
+    assert set(served) == set(expected)
+    for name in expected:
+        assert np.array_equal(served[name], expected[name]), name
+    cold = user_columns(UserFeatures("new", False), RequestContext(language="es"), cfg)
+    assert cold["u_lang"][0] == stable_hash(["es"], cfg.language_buckets, "lang:")[0]
+    assert cold["u_pref"][0] == 0 and not cold["u_hist"].any()
 
 
 def test_degradations_and_timing():
