@@ -3,8 +3,12 @@
     .venv/bin/python -m bench.bench_serving --items 100000 --users 5000 --requests 300
 
 A private Redis + Kafka, a local 2-CPU Ray, the Serve app deployed from serve_config.yaml's
-shape (fractional CPUs, one replica each), a simulated world of ``--items`` items. Baseline
-in the same run: a bare Serve FastAPI ingress returning a constant (Serve's own cost).
+shape (fractional CPUs, one replica each), a simulated world of ``--items`` items made
+servable by ``train.bootstrap`` (catalogue, ``--days`` of events in the online store,
+trending, a trained two-tower + FAISS index and ranker registered in a private MLflow).
+Baseline in the same run: a bare Serve FastAPI ingress returning a constant (Serve's own cost).
+Both placements of retrieval and ranking are measured in the same run: ``remote`` (their
+own deployments, two Serve hops per feed) and ``local`` (inside the ingress, no hop).
 """
 
 from __future__ import annotations
@@ -68,25 +72,30 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--hop-allowance-ms", type=float, default=60.0)
     parser.add_argument("--publish-trials", type=int, default=5)
+    parser.add_argument("--days", type=float, default=2.0)
+    parser.add_argument("--epochs", type=int, default=1)
     args = parser.parse_args()
 
     import ray
-    import redis
     from fastapi import FastAPI
     from ray import serve
 
-    from data.simulate.world import World, WorldConfig
+    from data.simulate.world import WorldConfig
     from deployments.app import settings_payload
-    from deployments.deploy import deploy, load_config
-    from deployments.seed import seed_world
+    from deployments.deploy import deploy, load_config, with_stages
+    from train.bootstrap import bootstrap
 
     figures: dict = {"config": vars(args)}
     with private_stack(("redis", "kafka")) as settings:
         ensure_topics(settings)
-        world = World.generate(WorldConfig(seed=5, n_users=args.users, n_items=args.items, n_creators=max(args.items // 50, 1)))
+        uri = f"sqlite:///{settings.state_dir.resolve()}/mlflow.db"
+        settings = settings.model_copy(update={"mlflow": settings.mlflow.model_copy(update={"tracking_uri": uri})})
         t0 = time.perf_counter()
-        seed_world(redis.Redis(**settings.redis.client_kwargs()), world)
-        figures["seed_s"] = time.perf_counter() - t0
+        boot = bootstrap(settings, WorldConfig(seed=5, n_users=args.users, n_items=args.items,
+                                               n_creators=max(args.items // 50, 1)), args.days, args.epochs)
+        figures["bootstrap_s"] = time.perf_counter() - t0
+        figures["bootstrap"] = {"events": boot.events, "versions": boot.versions,
+                                "seconds": boot.seconds, "index": boot.models["index"].params.model_dump()}
 
         os.environ["RAY_ADDRESS"] = "local"
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -117,36 +126,64 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         users = [f"u{u}" for u in range(args.users)]
         feed = lambda k: {"user_id": users[(k * 7919) % len(users)], "limit": 20}  # noqa: E731
-        _load(base + "/api/v1/content/feed", feed, 30, 1)  # warm-up
-        _load(base + "/baseline/", lambda k: {}, 30, 1)
+        _load(base + "/baseline/", lambda k: {}, 30, 1)  # warm-up
         for concurrency in (1, 8):
             lat, _ = _load(base + "/baseline/", lambda k: {}, args.requests, concurrency)
             figures[f"baseline_c{concurrency}"] = percentiles(lat) | {"rps": len(lat) / max(sum(lat) / concurrency, 1e-9)}
-            t0 = time.perf_counter()
-            lat, bodies = _load(base + "/api/v1/content/feed", feed, args.requests, concurrency)
-            wall = time.perf_counter() - t0
-            figures[f"feed_c{concurrency}"] = percentiles(lat) | {"rps": len(lat) / wall} | _stage_figures(bodies)
+        serve.delete("baseline")  # the declarative redeploy below replaces imperatively run apps
 
-        # Publish -> retrievable (the item's own vector finds it in the index).
         from confluent_kafka import Producer
 
         from app.schemas import MediaPublished
 
-        retrieval = serve.get_deployment_handle("Retrieval", app_name="feedray")
         producer = Producer(settings.kafka.client_config())
-        lags = []
-        for trial in range(args.publish_trials):
-            media_id = f"m-bench-{uuid.uuid4().hex[:8]}"
-            item = MediaPublished(media_id=media_id, creator_id="c-bench", content_type="VIDEO" if trial % 2 else "AUDIO",
-                                  category="music", language="en", duration_s=180.0, published_at=datetime.now(UTC))
-            t0 = time.perf_counter()
-            producer.produce(settings.kafka.topics.published, key=media_id.encode(), value=item.model_dump_json().encode())
-            producer.flush(10)
-            while time.perf_counter() - t0 < 120 and not retrieval.contains.remote([media_id]).result()[media_id]:
-                time.sleep(0.05)
-            lags.append(time.perf_counter() - t0)
-        figures["publish_to_retrievable_s"] = {"samples": lags, "max": max(lags), "median": float(np.median(lags)), "target_s": 60}
-        figures["index"] = retrieval.stats.remote().result()
+        ingress = serve.get_deployment_handle("Ingress", app_name="feedray")
+
+        def measure(placement: str) -> dict:
+            out: dict = {}
+            _load(base + "/api/v1/content/feed", feed, 30, 1)  # warm-up
+            for concurrency in (1, 8):
+                t0 = time.perf_counter()
+                lat, bodies = _load(base + "/api/v1/content/feed", feed, args.requests, concurrency)
+                wall = time.perf_counter() - t0
+                out[f"feed_c{concurrency}"] = percentiles(lat) | {"rps": len(lat) / wall} | _stage_figures(bodies)
+            # Publish -> retrievable (the item's own vector finds it in the index).
+            lags = []
+            for trial in range(args.publish_trials):
+                media_id = f"m-bench-{placement}-{uuid.uuid4().hex[:8]}"
+                item = MediaPublished(media_id=media_id, creator_id="c-bench", content_type="VIDEO" if trial % 2 else "AUDIO",
+                                      category="music", language="en", duration_s=180.0, published_at=datetime.now(UTC))
+                t0 = time.perf_counter()
+                producer.produce(settings.kafka.topics.published, key=media_id.encode(), value=item.model_dump_json().encode())
+                producer.flush(10)
+                while time.perf_counter() - t0 < 120 and not ingress.index_contains.remote([media_id]).result()[media_id]:
+                    time.sleep(0.05)
+                lags.append(time.perf_counter() - t0)
+            out["publish_to_retrievable_s"] = {"samples": lags, "max": max(lags), "median": float(np.median(lags)), "target_s": 60}
+            out["index"] = ingress.index_stats.remote().result()
+            return out
+
+        figures["remote"] = measure("remote")
+        figures["remote"]["serve_hops"] = 2  # ingress -> Retrieval, ingress -> Ranking
+        # What crosses the two Serve hops of one request (pickled, as Serve ships it).
+        import pickle
+
+        from app.serving.types import RequestContext, UserFeatures
+
+        retrieval = serve.get_deployment_handle("Retrieval", app_name="feedray")
+        ranking = serve.get_deployment_handle("Ranking", app_name="feedray")
+        sample_user = UserFeatures(users[0], True)
+        candidates = retrieval.retrieve.remote(sample_user, RequestContext(), "champion", 500).result()
+        ranked = ranking.rank.remote(sample_user, RequestContext(), candidates, "champion").result()
+        figures["remote"]["payload_bytes"] = {"user": len(pickle.dumps(sample_user)),
+                                             "candidates_500": len(pickle.dumps(candidates)),
+                                             "ranked_500": len(pickle.dumps(ranked))}
+
+        t0 = time.perf_counter()
+        deploy(with_stages(config, "local"), wait_s=900)
+        figures["redeploy_local_s"] = time.perf_counter() - t0
+        figures["local"] = measure("local")
+        figures["local"]["serve_hops"] = 0
         serve.shutdown()
         ray.shutdown()
     save("serving", figures)
