@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--publish-trials", type=int, default=5)
     parser.add_argument("--days", type=float, default=2.0)
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--local-replicas", type=int, default=2, help="also measure local stages with this many ingress replicas")
     args = parser.parse_args()
 
     import ray
@@ -184,6 +185,15 @@ def main() -> None:
         figures["redeploy_local_s"] = time.perf_counter() - t0
         figures["local"] = measure("local")
         figures["local"]["serve_hops"] = 0
+        if args.local_replicas > 1:  # the same, with more ingress replicas (processes) sharing the cores
+            local = with_stages(config, "local")
+            for entry in local["applications"][0]["deployments"]:
+                if entry["name"] == "Ingress":
+                    entry["num_replicas"] = args.local_replicas
+            deploy(local, wait_s=900)
+            key = f"local_{args.local_replicas}_replicas"
+            figures[key] = measure(key)
+            figures[key]["serve_hops"] = 0
         serve.shutdown()
         ray.shutdown()
     save("serving", figures)

@@ -190,6 +190,16 @@ class LiveIndex:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         return np.concatenate(positions).astype(np.int64), np.concatenate(scores).astype(np.float32)
 
+    def search_any(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, scores) of the top ``k`` over every type (items of no known type dropped)."""
+        query = np.ascontiguousarray(vector.reshape(1, -1), dtype=np.float32)
+        with self.lock:
+            d, i = self.index.search_positions(query, min(k, len(self.items)))
+            keep = i[0] >= 0
+            positions, scores = i[0][keep], d[0][keep]
+            typed = np.isin(self.items.content_types[positions], TYPES)
+        return positions[typed].astype(np.int64), scores[typed].astype(np.float32)
+
     def add(self, items: ItemAttributes) -> int:
         """Embed and add items not yet indexed (a re-published item keeps its position)."""
         fresh = [i for i, m in enumerate(items.media_ids) if m not in self.index]

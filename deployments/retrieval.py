@@ -27,6 +27,7 @@ from ray import serve
 
 from app.config import FeedraySettings
 from app.serving.config import ServingExtras
+from app.serving.candidates import select_with_type_floor
 from app.serving.encoding import ItemCounters, user_columns
 from app.serving.types import CandidateBatch, RequestContext, UserFeatures
 from deployments.live_index import TYPES, ItemAttributes, LiveIndex, build_live_index
@@ -192,14 +193,23 @@ class RetrievalCore:
         exclude = set(user.recent_media)
         extra = len(exclude)
         if context.content_type in TYPES:
-            k_by_type = {context.content_type: k + extra}
+            positions, scores = state.search(vector, {context.content_type: k + extra})
         else:
-            k_by_type = {t: k // 2 + extra for t in TYPES}
-        positions, scores = state.search(vector, k_by_type)
+            # One search over both types; a type left with too few candidates for the re-rank's
+            # diversity gets its own (selector-filtered) search.
+            positions, scores = state.search_any(vector, k + extra)
+            types = state.items.content_types[positions]
+            short = {t: k // 2 + extra for t in TYPES if (types == t).sum() < self.extras.min_candidates_per_type}
+            if short:
+                more, more_scores = state.search(vector, short)
+                fresh = ~np.isin(more, positions)
+                positions = np.concatenate([positions, more[fresh]])
+                scores = np.concatenate([scores, more_scores[fresh]])
         ids = state.index.ids
         keep = np.fromiter((ids[p] not in exclude for p in positions), bool, len(positions))
         positions, scores = positions[keep], scores[keep]
-        order = np.argsort(-scores, kind="stable")[:k]
+        order = select_with_type_floor(scores, state.items.content_types[positions], k,
+                                       self.extras.min_candidates_per_type, TYPES)
         positions, scores = positions[order], scores[order]
         items = state.items.take(positions)
         return CandidateBatch(

@@ -31,6 +31,9 @@ class ServingExtras(BaseModel):
     index_rebuild_interval_s: float = Field(900.0, ge=0)
     # Live index: how the retrieval replica consumes media.published.
     published_poll_s: float = Field(0.2, gt=0)
+    # Retrieval searches both content types at once; a type with fewer candidates than this
+    # in the top-N gets a search of its own (the re-rank's diversity draws on it).
+    min_candidates_per_type: int = Field(100, ge=0)
     # Cold start: share of the feed drawn from trending (the rest from the context tower).
     cold_start_trending_share: float = Field(0.5, ge=0.0, le=1.0)
     # Exposure producer: librdkafka local queue bound (drops, never blocks, beyond it).
