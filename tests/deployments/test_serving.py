@@ -178,13 +178,9 @@ def _refs(serving, version: int) -> tuple[str, str]:
     return f"{ms.retrieval_model_name}@{version}", f"{ms.ranking_model_name}@{version}"
 
 
-def test_hot_swap_under_load_has_no_errors(serving):
-    from ray import serve
-
-    tower1, ranker1 = _refs(serving, 1)
-    tower2, ranker2 = _refs(serving, 2)
-    handles = {n: serve.get_deployment_handle(n, app_name="feedray") for n in ("Retrieval", "Ranking")}
-    before = {n: h.replica_info.remote().result() for n, h in handles.items()}
+def _swap_under_load(serving, tower: str, ranker: str, threads: int) -> list[tuple[int, dict]]:
+    """Point both stages at (tower, ranker) while ``threads`` clients keep requesting feeds;
+    returns every (status, body) seen, until the new versions answer (or 60 s)."""
     results: list[tuple[int, dict]] = []
     stop = threading.Event()
 
@@ -193,25 +189,36 @@ def test_hot_swap_under_load_has_no_errors(serving):
         while not stop.is_set():
             r = serving.get("/api/v1/content/feed", user_id=f"u{k % 600}", limit=10)
             results.append((r.status_code, r.json() if r.status_code == 200 else {}))
-            k += 2
+            k += threads
 
-    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
+    workers = [threading.Thread(target=hammer, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
     try:
         time.sleep(1.0)
-        serving.update("Retrieval", models={"champion": tower2, "canary": tower2})
-        serving.update("Ranking", models={"champion": ranker2, "canary": ranker2})
+        serving.update("Retrieval", models={"champion": tower, "canary": tower})
+        serving.update("Ranking", models={"champion": ranker, "canary": ranker})
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if results and results[-1][1].get("model_versions") == {"retrieval": tower2, "ranking": ranker2}:
-                break
+        while time.monotonic() < deadline and not (
+            results and results[-1][1].get("model_versions") == {"retrieval": tower, "ranking": ranker}
+        ):
             time.sleep(0.2)
         time.sleep(1.0)
     finally:
         stop.set()
-        for t in threads:
-            t.join()
+        for worker in workers:
+            worker.join()
+    return results
+
+
+def test_hot_swap_under_load_has_no_errors(serving):
+    from ray import serve
+
+    tower1, ranker1 = _refs(serving, 1)
+    tower2, ranker2 = _refs(serving, 2)
+    handles = {n: serve.get_deployment_handle(n, app_name="feedray") for n in ("Retrieval", "Ranking")}
+    before = {n: h.replica_info.remote().result() for n, h in handles.items()}
+    results = _swap_under_load(serving, tower2, ranker2, threads=2)
     assert len(results) > 10
     assert all(code == 200 for code, _ in results)
     assert all(not body["degraded"] for _, body in results), [b["degraded"] for _, b in results if b["degraded"]]
@@ -316,30 +323,7 @@ def test_local_stages_serve_the_feed_without_hops(serving):
 
     # Hot swap under requests: zero errors, in place (the ingress replica keeps its process).
     ingress = serve.get_deployment_handle("Ingress", app_name="feedray")
-    results: list[tuple[int, dict]] = []
-    stop = threading.Event()
-
-    def hammer() -> None:
-        k = 0
-        while not stop.is_set():
-            r = serving.get("/api/v1/content/feed", user_id=f"u{k % 600}", limit=10)
-            results.append((r.status_code, r.json() if r.status_code == 200 else {}))
-            k += 1
-
-    thread = threading.Thread(target=hammer)
-    thread.start()
-    try:
-        time.sleep(1.0)
-        serving.update("Retrieval", models={"champion": tower3, "canary": tower3})
-        serving.update("Ranking", models={"champion": ranker3, "canary": ranker3})
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (
-            results and results[-1][1].get("model_versions") == {"retrieval": tower3, "ranking": ranker3}
-        ):
-            time.sleep(0.2)
-    finally:
-        stop.set()
-        thread.join()
+    results = _swap_under_load(serving, tower3, ranker3, threads=1)
     assert len(results) > 5 and all(code == 200 for code, _ in results)
     assert all(not b["degraded"] for _, b in results), [b["degraded"] for _, b in results if b["degraded"]]
     assert results[-1][1]["model_versions"] == {"retrieval": tower3, "ranking": ranker3}
