@@ -209,8 +209,13 @@ class LiveIndex:
         vectors = embed_items(self.model, new)
         with self.lock:
             # attributes first: a position readers can see (outside the lock) always has its row
-            self.items = self.items.concat(new)
-            self.index.add_items(vectors, new.media_ids)
+            before = self.items
+            self.items = before.concat(new)
+            try:
+                self.index.add_items(vectors, new.media_ids)
+            except Exception:  # e.g. IVF-PQ (IndexRefineFlat) takes no add_with_ids: wait for a rebuild
+                self.items = before
+                raise
             self._refresh_selectors()
         return len(new)
 

@@ -66,3 +66,14 @@ def test_logged_index_is_aligned_to_the_catalogue(model):
         media_id = logged.ids[position]
         assert state.items.media_ids[position] == media_id
         assert state.items.content_types[position] == catalogue.content_types[catalogue.media_ids.index(media_id)]
+
+
+def test_a_failed_live_add_leaves_the_index_consistent(model):
+    """IVF-PQ cannot take live additions: the add fails, positions and attributes stay aligned."""
+    catalogue = _items(3_000)
+    state = build_live_index(model, "1", catalogue, None, IndexSettings(kind="ivf_pq", nlist=16, pq_m=8,
+                                                                        recall_queries=20))
+    with pytest.raises(RuntimeError):
+        state.add(_items(2, offset=20_000))
+    assert len(state.items) == state.size == 3_000
+    assert not state.contains("m20000") and state.contains("m5")
