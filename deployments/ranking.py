@@ -49,8 +49,6 @@ class RankingCore:
         self.breaker = CircuitBreaker(extras.redis_retry_after_s)
         self.refs: dict[str, str] = {}
         self.models: dict[str, tuple[object, str]] = {}  # arm -> (Ranker, version)
-        self.fault: str | None = None
-        self.delay_ms = 0.0
         self._load_lock = threading.Lock()
 
     def load(self, models: dict[str, str]) -> None:

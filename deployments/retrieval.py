@@ -28,7 +28,7 @@ from ray import serve
 from app.config import FeedraySettings
 from app.serving.config import ServingExtras
 from app.serving.candidates import select_with_type_floor
-from app.serving.encoding import ItemCounters, user_columns
+from app.serving.encoding import user_columns
 from app.serving.types import CandidateBatch, RequestContext, UserFeatures
 from deployments.live_index import TYPES, ItemAttributes, LiveIndex, build_live_index
 from deployments.models import load_logged_index, load_model, resolve_arms
@@ -53,8 +53,6 @@ class RetrievalCore:
         self.store = ServingStore(settings, 30.0)
         self.refs: dict[str, str] = {}
         self.states: dict[str, LiveIndex] = {}  # arm -> index (swapped as a whole)
-        self.fault: str | None = None
-        self.delay_ms = 0.0
         self._published: list[ItemAttributes] = []  # items from media.published since start
         self._stop = threading.Event()
         self._load_lock = threading.Lock()
@@ -73,15 +71,18 @@ class RetrievalCore:
             items = items.concat(extra)
         return items
 
-    def _build(self, version: str, counters: ItemCounters | None = None, use_logged: bool = True) -> LiveIndex:
+    def _build(self, version: str) -> LiveIndex:
         model, version = load_model(self.settings, self.model_name, version)
-        logged = load_logged_index(self.settings, self.model_name, version) if use_logged else None
+        logged = load_logged_index(self.settings, self.model_name, version)
         items = self._all_items()
-        state = build_live_index(model, version, items, logged, self.settings.models.index, counters)
+        state = build_live_index(model, version, items, logged, self.settings.models.index)
         if logged is not None:  # published after the index job ran: embed and add them now
             missing = np.asarray([i for i, m in enumerate(items.media_ids) if m not in state.index], np.int64)
             if missing.size:
-                state.add(items.take(missing))
+                try:
+                    state.add(items.take(missing))
+                except Exception:  # noqa: BLE001 - an index that takes no adds: they wait for a rebuild
+                    log.exception("could not add %d late items to the logged index", missing.size)
         return state
 
     def load(self, models: dict[str, str]) -> None:

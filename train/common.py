@@ -183,6 +183,23 @@ def save_model_dir(model: torch.nn.Module, out: str | Path, extra: dict | None =
     return out
 
 
+def load_champion(uri: str, name: str) -> torch.nn.Module | None:
+    """The version behind ``champion`` (the gate's reference), or None before the first one."""
+    from app import registry
+
+    try:
+        return registry.load_version(uri, name, registry.CHAMPION)[0]
+    except LookupError:
+        return None
+
+
+def fit_options(settings, ms, storage_path: str | None = None) -> dict[str, Any]:
+    """The ``fit`` keyword arguments every job takes from ``ms.training`` (resources, storage, seed)."""
+    t = ms.training
+    return {"storage_path": default_storage(settings, storage_path or t.storage_path), "num_workers": t.num_workers,
+            "cpus_per_worker": t.cpus_per_worker, "use_gpu": t.use_gpu, "seed": t.seed}
+
+
 def default_storage(settings, override: str | None = None) -> Path:
     return Path(override) if override else Path(settings.state_dir).expanduser().resolve() / "ray_results"
 

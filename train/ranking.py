@@ -62,7 +62,7 @@ def run_ranking(
     from app.ray_runtime import connect_ray
     from app.config import get_settings
     from app.models.evaluation import evaluate_ranking, gate
-    from train.common import default_storage
+    from train.common import fit_options, load_champion
 
     settings = settings or get_settings()
     ms = ms or model_settings(settings)
@@ -72,10 +72,7 @@ def run_ranking(
                                       training_set=training_set, name=run_name)
     ms = match_features(ms, ts)
     if retrieval_model is None and register:
-        try:
-            retrieval_model, _ = registry.load_version(uri, ms.retrieval_model_name, registry.CHAMPION)
-        except LookupError:
-            retrieval_model = None
+        retrieval_model = load_champion(uri, ms.retrieval_model_name)
     ts.train = add_retrieval_score(ts.train, retrieval_model)
     ts.eval = add_retrieval_score(ts.eval, retrieval_model)
     train_ds = ray_dataset(ts.train, RANKING_COLUMNS, folder / "ranking_train", shuffle_seed=ms.training.seed)
@@ -85,15 +82,9 @@ def run_ranking(
     t = ms.training
     model, result, last_epoch = fit(
         kind="ranker", model_config=config, train_ds=train_ds, epochs=r.epochs, batch_size=r.batch_size,
-        lr=r.learning_rate, name=run_name, storage_path=default_storage(settings, storage_path or t.storage_path),
-        num_workers=t.num_workers, cpus_per_worker=t.cpus_per_worker, use_gpu=t.use_gpu, seed=t.seed,
+        lr=r.learning_rate, name=run_name, **fit_options(settings, ms, storage_path),
     )
-    champion = None
-    if register:
-        try:
-            champion, _ = registry.load_version(uri, ms.ranking_model_name, registry.CHAMPION)
-        except LookupError:
-            champion = None
+    champion = load_champion(uri, ms.ranking_model_name) if register else None
     report = evaluate_ranking(model, ts.eval, ts.items, champion=champion)
     report["train"] = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
     decision = gate(report, ms.gate.ranking_metric, ms.gate.tolerance)

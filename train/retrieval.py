@@ -57,7 +57,7 @@ def run_retrieval(
     from app.ray_runtime import connect_ray
     from app.config import get_settings
     from app.models.evaluation import evaluate_retrieval, gate
-    from train.common import default_storage
+    from train.common import fit_options, load_champion
 
     settings = settings or get_settings()
     ms = ms or model_settings(settings)
@@ -73,16 +73,9 @@ def run_retrieval(
     t = ms.training
     model, result, last_epoch = fit(
         kind="two_tower", model_config=config, train_ds=train_ds, epochs=m.epochs,
-        batch_size=m.batch_size, lr=m.learning_rate, name=run_name,
-        storage_path=default_storage(settings, storage_path or t.storage_path),
-        num_workers=t.num_workers, cpus_per_worker=t.cpus_per_worker, use_gpu=t.use_gpu, seed=t.seed,
+        batch_size=m.batch_size, lr=m.learning_rate, name=run_name, **fit_options(settings, ms, storage_path),
     )
-    champion = None
-    if register:
-        try:
-            champion, _ = registry.load_version(uri, ms.retrieval_model_name, registry.CHAMPION)
-        except LookupError:
-            champion = None
+    champion = load_champion(uri, ms.retrieval_model_name) if register else None
     report = evaluate_retrieval(model, ts.eval, ts.users, ts.items, champion=champion, ks=(100, 500))
     report["train"] = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
     decision = gate(report, ms.gate.retrieval_metric, ms.gate.tolerance)

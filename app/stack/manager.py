@@ -11,6 +11,9 @@ from app.stack.components import Component, ComponentStatus, StackPaths, all_com
 from app.stack.process import StackError
 
 COMPONENT_NAMES = ("redis", "kafka", "ray", "mlflow")
+# Derived from the purged servers' data (the event stream, the registry), so a purge of the
+# whole stack removes them too: a later run never mixes a new world with an old one.
+DERIVED_DATA = ("offline", "training_sets", "ray_results", "bootstrap")
 
 
 class Stack:
@@ -52,7 +55,8 @@ class Stack:
                 component.purge()
                 results[component.name] += ", data purged"
             if {c.name for c in self.components} == set(COMPONENT_NAMES):
-                shutil.rmtree(self.paths.root / "data", ignore_errors=True)
+                for name in ("data", *DERIVED_DATA):
+                    shutil.rmtree(self.paths.root / name, ignore_errors=True)
         return results
 
     def status(self) -> list[ComponentStatus]:

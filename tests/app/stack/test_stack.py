@@ -83,9 +83,11 @@ def test_full_stack_up_status_down_keeps_data_and_purge_clears_it(tmp_path: Path
         consumer.close()
         assert b"kept-message" in values
 
+        (settings.state_dir / "offline" / "events").mkdir(parents=True)  # derived data goes with a purge
         purged = feedray(settings, "down", "--purge")
         assert purged.returncode == 0, purged.stderr
         assert not (settings.state_dir / "data").exists()
+        assert not (settings.state_dir / "offline").exists()
     finally:
         Stack(settings).down(purge=True)
 
