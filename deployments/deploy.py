@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import copy
 import time
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 import yaml
 
 APP_NAME = "feedray"
@@ -160,22 +162,28 @@ def wait_running(timeout_s: float = 300.0, app: str = APP_NAME) -> None:
     raise TimeoutError(f"{app} not running after {timeout_s:.0f}s: {status}")
 
 
-def serve_command(
-    config: Path = DEFAULT_CONFIG,
-    address: str | None = None,
-    refresh_models: bool = True,
-    wait_s: float = 300.0,
-    host: str = "127.0.0.1",
-    stages: str | None = None,
-) -> None:
-    """Deploy (or update in place) the feed service on a Ray cluster.
+class Placement(str, Enum):
+    remote = "remote"
+    local = "local"
 
-    Mount with ``app.command("serve")(serve_command)`` in app/cli.py. ``address``: a Ray
-    cluster (default: the configured local head, else start a local Ray). With
-    ``refresh_models`` MLflow aliases in the config are resolved to versions first, which
-    is how a promotion or a rollback reaches the replicas without a restart. ``host``: the
-    HTTP proxy's bind address (loopback by default; the config's ``0.0.0.0`` is for clusters).
-    ``stages``: ``remote`` or ``local`` overrides where the config places retrieval and ranking.
+
+def serve_command(
+    config: Annotated[Path, typer.Option(help="The Serve config to deploy.")] = DEFAULT_CONFIG,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (default: the `feedray up` head).")] = None,
+    refresh_models: Annotated[bool, typer.Option(
+        help="Resolve MLflow aliases (alias:champion, ...) to versions first: how a promotion or "
+             "rollback reaches running replicas, in place.")] = True,
+    wait_s: Annotated[float, typer.Option(help="Seconds to wait for the application to be RUNNING.")] = 300.0,
+    host: Annotated[str, typer.Option(help="HTTP proxy bind address (the config's 0.0.0.0 is for clusters).")] = "127.0.0.1",
+    stages: Annotated[Placement | None, typer.Option(
+        help="Where retrieval and ranking run: own deployments (remote) or inside the ingress (local). "
+             "Default: the config's args.stages.")] = None,
+) -> None:
+    """Deploy the feed service, or update it in place, on a running Ray cluster.
+
+    Never starts a Ray of its own (Serve must outlive the command): run `feedray up` first or
+    pass --address. Replicas whose user_config is unchanged keep running; a changed model
+    version is applied by reconfigure, without a restart.
     """
     import os
 
@@ -196,7 +204,7 @@ def serve_command(
     spec = with_local_settings(load_config(config), settings)
     spec.setdefault("http_options", {})["host"] = host
     if stages:
-        spec = with_stages(spec, stages)
+        spec = with_stages(spec, Placement(stages).value)
     if refresh_models:
         spec = resolve_aliases(spec, settings)
     deploy(spec, wait_s)
