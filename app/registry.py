@@ -151,6 +151,16 @@ def load_version(uri: str, name: str, alias: str | int = CHAMPION):
     return model, mv
 
 
+def log_index(uri: str, run_id: str, index) -> None:
+    """Log a ``FeedIndex`` as ``index/`` in the run of the model version it was built with."""
+    import tempfile
+
+    client = configure(uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        index.save(Path(tmp) / "index")
+        client.log_artifacts(run_id, str(Path(tmp) / "index"), "index")
+
+
 def load_index(uri: str, name: str, alias_or_version: str | int = CHAMPION):
     """The FAISS ``FeedIndex`` logged (as ``index/``) in the run of ``name@alias_or_version``."""
     from app.index import FeedIndex

@@ -91,7 +91,7 @@ def resolve_aliases(config: dict[str, Any], settings: Any | None = None) -> dict
     A canary alias that does not exist yet resolves to the champion's version.
     """
     from app.config import get_settings
-    from deployments.models import resolve_model_ref
+    from deployments.models import resolve_arms
 
     settings = settings or get_settings()
     config = copy.deepcopy(config)
@@ -99,16 +99,8 @@ def resolve_aliases(config: dict[str, Any], settings: Any | None = None) -> dict
     for name, user_config in _model_blocks(config):
         model = models_of[name]
         refs = user_config.get("models") or {}
-        for arm, ref in list(refs.items()):
-            if str(ref).startswith("alias:"):
-                try:
-                    refs[arm] = f"{model}@{resolve_model_ref(ref, model, settings)}"
-                except LookupError:
-                    if arm == "champion":
-                        raise
-                    refs[arm] = None
-        for arm in [a for a, r in refs.items() if r is None]:
-            refs[arm] = refs["champion"]  # no challenger yet: the canary serves the champion
+        if any(str(ref).startswith("alias:") for ref in refs.values()):
+            refs.update({arm: f"{model}@{version}" for arm, version in resolve_arms(refs, model, settings).items()})
     return config
 
 

@@ -138,8 +138,7 @@ class Ingress:
         return await self.stages.rebuild_index()
 
     def check_health(self) -> None:
-        if self.stages.placement == "local" and not self.stages.retrieval_core.states:
-            raise RuntimeError("no index loaded")
+        self.stages.check_health()
 
     # ------------------------------------------------------------------ endpoints
     @fastapi_app.get("/healthz", response_model=Health)

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,6 @@ class StageControls:
 
     fault: str | None = None
     delay_ms: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def reconfigure(self, core: Any, config: dict) -> None:
         """Load changed model references (off the event loop, requests keep flowing), then the drills."""
@@ -54,7 +53,6 @@ class StageControls:
 class RemoteStages:
     """Retrieval and ranking behind their own deployments."""
 
-    placement = "remote"
 
     def __init__(self, retrieval, ranking) -> None:
         self.retrieval_handle = retrieval
@@ -78,11 +76,13 @@ class RemoteStages:
     async def reconfigure(self, config: dict) -> None:
         """Nothing: the deployments take their own ``user_config``."""
 
+    def check_health(self) -> None:
+        """Nothing: the deployments report their own health."""
+
 
 class LocalStages:
     """Retrieval and ranking cores inside the ingress replica (no Serve hop)."""
 
-    placement = "local"
 
     def __init__(self, settings, extras) -> None:
         from deployments.ranking import RankingCore
@@ -109,6 +109,10 @@ class LocalStages:
     async def rebuild_index(self) -> dict:
         await asyncio.to_thread(self.retrieval_core.rebuild)
         return self.retrieval_core.stats()
+
+    def check_health(self) -> None:
+        if not self.retrieval_core.states:
+            raise RuntimeError("no index loaded")
 
     async def reconfigure(self, config: dict) -> None:
         t0 = time.perf_counter()

@@ -112,10 +112,9 @@ def register_version(uri: str, name: str, model, params: dict, metrics: dict, in
         with tempfile.TemporaryDirectory() as tmp:
             save_model_dir(model, Path(tmp) / "model")
             mlflow.log_artifacts(str(Path(tmp) / "model"), "model")
-            if index is not None:
-                index.save(Path(tmp) / "index")
-                mlflow.log_artifacts(str(Path(tmp) / "index"), "index")
         run_id = run.info.run_id
+    if index is not None:
+        registry.log_index(uri, run_id, index)
     mv = registry.register_model(uri, name, run_id, tags={"source": "train.bootstrap"})
     if alias:
         registry.set_alias(uri, name, alias, mv.version)

@@ -183,6 +183,24 @@ def save_model_dir(model: torch.nn.Module, out: str | Path, extra: dict | None =
     return out
 
 
+def start_job(settings, ms, tracking_uri: str | None, *, events: str | None, catalogue: str | None,
+              training_set: str | None, name: str, exclude_items: set[str] | None = None):
+    """What every training job starts with: (settings, model settings matched to the training
+    set, tracking URI, training set, its folder), with Ray joined."""
+    from app import registry
+    from app.config import get_settings
+    from app.models.config import model_settings
+    from app.ray_runtime import connect_ray
+
+    settings = settings or get_settings()
+    ms = ms or model_settings(settings)
+    uri = tracking_uri or registry.tracking_uri(settings)
+    connect_ray(settings)
+    ts, folder = prepare_training_set(settings, ms, events=events, catalogue=catalogue, training_set=training_set,
+                                      name=name, exclude_items=exclude_items)
+    return settings, match_features(ms, ts), uri, ts, folder
+
+
 def load_champion(uri: str, name: str) -> torch.nn.Module | None:
     """The version behind ``champion`` (the gate's reference), or None before the first one."""
     from app import registry

@@ -12,7 +12,6 @@ tagged ``index_kind``, ``index_params`` and ``index_recall``.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +20,7 @@ import pandas as pd
 import typer
 
 from app.index import FeedIndex, build_index
+from app.registry import load_index  # noqa: F401 - what serving loads next to the model (was defined here)
 from app.models.config import ModelSettings, model_settings
 
 
@@ -86,22 +86,13 @@ def run_index(
     p = index.params
     print(f"index {p.kind} n={p.n} recall@{p.recall_k}={p.recall_at_k:.4f} nprobe={p.nprobe} "
           f"build={p.build_s:.1f}s query={p.query_ms_p50:.2f}ms", flush=True)
+    registry.log_index(uri, mv.run_id, index)
     client = registry.configure(uri)
-    with tempfile.TemporaryDirectory() as tmp:
-        index.save(Path(tmp) / "index")
-        client.log_artifacts(mv.run_id, str(Path(tmp) / "index"), "index")
     client.log_metric(mv.run_id, "index_recall_at_k", float(p.recall_at_k or 0))
     for key, value in {"index_kind": p.kind, "index_params": p.model_dump_json(),
                        "index_recall": f"{p.recall_at_k:.6f}"}.items():
         client.set_model_version_tag(ms.retrieval_model_name, str(mv.version), key, value)
     return index, {"version": int(mv.version), "run_id": mv.run_id, "params": p.model_dump()}
-
-
-def load_index(uri: str, name: str, alias: str = "champion") -> FeedIndex:
-    """The FAISS index logged with ``name@alias`` (what serving loads next to the model)."""
-    from app import registry
-
-    return registry.load_index(uri, name, alias)
 
 
 def command(

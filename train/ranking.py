@@ -23,8 +23,6 @@ from train.common import (
     fit,
     flat_params,
     log_and_register,
-    match_features,
-    prepare_training_set,
     ray_dataset,
 )
 from train.retrieval import JobResult
@@ -58,19 +56,11 @@ def run_ranking(
     tracking_uri: str | None = None,
     register: bool = True,
 ) -> JobResult:
-    from app import registry
-    from app.ray_runtime import connect_ray
-    from app.config import get_settings
     from app.models.evaluation import evaluate_ranking, gate
-    from train.common import fit_options, load_champion
+    from train.common import fit_options, load_champion, start_job
 
-    settings = settings or get_settings()
-    ms = ms or model_settings(settings)
-    uri = tracking_uri or registry.tracking_uri(settings)
-    connect_ray(settings)
-    ts, folder = prepare_training_set(settings, ms, events=events, catalogue=catalogue,
-                                      training_set=training_set, name=run_name)
-    ms = match_features(ms, ts)
+    settings, ms, uri, ts, folder = start_job(settings, ms, tracking_uri, events=events, catalogue=catalogue,
+                                              training_set=training_set, name=run_name)
     if retrieval_model is None and register:
         retrieval_model = load_champion(uri, ms.retrieval_model_name)
     ts.train = add_retrieval_score(ts.train, retrieval_model)

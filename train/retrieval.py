@@ -22,8 +22,6 @@ from train.common import (
     fit,
     flat_params,
     log_and_register,
-    match_features,
-    prepare_training_set,
     ray_dataset,
 )
 
@@ -53,19 +51,11 @@ def run_retrieval(
     register: bool = True,
 ) -> JobResult:
     """Train, evaluate and register a two-tower model (see the module docstring)."""
-    from app import registry
-    from app.ray_runtime import connect_ray
-    from app.config import get_settings
     from app.models.evaluation import evaluate_retrieval, gate
-    from train.common import fit_options, load_champion
+    from train.common import fit_options, load_champion, start_job
 
-    settings = settings or get_settings()
-    ms = ms or model_settings(settings)
-    uri = tracking_uri or registry.tracking_uri(settings)
-    connect_ray(settings)
-    ts, folder = prepare_training_set(settings, ms, events=events, catalogue=catalogue,
-                                      training_set=training_set, name=run_name, exclude_items=exclude_items)
-    ms = match_features(ms, ts)
+    settings, ms, uri, ts, folder = start_job(settings, ms, tracking_uri, events=events, catalogue=catalogue,
+                                              training_set=training_set, name=run_name, exclude_items=exclude_items)
     train_ds = ray_dataset(ts.positives("train"), RETRIEVAL_COLUMNS, folder / "retrieval_train",
                            shuffle_seed=ms.training.seed)
     m = ms.two_tower.model_copy(update={"output_dim": settings.serving.embedding_dim})

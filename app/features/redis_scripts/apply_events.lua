@@ -76,6 +76,19 @@ for _, it in ipairs(batch.items) do
   redis.call('SET', it[1], encode(ITEM, st))
 end
 
+-- Keep the newest time per member of zset `key` ({{score, member}...}), at most `limit` members.
+local function add_newest(key, entries, limit, ttl)
+  if #entries == 0 then return end
+  local args = {}
+  for _, r in ipairs(entries) do
+    args[#args + 1] = r[1]
+    args[#args + 1] = r[2]
+  end
+  redis.call('ZADD', key, 'GT', unpack(args))
+  redis.call('ZREMRANGEBYRANK', key, 0, -(limit + 1))
+  redis.call('EXPIRE', key, ttl)
+end
+
 -- users: {hash key, {{day, video, audio, consumed_s, completes, likes, dislikes}...},
 --         {{session key, day}...}, {{field, day, plays}...}, {{ts s, media}...}, recent key,
 --         {{ts ms, media}...} (positive engagement), positive key}
@@ -101,26 +114,8 @@ for _, u in ipairs(batch.users) do
     redis.call('HSET', key, a[1], encode(AFF, ring))
   end
   redis.call('EXPIRE', key, user_ttl)
-  if #u[5] > 0 then
-    local args = {}
-    for _, r in ipairs(u[5]) do
-      args[#args + 1] = r[1]
-      args[#args + 1] = r[2]
-    end
-    redis.call('ZADD', u[6], 'GT', unpack(args))
-    redis.call('ZREMRANGEBYRANK', u[6], 0, -(recent_limit + 1))
-    redis.call('EXPIRE', u[6], user_ttl)
-  end
-  if #u[7] > 0 then
-    local args = {}
-    for _, r in ipairs(u[7]) do
-      args[#args + 1] = r[1]
-      args[#args + 1] = r[2]
-    end
-    redis.call('ZADD', u[8], 'GT', unpack(args))
-    redis.call('ZREMRANGEBYRANK', u[8], 0, -(recent_limit + 1))
-    redis.call('EXPIRE', u[8], user_ttl)
-  end
+  add_newest(u[6], u[5], recent_limit, user_ttl)  -- media played
+  add_newest(u[8], u[7], recent_limit, user_ttl)  -- media positively engaged with
 end
 
 -- subscriptions: {user subs key, user id, creator subs key, creator code, creator id}
