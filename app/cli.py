@@ -23,14 +23,16 @@ cli = typer.Typer(
 
 OnlyOption = Annotated[
     list[str] | None,
-    typer.Option("--only", help="Limit to these components (redis, kafka, ray, mlflow); repeatable."),
+    typer.Option(
+        "--only", help="Limit to these components (redis, kafka, ray, mlflow); repeatable."
+    ),
 ]
 
 
 def _settings() -> FeedraySettings:
     try:
         return FeedraySettings()
-    except Exception as error:  # noqa: BLE001 - a bad config file or variable ends the command with its reason
+    except Exception as error:
         _fail(f"configuration: {error}".replace("\n", " "))
         raise
 
@@ -55,7 +57,12 @@ def up(only: OnlyOption = None) -> None:
 
 @cli.command()
 def down(
-    purge: Annotated[bool, typer.Option("--purge", help="Also delete the data (Kafka log, Redis snapshot, MLflow store).")] = False,
+    purge: Annotated[
+        bool,
+        typer.Option(
+            "--purge", help="Also delete the data (Kafka log, Redis snapshot, MLflow store)."
+        ),
+    ] = False,
     only: OnlyOption = None,
 ) -> None:
     """Stop what `feedray up` started; keep the data unless --purge."""
@@ -69,7 +76,9 @@ def down(
 
 @cli.command()
 def status(
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object: an entry per component.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object: an entry per component.")
+    ] = False,
     only: OnlyOption = None,
 ) -> None:
     """Report each component's state and address; exit 1 unless all are up."""
@@ -81,7 +90,9 @@ def status(
         typer.echo(json.dumps(report, indent=2))
     else:
         for entry in report["components"]:
-            managed = "managed" if entry["managed"] else "external" if entry["state"] == "up" else ""
+            managed = (
+                "managed" if entry["managed"] else "external" if entry["state"] == "up" else ""
+            )
             typer.echo(f"{entry['name']:7s} {entry['state']:5s} {entry['address']:22s} {managed}")
     if not report["all_up"]:
         raise typer.Exit(code=1)

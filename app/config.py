@@ -24,8 +24,8 @@ from pydantic_settings import (
 
 from app.features import definitions as d
 from app.models.config import ModelSettings
-from app.serving.config import ServingExtras
 from app.schemas import EventType
+from app.serving.config import ServingExtras
 
 DEFAULT_CONFIG_FILE = "feedray.yaml"
 
@@ -170,7 +170,9 @@ class EventSettings(BaseModel):
     def _overrides_merge_onto_defaults(cls, weights: Any) -> Any:
         """Overriding one weight (``FEEDRAY_EVENTS__SIGNAL_WEIGHTS__MEDIA_LIKED=0.9``) keeps the rest."""
         if isinstance(weights, dict):
-            return {str(k): v for k, v in DEFAULT_SIGNAL_WEIGHTS.items()} | {str(k): v for k, v in weights.items()}
+            return {str(k): v for k, v in DEFAULT_SIGNAL_WEIGHTS.items()} | {
+                str(k): v for k, v in weights.items()
+            }
         return weights
 
 
@@ -209,7 +211,9 @@ class IngestSettings(BaseModel):
     root: str | None = None  # default <state_dir>/offline/events; any pyarrow fs URI
     catalogue: str | None = None  # default <state_dir>/offline/catalogue
     max_records_per_window: int | None = Field(2_000_000, ge=1)  # cap on one window, all partitions
-    read_timeout_s: float | None = Field(300.0, gt=0)  # per read task; partial reads commit the prefix
+    read_timeout_s: float | None = Field(
+        300.0, gt=0
+    )  # per read task; partial reads commit the prefix
     interval_s: float = Field(300.0, gt=0)  # schedule period for `feedray ingest` without --once
     compression: str = "zstd"
     consumer_group: str = "feedray-offline-ingest"  # only a client label: nothing is committed
@@ -221,7 +225,9 @@ class OnlineStoreConfig(BaseModel):
 
     prefix: str = "fr"
     session_ttl_s: int = Field(2 * d.DAY_S, gt=0)
-    user_ttl_s: int = Field(8 * d.DAY_S, gt=0)  # idle users' windowed state expires (all zero by then)
+    user_ttl_s: int = Field(
+        8 * d.DAY_S, gt=0
+    )  # idle users' windowed state expires (all zero by then)
     active_ttl_s: int = Field(3 * d.HOUR_S, gt=0)
 
 

@@ -14,7 +14,9 @@ from app.config import FeedraySettings
 from app.stack.process import port_open
 
 
-def connect_ray(settings: FeedraySettings, num_cpus: int | None = None, **init_kwargs: object) -> None:
+def connect_ray(
+    settings: FeedraySettings, num_cpus: int | None = None, **init_kwargs: object
+) -> None:
     """``ray.init`` once per process: ``RAY_ADDRESS``, else the stack's head, else a local Ray."""
     import ray
 

@@ -66,8 +66,14 @@ def experiment_id(uri: str, name: str) -> str:
     return client.create_experiment(name, artifact_location=artifact_root(uri))
 
 
-def register_model(uri: str, name: str, run_id: str, artifact_path: str = "model",
-                   tags: dict[str, str] | None = None, description: str | None = None) -> ModelVersion:
+def register_model(
+    uri: str,
+    name: str,
+    run_id: str,
+    artifact_path: str = "model",
+    tags: dict[str, str] | None = None,
+    description: str | None = None,
+) -> ModelVersion:
     """Register ``runs:/<run_id>/<artifact_path>`` as a new version of ``name``."""
     client = configure(uri)
     try:
@@ -77,7 +83,9 @@ def register_model(uri: str, name: str, run_id: str, artifact_path: str = "model
             raise
     run = client.get_run(run_id)
     source = f"{run.info.artifact_uri.rstrip('/')}/{artifact_path}"
-    return client.create_model_version(name, source, run_id=run_id, tags=tags or {}, description=description)
+    return client.create_model_version(
+        name, source, run_id=run_id, tags=tags or {}, description=description
+    )
 
 
 def set_alias(uri: str, name: str, alias: str, version: str | int) -> None:
@@ -113,21 +121,30 @@ def versions(uri: str, name: str) -> list[dict[str, Any]]:
     except MlflowException:
         by_version = {}
     out = [
-        {"version": int(v.version), "run_id": v.run_id, "source": v.source,
-         "aliases": sorted(by_version.get(str(v.version), [])),
-         "tags": dict(v.tags), "status": v.status}
+        {
+            "version": int(v.version),
+            "run_id": v.run_id,
+            "source": v.source,
+            "aliases": sorted(by_version.get(str(v.version), [])),
+            "tags": dict(v.tags),
+            "status": v.status,
+        }
         for v in found
     ]
     return sorted(out, key=lambda r: r["version"])
 
 
-def download_version(uri: str, name: str, alias_or_version: str | int, dst: str | Path | None = None) -> tuple[ModelVersion, Path]:
+def download_version(
+    uri: str, name: str, alias_or_version: str | int, dst: str | Path | None = None
+) -> tuple[ModelVersion, Path]:
     """Download a version's model folder; raises LookupError when the alias/version is absent."""
     mv = get_version(uri, name, alias_or_version)
     if mv is None:
         raise LookupError(f"{name}@{alias_or_version} not found in {uri}")
     configure(uri)
-    local = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(dst) if dst else None)
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=mv.source, dst_path=str(dst) if dst else None
+    )
     return mv, Path(local)
 
 

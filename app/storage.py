@@ -25,7 +25,11 @@ CATALOGUE_SCHEMA = pa.schema(
 
 def offline_root(settings: FeedraySettings, root: str | None = None) -> str:
     """The enriched-events store (default ``<state_dir>/offline/events``)."""
-    return root or settings.ingest.root or str(settings.state_dir.expanduser().resolve() / "offline" / "events")
+    return (
+        root
+        or settings.ingest.root
+        or str(settings.state_dir.expanduser().resolve() / "offline" / "events")
+    )
 
 
 def catalogue_root(settings: FeedraySettings, root: str | None = None) -> str:

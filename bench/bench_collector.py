@@ -45,22 +45,33 @@ def main() -> None:
 
     import ray
 
-    context = nullcontext(get_settings()) if args.use_running_stack else private_stack(("redis", "kafka"))
+    context = (
+        nullcontext(get_settings()) if args.use_running_stack else private_stack(("redis", "kafka"))
+    )
     with context as base:
         suffix = uuid.uuid4().hex[:8]
         topics = base.kafka.topics.model_copy(
             update={"engagement": f"bench.engagement.{suffix}", "published": f"bench.published.{suffix}",
                     "dead_letter": f"bench.dlq.{suffix}", "exposures": f"bench.exposures.{suffix}"}
         )  # fmt: skip
-        settings = base.model_copy(update={"kafka": base.kafka.model_copy(update={"topics": topics})})
+        settings = base.model_copy(
+            update={"kafka": base.kafka.model_copy(update={"topics": topics})}
+        )
         ensure_topics(settings)
-        world = World.generate(WorldConfig(seed=4, n_users=args.users, n_items=args.items, n_creators=5_000))
+        world = World.generate(
+            WorldConfig(seed=4, n_users=args.users, n_items=args.items, n_creators=5_000)
+        )
         t0 = time.perf_counter()
         sim = simulate(world.config, 30.0, KafkaSink(settings), max_events=args.events, world=world)
         produce_s = time.perf_counter() - t0
         print(f"produced {sim.events:,} events in {produce_s:.1f}s", flush=True)
 
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, configure_logging=False)
+        ray.init(
+            address="local",
+            num_cpus=os.cpu_count(),
+            include_dashboard=False,
+            configure_logging=False,
+        )
         client = redis.Redis(**settings.redis.client_kwargs())
         runs: dict[str, list[dict]] = {}
         for workers in args.workers:
@@ -74,10 +85,15 @@ def main() -> None:
                     online_store=OnlineStoreConfig(prefix=prefix),
                     actor_num_cpus=0.5,
                 )
-                report = run_collectors(settings, workers, until_idle=True, config=config, progress=True)
+                report = run_collectors(
+                    settings, workers, until_idle=True, config=config, progress=True
+                )
                 # skipped_replays: a batch applied by an attempt whose reply was lost (timeout) and
                 # then recognised by its offsets on retry -- applied once, counted as skipped.
-                assert report.events + report.skipped_replays + sum(report.rejected.values()) == sim.events, report
+                assert (
+                    report.events + report.skipped_replays + sum(report.rejected.values())
+                    == sim.events
+                ), report
                 runs.setdefault(str(workers), []).append(report.model_dump())
                 print(
                     f"workers={workers} repeat={repeat}: {report.events:,} events, "

@@ -49,7 +49,9 @@ def main() -> None:
     with context as settings:
         client = redis.Redis(**settings.redis.client_kwargs())
         store = OnlineStore(client, OnlineStoreConfig(prefix="bench"))
-        world = World.generate(WorldConfig(seed=3, n_users=args.users, n_items=args.items, n_creators=5_000))
+        world = World.generate(
+            WorldConfig(seed=3, n_users=args.users, n_items=args.items, n_creators=5_000)
+        )
         t0 = time.perf_counter()
         seed_catalogue_from_world(settings, world, store=store, write_parquet=False)
         seed_s = time.perf_counter() - t0
@@ -83,7 +85,9 @@ def main() -> None:
         timed(lambda k: store.read_user(users[k % len(users)], now), 500)
         user = timed(lambda k: store.read_user(users[k % len(users)], now), args.reads)
         cold_store = OnlineStore(client, store.config)
-        cold = timed(lambda k: cold_store.read_items(item_sets[k % 64], now), 64)  # first sight: EVALSHA
+        cold = timed(
+            lambda k: cold_store.read_items(item_sets[k % 64], now), 64
+        )  # first sight: EVALSHA
         for items in item_sets:
             store.read_items(items, now)
         timed(lambda k: store.read_items(item_sets[k % 64], now), 500)
@@ -95,7 +99,9 @@ def main() -> None:
         pipe = client.pipeline(transaction=False)
         for i, m in enumerate(needed):
             rec = features.raw[i]
-            pipe.hset(f"bench:h:{m}", mapping={n: str(rec[n].tolist()) for n in ITEM_LAYOUT.dtype.names})
+            pipe.hset(
+                f"bench:h:{m}", mapping={n: str(rec[n].tolist()) for n in ITEM_LAYOUT.dtype.names}
+            )
         pipe.execute()
 
         def hgetall(k: int) -> None:

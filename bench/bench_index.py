@@ -30,7 +30,9 @@ def vectors(n: int, dim: int, data: str, seed: int = 0) -> np.ndarray:
     else:
         from data.simulate.world import World, WorldConfig
 
-        world = World.generate(WorldConfig(seed=seed, n_users=10, n_items=n, n_creators=max(2000, n // 100)))
+        world = World.generate(
+            WorldConfig(seed=seed, n_users=10, n_items=n, n_creators=max(2000, n // 100))
+        )
         proj = rng.standard_normal((world.config.latent_dim, dim)).astype(np.float32)
         x = np.empty((n, dim), np.float32)
         for lo in range(0, n, 500_000):
@@ -86,14 +88,26 @@ def main() -> None:
         ex_t.append(time.perf_counter() - t)
         ex_ids.append(ids[0])
     recall = measure_recall(np.array(ann_ids[: args.exact_queries]), np.array(ex_ids))
-    save(f"index_{args.items}x{args.dim}_{args.data}", {
-        "items": args.items, "dim": args.dim, "data": args.data, "k": args.k, "faiss_threads": threads,
-        "vector_generation_s": gen_s, "index": index.params.model_dump(), "build_s_total": build_s,
-        "index_bytes_estimate_mb": (args.items * args.dim * 4 + args.items * 8) / 2**20,
-        "rss_before_build_mb": rss0, "rss_after_build_mb": rss1,
-        "ann_query_ms": percentiles(ann_t), "exact_query_ms": percentiles(ex_t),
-        f"recall_at_{args.k}_vs_exact": recall, "recall_queries": len(ex_ids),
-    })
+    save(
+        f"index_{args.items}x{args.dim}_{args.data}",
+        {
+            "items": args.items,
+            "dim": args.dim,
+            "data": args.data,
+            "k": args.k,
+            "faiss_threads": threads,
+            "vector_generation_s": gen_s,
+            "index": index.params.model_dump(),
+            "build_s_total": build_s,
+            "index_bytes_estimate_mb": (args.items * args.dim * 4 + args.items * 8) / 2**20,
+            "rss_before_build_mb": rss0,
+            "rss_after_build_mb": rss1,
+            "ann_query_ms": percentiles(ann_t),
+            "exact_query_ms": percentiles(ex_t),
+            f"recall_at_{args.k}_vs_exact": recall,
+            "recall_queries": len(ex_ids),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -88,7 +88,9 @@ def fresh_topics(settings: FeedraySettings) -> FeedraySettings:
             "exposures": f"bench.exposures.{suffix}",
         }
     )
-    settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"topics": topics})})
+    settings = settings.model_copy(
+        update={"kafka": settings.kafka.model_copy(update={"topics": topics})}
+    )
     ensure_topics(settings)
     return settings
 
@@ -99,9 +101,16 @@ def baseline(settings: FeedraySettings, catalogue: pa.Table, out: Path, expected
 
     t0 = time.perf_counter()
     topic = settings.kafka.topics.engagement
-    consumer = Consumer(settings.kafka.client_config(**{"group.id": f"bench-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False}))
+    consumer = Consumer(
+        settings.kafka.client_config(
+            **{"group.id": f"bench-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False}
+        )
+    )
     meta = consumer.list_topics(topic, timeout=10).topics[topic]
-    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in meta.partitions}
+    ends = {
+        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+        for p in meta.partitions
+    }
     consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
     done = {p: ends[p] == 0 for p in ends}
     rows = files = 0
@@ -119,16 +128,28 @@ def baseline(settings: FeedraySettings, catalogue: pa.Table, out: Path, expected
         )
         events, _, valid = decode_messages(table)
         events = enrich(events, catalogue)
-        events = events.append_column("kafka_topic", pa.array([topic] * events.num_rows, pa.string()))
-        events = events.append_column("kafka_partition", table.column("partition").filter(pa.array(valid)))
-        events = events.append_column("kafka_offset", table.column("offset").filter(pa.array(valid)))
-        events = events.append_column("kafka_timestamp_ms", table.column("timestamp").filter(pa.array(valid)))
+        events = events.append_column(
+            "kafka_topic", pa.array([topic] * events.num_rows, pa.string())
+        )
+        events = events.append_column(
+            "kafka_partition", table.column("partition").filter(pa.array(valid))
+        )
+        events = events.append_column(
+            "kafka_offset", table.column("offset").filter(pa.array(valid))
+        )
+        events = events.append_column(
+            "kafka_timestamp_ms", table.column("timestamp").filter(pa.array(valid))
+        )
         events = events.select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
-        hours = (events.column("timestamp").cast(pa.int64()).to_numpy() // 3_600_000)
+        hours = events.column("timestamp").cast(pa.int64()).to_numpy() // 3_600_000
         for hour in np.unique(hours):
             folder = out / partition_folder(int(hour))
             folder.mkdir(parents=True, exist_ok=True)
-            pq.write_table(events.filter(pa.array(hours == hour)), folder / f"part-{files:06d}.parquet", compression="zstd")
+            pq.write_table(
+                events.filter(pa.array(hours == hour)),
+                folder / f"part-{files:06d}.parquet",
+                compression="zstd",
+            )
             files += 1
         rows += events.num_rows
 
@@ -147,7 +168,12 @@ def baseline(settings: FeedraySettings, catalogue: pa.Table, out: Path, expected
     consumer.close()
     seconds = time.perf_counter() - t0
     assert rows == expected, (rows, expected)
-    return {"seconds": round(seconds, 3), "events": rows, "events_per_s": round(rows / seconds, 1), "files": files}
+    return {
+        "seconds": round(seconds, 3),
+        "events": rows,
+        "events_per_s": round(rows / seconds, 1),
+        "files": files,
+    }
 
 
 def main() -> None:
@@ -169,9 +195,13 @@ def main() -> None:
             settings, stack = private_stack(scratch / "state")
         settings = fresh_topics(settings)
 
-        config = WorldConfig(seed=1, n_users=args.users, n_items=args.items, n_creators=max(args.items // 50, 10))
+        config = WorldConfig(
+            seed=1, n_users=args.users, n_items=args.items, n_creators=max(args.items // 50, 10)
+        )
         world = World.generate(config)
-        catalogue = normalise_catalogue(PublicationChunk(np.arange(world.n_items, dtype=np.int32)).to_arrow(world))
+        catalogue = normalise_catalogue(
+            PublicationChunk(np.arange(world.n_items, dtype=np.int32)).to_arrow(world)
+        )
         t0 = time.perf_counter()
         produced = simulate(config, 30.0, KafkaSink(settings), max_events=args.events, world=world)
         produce_s = time.perf_counter() - t0
@@ -179,24 +209,47 @@ def main() -> None:
 
         import ray
 
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, address="local")
+        ray.init(
+            num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, address="local"
+        )
         ray.data.DataContext.get_current().enable_progress_bars = False
         ray_runs, base_runs = [], []
         for run in range(args.runs):
             root = scratch / f"ray-{run}"
-            report = ingest_once(settings, str(root), config=IngestSettings(max_records_per_window=None, read_timeout_s=None), catalogue=catalogue)
+            report = ingest_once(
+                settings,
+                str(root),
+                config=IngestSettings(max_records_per_window=None, read_timeout_s=None),
+                catalogue=catalogue,
+            )
             assert report.rows == produced.events and report.complete, report
             assert read_events(str(root), ["event_id"]).num_rows == produced.events
-            ray_runs.append({"seconds": report.seconds, "events": report.rows, "events_per_s": report.events_per_s, "files": report.files})
+            ray_runs.append(
+                {
+                    "seconds": report.seconds,
+                    "events": report.rows,
+                    "events_per_s": report.events_per_s,
+                    "files": report.files,
+                }
+            )
             print(f"ray_data run {run}: {report.events_per_s:,.0f} events/s", file=sys.stderr)
             shutil.rmtree(root, ignore_errors=True)
-            base_runs.append(baseline(settings, catalogue, scratch / f"base-{run}", produced.events))
-            print(f"baseline run {run}: {base_runs[-1]['events_per_s']:,.0f} events/s", file=sys.stderr)
+            base_runs.append(
+                baseline(settings, catalogue, scratch / f"base-{run}", produced.events)
+            )
+            print(
+                f"baseline run {run}: {base_runs[-1]['events_per_s']:,.0f} events/s",
+                file=sys.stderr,
+            )
             shutil.rmtree(scratch / f"base-{run}", ignore_errors=True)
         ray.shutdown()
 
         def summary(runs: list[dict]) -> dict:
-            return {"median_events_per_s": statistics.median(r["events_per_s"] for r in runs), "median_seconds": statistics.median(r["seconds"] for r in runs), "runs": runs}
+            return {
+                "median_events_per_s": statistics.median(r["events_per_s"] for r in runs),
+                "median_seconds": statistics.median(r["seconds"] for r in runs),
+                "runs": runs,
+            }
 
         result = {
             "benchmark": "kafka -> parquet (validate + enrich + date/hour partitions)",
@@ -212,7 +265,11 @@ def main() -> None:
             "ray_data_read_kafka": summary(ray_runs),
             "baseline_confluent_pyarrow": summary(base_runs),
         }  # fmt: skip
-        result["ray_over_baseline"] = round(result["ray_data_read_kafka"]["median_events_per_s"] / result["baseline_confluent_pyarrow"]["median_events_per_s"], 3)
+        result["ray_over_baseline"] = round(
+            result["ray_data_read_kafka"]["median_events_per_s"]
+            / result["baseline_confluent_pyarrow"]["median_events_per_s"],
+            3,
+        )
         text = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
         print(text)
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -41,13 +41,19 @@ def _load(url: str, params_of, n: int, concurrency: int) -> tuple[list[float], l
 
     async def run() -> None:
         counter = iter(range(n))
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=concurrency)
+        ) as session:
 
             async def worker() -> None:
                 for k in counter:
                     t0 = time.perf_counter()
                     async with session.get(url, params=params_of(k)) as response:
-                        body = await response.json() if response.status == 200 else {"status": response.status}
+                        body = (
+                            await response.json()
+                            if response.status == 200
+                            else {"status": response.status}
+                        )
                     latencies.append(time.perf_counter() - t0)
                     bodies.append(body)
 
@@ -62,13 +68,22 @@ def _stage_figures(bodies: list[dict]) -> dict:
     out = {}
     for stage in ("features", "retrieval", "ranking", "rerank", "total"):
         ms = np.asarray([b["timings_ms"][stage] for b in ok])
-        out[stage] = {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99))}
+        out[stage] = {
+            "p50_ms": float(np.percentile(ms, 50)),
+            "p95_ms": float(np.percentile(ms, 95)),
+            "p99_ms": float(np.percentile(ms, 99)),
+        }
     degraded = [b for b in ok if b["degraded"]]
     kinds: dict[str, int] = {}
     for b in degraded:
         for k in b["degraded"]:
             kinds[k] = kinds.get(k, 0) + 1
-    return {"stages_ms": out, "degraded_share": len(degraded) / max(len(ok), 1), "degraded_kinds": kinds, "errors": len(bodies) - len(ok)}
+    return {
+        "stages_ms": out,
+        "degraded_share": len(degraded) / max(len(ok), 1),
+        "degraded_kinds": kinds,
+        "errors": len(bodies) - len(ok),
+    }
 
 
 def main() -> None:
@@ -80,7 +95,12 @@ def main() -> None:
     parser.add_argument("--publish-trials", type=int, default=5)
     parser.add_argument("--days", type=float, default=2.0)
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--local-replicas", type=int, default=2, help="also measure local stages with this many ingress replicas")
+    parser.add_argument(
+        "--local-replicas",
+        type=int,
+        default=2,
+        help="also measure local stages with this many ingress replicas",
+    )
     args = parser.parse_args()
 
     import ray
@@ -96,13 +116,25 @@ def main() -> None:
     with private_stack(("redis", "kafka")) as settings:
         ensure_topics(settings)
         uri = f"sqlite:///{settings.state_dir.resolve()}/mlflow.db"
-        settings = settings.model_copy(update={"mlflow": settings.mlflow.model_copy(update={"tracking_uri": uri})})
+        settings = settings.model_copy(
+            update={"mlflow": settings.mlflow.model_copy(update={"tracking_uri": uri})}
+        )
         t0 = time.perf_counter()
-        boot = bootstrap(settings, WorldConfig(seed=5, n_users=args.users, n_items=args.items,
-                                               n_creators=max(args.items // 50, 1)), args.days, args.epochs)
+        boot = bootstrap(
+            settings,
+            WorldConfig(
+                seed=5, n_users=args.users, n_items=args.items, n_creators=max(args.items // 50, 1)
+            ),
+            args.days,
+            args.epochs,
+        )
         figures["bootstrap_s"] = time.perf_counter() - t0
-        figures["bootstrap"] = {"events": boot.events, "versions": boot.versions,
-                                "seconds": boot.seconds, "index": boot.models["index"].params.model_dump()}
+        figures["bootstrap"] = {
+            "events": boot.events,
+            "versions": boot.versions,
+            "seconds": boot.seconds,
+            "index": boot.models["index"].params.model_dump(),
+        }
 
         os.environ["RAY_ADDRESS"] = "local"
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -110,7 +142,11 @@ def main() -> None:
         config = load_config()
         config["http_options"] = {"host": "127.0.0.1", "port": port}
         app = config["applications"][0]
-        app["args"] = {"settings": settings_payload(settings), "extras": {"hop_allowance_ms": args.hop_allowance_ms, "index_rebuild_interval_s": 0}, "gpu": "auto"}
+        app["args"] = {
+            "settings": settings_payload(settings),
+            "extras": {"hop_allowance_ms": args.hop_allowance_ms, "index_rebuild_interval_s": 0},
+            "gpu": "auto",
+        }
         for entry in app["deployments"]:
             entry.pop("autoscaling_config", None)
             entry["num_replicas"] = 1
@@ -136,7 +172,9 @@ def main() -> None:
         _load(base + "/baseline/", lambda k: {}, 30, 1)  # warm-up
         for concurrency in (1, 8):
             lat, _ = _load(base + "/baseline/", lambda k: {}, args.requests, concurrency)
-            figures[f"baseline_c{concurrency}"] = percentiles(lat) | {"rps": len(lat) / max(sum(lat) / concurrency, 1e-9)}
+            figures[f"baseline_c{concurrency}"] = percentiles(lat) | {
+                "rps": len(lat) / max(sum(lat) / concurrency, 1e-9)
+            }
         serve.delete("baseline")  # the declarative redeploy below replaces imperatively run apps
 
         from confluent_kafka import Producer
@@ -153,20 +191,41 @@ def main() -> None:
                 t0 = time.perf_counter()
                 lat, bodies = _load(base + "/api/v1/content/feed", feed, args.requests, concurrency)
                 wall = time.perf_counter() - t0
-                out[f"feed_c{concurrency}"] = percentiles(lat) | {"rps": len(lat) / wall} | _stage_figures(bodies)
+                out[f"feed_c{concurrency}"] = (
+                    percentiles(lat) | {"rps": len(lat) / wall} | _stage_figures(bodies)
+                )
             # Publish -> retrievable (the item's own vector finds it in the index).
             lags = []
             for trial in range(args.publish_trials):
                 media_id = f"m-bench-{placement}-{uuid.uuid4().hex[:8]}"
-                item = MediaPublished(media_id=media_id, creator_id="c-bench", content_type="VIDEO" if trial % 2 else "AUDIO",
-                                      category="music", language="en", duration_s=180.0, published_at=datetime.now(UTC))
+                item = MediaPublished(
+                    media_id=media_id,
+                    creator_id="c-bench",
+                    content_type="VIDEO" if trial % 2 else "AUDIO",
+                    category="music",
+                    language="en",
+                    duration_s=180.0,
+                    published_at=datetime.now(UTC),
+                )
                 t0 = time.perf_counter()
-                producer.produce(settings.kafka.topics.published, key=media_id.encode(), value=item.model_dump_json().encode())
+                producer.produce(
+                    settings.kafka.topics.published,
+                    key=media_id.encode(),
+                    value=item.model_dump_json().encode(),
+                )
                 producer.flush(10)
-                while time.perf_counter() - t0 < 120 and not ingress.index_contains.remote([media_id]).result()[media_id]:
+                while (
+                    time.perf_counter() - t0 < 120
+                    and not ingress.index_contains.remote([media_id]).result()[media_id]
+                ):
                     time.sleep(0.05)
                 lags.append(time.perf_counter() - t0)
-            out["publish_to_retrievable_s"] = {"samples": lags, "max": max(lags), "median": float(np.median(lags)), "target_s": 60}
+            out["publish_to_retrievable_s"] = {
+                "samples": lags,
+                "max": max(lags),
+                "median": float(np.median(lags)),
+                "target_s": 60,
+            }
             out["index"] = ingress.index_stats.remote().result()
             return out
 
@@ -180,18 +239,24 @@ def main() -> None:
         retrieval = serve.get_deployment_handle("Retrieval", app_name="feedray")
         ranking = serve.get_deployment_handle("Ranking", app_name="feedray")
         sample_user = UserFeatures(users[0], True)
-        candidates = retrieval.retrieve.remote(sample_user, RequestContext(), "champion", 500).result()
+        candidates = retrieval.retrieve.remote(
+            sample_user, RequestContext(), "champion", 500
+        ).result()
         ranked = ranking.rank.remote(sample_user, RequestContext(), candidates, "champion").result()
-        figures["remote"]["payload_bytes"] = {"user": len(pickle.dumps(sample_user)),
-                                             "candidates_500": len(pickle.dumps(candidates)),
-                                             "ranked_500": len(pickle.dumps(ranked))}
+        figures["remote"]["payload_bytes"] = {
+            "user": len(pickle.dumps(sample_user)),
+            "candidates_500": len(pickle.dumps(candidates)),
+            "ranked_500": len(pickle.dumps(ranked)),
+        }
 
         t0 = time.perf_counter()
         deploy(with_stages(config, "local"), wait_s=900)
         figures["redeploy_local_s"] = time.perf_counter() - t0
         figures["local"] = measure("local")
         figures["local"]["serve_hops"] = 0
-        if args.local_replicas > 1:  # the same, with more ingress replicas (processes) sharing the cores
+        if (
+            args.local_replicas > 1
+        ):  # the same, with more ingress replicas (processes) sharing the cores
             local = with_stages(config, "local")
             for entry in local["applications"][0]["deployments"]:
                 if entry["name"] == "Ingress":

@@ -36,7 +36,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
-    config = WorldConfig(seed=1, n_users=args.users, n_items=args.items, n_creators=max(args.items // 50, 1))
+    config = WorldConfig(
+        seed=1, n_users=args.users, n_items=args.items, n_creators=max(args.items // 50, 1)
+    )
     world = World.generate(config)
     with private_stack(["kafka"]) as settings:
         kafka_rates, baseline_rates = [], []
@@ -45,13 +47,18 @@ def main() -> None:
             baseline_rates.append(baseline.events_per_s)
             suffix = uuid.uuid4().hex[:8]
             topics = settings.kafka.topics.model_copy(
-                update={"engagement": f"bench.events.{suffix}", "published": f"bench.published.{suffix}"}
+                update={
+                    "engagement": f"bench.events.{suffix}",
+                    "published": f"bench.published.{suffix}",
+                }
             )
             run_settings = settings.model_copy(
                 update={"kafka": settings.kafka.model_copy(update={"topics": topics})}
             )
             ensure_topics(run_settings)
-            report = simulate(config, 30.0, KafkaSink(run_settings), max_events=args.events, world=world)
+            report = simulate(
+                config, 30.0, KafkaSink(run_settings), max_events=args.events, world=world
+            )
             kafka_rates.append(report.events_per_s)
     save(
         "simulator",

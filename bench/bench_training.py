@@ -38,7 +38,9 @@ def main() -> None:
     from train.ranking import add_retrieval_score
 
     tmp = Path(tempfile.mkdtemp())
-    world = World.generate(WorldConfig(seed=1, n_users=args.users, n_items=args.items, n_creators=300))
+    world = World.generate(
+        WorldConfig(seed=1, n_users=args.users, n_items=args.items, n_creators=300)
+    )
     events, catalogue = write_simulated_store(world, args.days, tmp / "store")
     f = FeatureSettings(user_buckets=1 << 14, item_buckets=1 << 15, creator_buckets=1 << 12)
     ts = build_training_set(events, catalogue, f)
@@ -49,21 +51,47 @@ def main() -> None:
     rank = ray_dataset(add_retrieval_score(ts.train, None), RANKING_COLUMNS, tmp / "k")
     results = []
     for workers in args.workers:
-        for kind, ds, cfg in (("two_tower", pos, TwoTower(f, TwoTowerSettings()).config()),
-                              ("ranker", rank, Ranker(f, RankerSettings()).config())):
+        for kind, ds, cfg in (
+            ("two_tower", pos, TwoTower(f, TwoTowerSettings()).config()),
+            ("ranker", rank, Ranker(f, RankerSettings()).config()),
+        ):
             cpus = max(0.5, (os.cpu_count() or 2) / workers / 2)
-            _, result, _ = fit(kind=kind, model_config=cfg, train_ds=ds, epochs=args.epochs, batch_size=512,
-                               lr=3e-3, name=f"bench-{kind}-{workers}", storage_path=tmp / "ray",
-                               num_workers=workers, cpus_per_worker=cpus)
+            _, result, _ = fit(
+                kind=kind,
+                model_config=cfg,
+                train_ds=ds,
+                epochs=args.epochs,
+                batch_size=512,
+                lr=3e-3,
+                name=f"bench-{kind}-{workers}",
+                storage_path=tmp / "ray",
+                num_workers=workers,
+                cpus_per_worker=cpus,
+            )
             m = result.metrics  # rank 0's last epoch; every worker reads an equal shard
             rows = ds.count()
-            results.append({"model": kind, "workers": workers, "rows_per_epoch": rows,
-                            "samples_per_s_worker0": m["samples_per_s"],
-                            "samples_per_s_total": rows / m["seconds"] if m["seconds"] > 0 else None,
-                            "epoch_s": m["seconds"], "cpus_per_worker": cpus})
+            results.append(
+                {
+                    "model": kind,
+                    "workers": workers,
+                    "rows_per_epoch": rows,
+                    "samples_per_s_worker0": m["samples_per_s"],
+                    "samples_per_s_total": rows / m["seconds"] if m["seconds"] > 0 else None,
+                    "epoch_s": m["seconds"],
+                    "cpus_per_worker": cpus,
+                }
+            )
             print(results[-1], flush=True)
-    save("training_throughput", {"users": args.users, "items": args.items, "days": args.days,
-                                 "epochs": args.epochs, "results": results})
+    save(
+        "training_throughput",
+        {
+            "users": args.users,
+            "items": args.items,
+            "days": args.days,
+            "epochs": args.epochs,
+            "results": results,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -54,7 +54,9 @@ def save(name: str, figures: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     record = {
         "benchmark": name,
-        "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, "-m", *_module_argv()]),
+        "command": " ".join(
+            shlex.quote(a) for a in [Path(sys.executable).name, "-m", *_module_argv()]
+        ),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": host_info(),
         **figures,

@@ -37,8 +37,8 @@ from pydantic import BaseModel, Field
 
 from app.config import CatalogueConfig, FeedraySettings, get_settings
 from app.features.online_store import OnlineStore
-from app.storage import CATALOGUE_SCHEMA, catalogue_root, resolve_fs
 from app.schemas import InvalidEvent, MediaPublished, parse_media_published
+from app.storage import CATALOGUE_SCHEMA, catalogue_root, resolve_fs
 from data.collector import REDIS_RETRYABLE, produce_dead_letter, reason_code
 
 log = logging.getLogger("feedray.catalogue")
@@ -145,7 +145,9 @@ class CatalogueConsumer:
                 }
             )
         )
-        self.producer = Producer(settings.kafka.client_config(acks="all", **{"enable.idempotence": True}))
+        self.producer = Producer(
+            settings.kafka.client_config(acks="all", **{"enable.idempotence": True})
+        )
         self.report = CatalogueReport()
         self._subscribed = False
 
@@ -154,7 +156,11 @@ class CatalogueConsumer:
         if not self._subscribed:
             self.consumer.subscribe([self.topic])
             self._subscribed = True
-        messages = [m for m in self.consumer.consume(self.config.batch_size, self.config.poll_timeout_s) if m.error() is None]
+        messages = [
+            m
+            for m in self.consumer.consume(self.config.batch_size, self.config.poll_timeout_s)
+            if m.error() is None
+        ]
         if not messages:
             return 0
         records: list[MediaPublished] = []
@@ -168,7 +174,14 @@ class CatalogueConsumer:
                     continue
                 except InvalidEvent as error:
                     code, reason = reason_code(error.reason), error.reason
-            produce_dead_letter(self.producer, self.settings.kafka.topics.dead_letter, msg, code, reason, self.config.group_id)
+            produce_dead_letter(
+                self.producer,
+                self.settings.kafka.topics.dead_letter,
+                msg,
+                code,
+                reason,
+                self.config.group_id,
+            )
             self.report.rejected[code] = self.report.rejected.get(code, 0) + 1
         if records:
             table = records_table(records)
@@ -186,7 +199,7 @@ class CatalogueConsumer:
             for hook in list(ON_PUBLISHED):
                 try:
                     hook(records)
-                except Exception:  # noqa: BLE001 - a failing consumer of new items must not stop the catalogue
+                except Exception:
                     self.report.hook_failures += 1
                     log.exception("catalogue: on_published hook %r failed", hook)
             self.report.published += len(records)
@@ -196,9 +209,14 @@ class CatalogueConsumer:
 
         last: dict[tuple[str, int], int] = {}
         for msg in messages:
-            last[(msg.topic(), msg.partition())] = max(last.get((msg.topic(), msg.partition()), -1), msg.offset())
+            last[(msg.topic(), msg.partition())] = max(
+                last.get((msg.topic(), msg.partition()), -1), msg.offset()
+            )
         try:
-            self.consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()], asynchronous=False)
+            self.consumer.commit(
+                offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()],
+                asynchronous=False,
+            )
         except KafkaException as error:
             log.warning("catalogue: commit failed (%s)", error)
         return len(messages)
@@ -248,7 +266,9 @@ def catalogue_command(
 ) -> None:
     """Consume media.published into Redis and the offline catalogue; JSON report on stdout."""
     settings = get_settings()
-    config = settings.catalogue.model_copy(update={"group_id": group, "root": root or settings.catalogue.root})
+    config = settings.catalogue.model_copy(
+        update={"group_id": group, "root": root or settings.catalogue.root}
+    )
     report = run_catalogue(settings, until_idle, config=config)
     sys.stdout.write(report.model_dump_json() + "\n")
 
@@ -260,7 +280,11 @@ def world_catalogue_table(world: Any, items: np.ndarray | None = None) -> pa.Tab
     """The world's items (all, or ``items``) as catalogue rows with wire ids."""
     from data.simulate.world import CATEGORY_NAMES, CONTENT_TYPES
 
-    idx = np.arange(world.n_items, dtype=np.int64) if items is None else np.asarray(items, dtype=np.int64)
+    idx = (
+        np.arange(world.n_items, dtype=np.int64)
+        if items is None
+        else np.asarray(items, dtype=np.int64)
+    )
     text = np.dtypes.StringDType()
     ids = np.strings.add("m", idx.astype(text))
     creators = np.strings.add("c", world.item_creator[idx].astype(np.int64).astype(text))
@@ -268,10 +292,18 @@ def world_catalogue_table(world: Any, items: np.ndarray | None = None) -> pa.Tab
         {
             "media_id": pa.array(ids.tolist(), pa.string()),
             "creator_id": pa.array(creators.tolist(), pa.string()),
-            "category": pa.array(np.asarray(CATEGORY_NAMES, dtype=object)[world.item_category[idx]], pa.string()),
-            "language": pa.array(np.asarray(world.config.languages, dtype=object)[world.item_language[idx]], pa.string()),
+            "category": pa.array(
+                np.asarray(CATEGORY_NAMES, dtype=object)[world.item_category[idx]], pa.string()
+            ),
+            "language": pa.array(
+                np.asarray(world.config.languages, dtype=object)[world.item_language[idx]],
+                pa.string(),
+            ),
             "content_type": pa.array(
-                np.asarray([str(t) for t in CONTENT_TYPES], dtype=object)[world.item_content_type[idx]], pa.string()
+                np.asarray([str(t) for t in CONTENT_TYPES], dtype=object)[
+                    world.item_content_type[idx]
+                ],
+                pa.string(),
             ),
             "duration_s": pa.array(world.item_duration_s[idx].astype(np.float64)),
             "published_at": pa.array(world.item_publish_ms[idx], TS),

@@ -38,16 +38,22 @@ from typing import Any
 
 import redis
 import typer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from app.config import CollectorConfig, FeedraySettings, get_settings
-from app.ray_runtime import connect_ray
 from app.features.online_store import ItemMeta, OffsetConflict, OnlineStore
+from app.ray_runtime import connect_ray
 from app.schemas import InvalidEvent, parse_engagement_event
 
 log = logging.getLogger("feedray.collector")
 
-REDIS_RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, ConnectionError, OSError)
+REDIS_RETRYABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.BusyLoadingError,
+    ConnectionError,
+    OSError,
+)
 
 
 def reason_code(reason: str) -> str:
@@ -79,7 +85,9 @@ def dead_letter_headers(msg: Any, code: str, reason: str, group: str) -> list[tu
     ]
 
 
-def produce_dead_letter(producer: Any, topic: str, msg: Any, code: str, reason: str, group: str) -> None:
+def produce_dead_letter(
+    producer: Any, topic: str, msg: Any, code: str, reason: str, group: str
+) -> None:
     """The ORIGINAL bytes (value and key) to the dead-letter topic, with the reason in headers."""
     headers = dead_letter_headers(msg, code, reason, group)
     while True:
@@ -93,7 +101,9 @@ def produce_dead_letter(producer: Any, topic: str, msg: Any, code: str, reason: 
 class CollectorWorker:
     """One consumer in the group; runs in a Ray actor (``CollectorActor``) or in-process."""
 
-    def __init__(self, settings: FeedraySettings, worker: int = 0, config: CollectorConfig | None = None) -> None:
+    def __init__(
+        self, settings: FeedraySettings, worker: int = 0, config: CollectorConfig | None = None
+    ) -> None:
         from confluent_kafka import Consumer, Producer
 
         self.settings = settings
@@ -190,7 +200,9 @@ class CollectorWorker:
             if value is None:
                 rejects.append((msg, "empty", "empty message"))
             elif len(value) > self.max_bytes:
-                rejects.append((msg, "oversized", f"message of {len(value)} bytes exceeds {self.max_bytes}"))
+                rejects.append(
+                    (msg, "oversized", f"message of {len(value)} bytes exceeds {self.max_bytes}")
+                )
             else:
                 try:
                     parsed.append((msg, parse_engagement_event(value)))
@@ -217,8 +229,16 @@ class CollectorWorker:
                 for msg, event in parsed:
                     item = meta.get(event.media_id)
                     if item is None:  # dead-lettered even on replay: dead letters are at-least-once
-                        unknown.append((msg, "unknown_item", f"media_id {event.media_id!r} is not in the catalogue"))
-                    elif not skip or msg.offset() > skip.get(f"{msg.topic()}:{msg.partition()}", -1):
+                        unknown.append(
+                            (
+                                msg,
+                                "unknown_item",
+                                f"media_id {event.media_id!r} is not in the catalogue",
+                            )
+                        )
+                    elif not skip or msg.offset() > skip.get(
+                        f"{msg.topic()}:{msg.partition()}", -1
+                    ):
                         add(event, item)
                 self.store.apply(batch, self.config.group_id)
                 break
@@ -228,8 +248,16 @@ class CollectorWorker:
                 attempt += 1
                 self.redis_retries += 1
                 self._metrics.redis_retry()
-                delay = min(self.config.retry_max_s, self.config.retry_initial_s * 2 ** min(attempt, 10))
-                log.warning("worker %d: Redis unavailable (%s); retry %d in %.2fs", self.worker, error, attempt, delay)
+                delay = min(
+                    self.config.retry_max_s, self.config.retry_initial_s * 2 ** min(attempt, 10)
+                )
+                log.warning(
+                    "worker %d: Redis unavailable (%s); retry %d in %.2fs",
+                    self.worker,
+                    error,
+                    attempt,
+                    delay,
+                )
                 time.sleep(delay)
                 # redis-py drops broken connections and reconnects on the next call.
         rejects += unknown
@@ -270,12 +298,20 @@ class CollectorWorker:
             self.consumer.commit(offsets=offsets, asynchronous=True)  # errors: see on_commit
         except KafkaException as error:  # e.g. partitions revoked meanwhile; Redis has the truth
             self.commits_failed += 1
-            log.warning("worker %d: commit failed (%s); replays will be skipped by offset", self.worker, error)
+            log.warning(
+                "worker %d: commit failed (%s); replays will be skipped by offset",
+                self.worker,
+                error,
+            )
 
     def _on_commit(self, error: Any, partitions: list[Any]) -> None:
         if error is not None:  # e.g. partitions revoked meanwhile; Redis holds the applied offsets
             self.commits_failed += 1
-            log.warning("worker %d: commit failed (%s); a replay will be skipped by offset", self.worker, error)
+            log.warning(
+                "worker %d: commit failed (%s); a replay will be skipped by offset",
+                self.worker,
+                error,
+            )
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         self.assignment = sorted({*self.assignment, *(p.partition for p in partitions)})
@@ -326,14 +362,28 @@ class _Metrics:
 
             if not ray.is_initialized():
                 raise RuntimeError("no Ray")
-            self.events = Counter("feedray_collector_events_total", "Valid events applied to Redis.", tag_keys=("worker",))
-            self.rejected = Counter(
-                "feedray_collector_rejected_total", "Messages sent to the dead-letter topic.", tag_keys=("worker", "reason")
+            self.events = Counter(
+                "feedray_collector_events_total",
+                "Valid events applied to Redis.",
+                tag_keys=("worker",),
             )
-            self.retries = Counter("feedray_collector_redis_retries_total", "Redis write retries.", tag_keys=("worker",))
-            self.rate = Gauge("feedray_collector_events_per_second", "Recent events/s.", tag_keys=("worker",))
+            self.rejected = Counter(
+                "feedray_collector_rejected_total",
+                "Messages sent to the dead-letter topic.",
+                tag_keys=("worker", "reason"),
+            )
+            self.retries = Counter(
+                "feedray_collector_redis_retries_total",
+                "Redis write retries.",
+                tag_keys=("worker",),
+            )
+            self.rate = Gauge(
+                "feedray_collector_events_per_second", "Recent events/s.", tag_keys=("worker",)
+            )
             self.lag = Gauge(
-                "feedray_collector_consumer_lag", "Messages behind the end offset.", tag_keys=("worker", "topic", "partition")
+                "feedray_collector_consumer_lag",
+                "Messages behind the end offset.",
+                tag_keys=("worker", "topic", "partition"),
             )
             self.enabled = True
         except Exception:  # noqa: BLE001
@@ -382,10 +432,15 @@ def _actor_class():
     return CollectorActor
 
 
-def start_collector_actors(settings: FeedraySettings, workers: int, config: CollectorConfig) -> list[Any]:
+def start_collector_actors(
+    settings: FeedraySettings, workers: int, config: CollectorConfig
+) -> list[Any]:
     """Create ``workers`` collector actors (not yet running)."""
     actor = _actor_class()
-    return [actor.options(num_cpus=config.actor_num_cpus).remote(settings, i, config) for i in range(workers)]
+    return [
+        actor.options(num_cpus=config.actor_num_cpus).remote(settings, i, config)
+        for i in range(workers)
+    ]
 
 
 # --- the driver ------------------------------------------------------------------------------
@@ -405,7 +460,9 @@ class CollectorReport(BaseModel):
     lag: dict[int, int]
 
 
-def group_progress(settings: FeedraySettings, group_id: str, timeout_s: float = 10.0) -> dict[int, tuple[int, int, int]]:
+def group_progress(
+    settings: FeedraySettings, group_id: str, timeout_s: float = 10.0
+) -> dict[int, tuple[int, int, int]]:
     """Per partition of the engagement topic: (low watermark, high watermark, committed offset or -1).
 
     Retries transient coordinator errors (a fresh broker is still creating ``__consumer_offsets``).
@@ -423,10 +480,14 @@ def group_progress(settings: FeedraySettings, group_id: str, timeout_s: float = 
             time.sleep(0.5)
 
 
-def _group_progress(settings: FeedraySettings, group_id: str, timeout_s: float) -> dict[int, tuple[int, int, int]]:
+def _group_progress(
+    settings: FeedraySettings, group_id: str, timeout_s: float
+) -> dict[int, tuple[int, int, int]]:
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer(settings.kafka.client_config(**{"group.id": group_id, "enable.auto.commit": False}))
+    consumer = Consumer(
+        settings.kafka.client_config(**{"group.id": group_id, "enable.auto.commit": False})
+    )
     try:
         topic = settings.kafka.topics.engagement
         meta = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
@@ -508,7 +569,9 @@ def run_collectors(
     for actor, run in zip(actors, runs, strict=True):
         try:
             stats.append(ray.get(run))
-        except ray.exceptions.RayActorError as error:  # a worker died: its partitions were replayed by the others
+        except (
+            ray.exceptions.RayActorError
+        ) as error:  # a worker died: its partitions were replayed by the others
             print(f"collector: a worker died: {error}", file=sys.stderr)
         ray.kill(actor)
     seconds = time.time() - start
@@ -537,8 +600,12 @@ def run_collectors(
 
 
 def collect_command(
-    workers: int = typer.Option(1, "--workers", min=1, help="Collector actors (one consumer each)."),
-    until_idle: bool = typer.Option(False, "--until-idle", help="Stop once caught up with the end offsets seen at start."),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="Collector actors (one consumer each)."
+    ),
+    until_idle: bool = typer.Option(
+        False, "--until-idle", help="Stop once caught up with the end offsets seen at start."
+    ),
     group: str = typer.Option("feedray-collector", "--group", help="Kafka consumer group."),
     batch_size: int = typer.Option(5_000, "--batch-size", min=1, help="Messages per Redis write."),
     max_seconds: float | None = typer.Option(None, "--max-seconds", help="Stop after this long."),

@@ -37,7 +37,6 @@ storage); a local path suits a single machine.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import sys
@@ -54,12 +53,12 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import typer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from app.config import FeedraySettings, IngestSettings, get_settings
 from app.ray_runtime import connect_ray
-from app.storage import CATALOGUE_SCHEMA, catalogue_root, offline_root, resolve_fs
 from app.schemas import InvalidEvent, parse_engagement_event
+from app.storage import CATALOGUE_SCHEMA, catalogue_root, offline_root, resolve_fs
 
 log = logging.getLogger("feedray.ingest")
 
@@ -92,7 +91,15 @@ EVENT_SCHEMA = pa.schema(
         ("kafka_timestamp_ms", pa.int64()),
     ]
 )
-CATALOGUE_COLUMNS = ["media_id", "creator_id", "category", "language", "content_type", "duration_s", "published_at"]
+CATALOGUE_COLUMNS = [
+    "media_id",
+    "creator_id",
+    "category",
+    "language",
+    "content_type",
+    "duration_s",
+    "published_at",
+]
 # What each staging batch reports back to the driver: one row per (batch, Kafka partition).
 BATCH_SCHEMA = pa.schema(
     [
@@ -245,8 +252,12 @@ def decode_messages(batch: pa.Table) -> tuple[pa.Table, dict[str, int], np.ndarr
 
 def enrich(events: pa.Table, catalogue: pa.Table) -> pa.Table:
     """Left-join item metadata; the result has ``EVENT_SCHEMA``'s event + enrichment columns."""
-    meta = catalogue.select(["media_id", "creator_id", "category", "language", "duration_s", "published_at"])
-    meta = meta.rename_columns(["media_id", "_creator", "category", "language", "duration_s", "published_at"])
+    meta = catalogue.select(
+        ["media_id", "creator_id", "category", "language", "duration_s", "published_at"]
+    )
+    meta = meta.rename_columns(
+        ["media_id", "_creator", "category", "language", "duration_s", "published_at"]
+    )
     meta = meta.append_column("enriched", pa.array(np.ones(meta.num_rows, dtype=bool)))
     order = pa.array(np.arange(events.num_rows, dtype=np.int64))
     joined = events.append_column("_row", order).join(meta, "media_id", join_type="left outer")
@@ -286,7 +297,9 @@ def stage_batch(
     """Decode, validate, enrich and write one batch of Kafka rows under ``staging``."""
     fs, base = resolve_fs(staging)
     if catalogue is None:
-        catalogue = _catalogue_of(catalogue_refs) if catalogue_refs else CATALOGUE_SCHEMA.empty_table()
+        catalogue = (
+            _catalogue_of(catalogue_refs) if catalogue_refs else CATALOGUE_SCHEMA.empty_table()
+        )
     out: list[dict] = []
     partitions = batch.column("partition").to_numpy(zero_copy_only=False)
     offsets_all = batch.column("offset").to_numpy(zero_copy_only=False)
@@ -296,8 +309,12 @@ def stage_batch(
         offsets = offsets_all[mask]
         events, reasons, valid = decode_messages(sub)
         events = enrich(events, catalogue)
-        events = events.append_column("kafka_topic", pa.array([topic] * events.num_rows, pa.string()))
-        events = events.append_column("kafka_partition", pa.array(np.full(events.num_rows, part, np.int32)))
+        events = events.append_column(
+            "kafka_topic", pa.array([topic] * events.num_rows, pa.string())
+        )
+        events = events.append_column(
+            "kafka_partition", pa.array(np.full(events.num_rows, part, np.int32))
+        )
         events = events.append_column("kafka_offset", pa.array(offsets[valid], pa.int64()))
         kts = sub.column("timestamp").to_numpy(zero_copy_only=False)[valid]
         events = events.append_column("kafka_timestamp_ms", pa.array(kts, pa.int64()))
@@ -321,7 +338,11 @@ def stage_batch(
                 "min_offset": int(offsets.min()),
                 "max_offset": int(offsets.max()),
                 "invalid": int((~valid).sum()),
-                "unenriched": int(events.num_rows - pc.sum(events.column("enriched")).as_py() if events.num_rows else 0),
+                "unenriched": int(
+                    events.num_rows - pc.sum(events.column("enriched")).as_py()
+                    if events.num_rows
+                    else 0
+                ),
                 "rows": int(events.num_rows),
                 "files": files,
                 "invalid_reasons": orjson.dumps(reasons).decode(),
@@ -388,22 +409,34 @@ def load_progress(fs: pafs.FileSystem, base: str, topic: str) -> Progress:
 
 def save_progress(fs: pafs.FileSystem, base: str, progress: Progress) -> None:
     progress.updated_at = datetime.now(UTC).isoformat()
-    write_bytes_atomic(fs, progress_path(base, progress.topic), orjson.dumps(progress.model_dump(mode="json")))
+    write_bytes_atomic(
+        fs, progress_path(base, progress.topic), orjson.dumps(progress.model_dump(mode="json"))
+    )
 
 
 def window_key(topic: str, starts: dict[int, int], ends: dict[int, int]) -> str:
-    text = orjson.dumps({"t": topic, "s": {str(k): v for k, v in sorted(starts.items())}, "e": {str(k): v for k, v in sorted(ends.items())}})
+    text = orjson.dumps(
+        {
+            "t": topic,
+            "s": {str(k): v for k, v in sorted(starts.items())},
+            "e": {str(k): v for k, v in sorted(ends.items())},
+        }
+    )
     return hashlib.sha1(text).hexdigest()[:16]
 
 
 # --- Kafka offsets ---------------------------------------------------------------------------
 
 
-def watermarks(settings: FeedraySettings, topic: str, group: str = "feedray-offline-ingest") -> dict[int, tuple[int, int]]:
+def watermarks(
+    settings: FeedraySettings, topic: str, group: str = "feedray-offline-ingest"
+) -> dict[int, tuple[int, int]]:
     """Partition -> (low, high) watermark of ``topic``."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer(settings.kafka.client_config(**{"group.id": group, "enable.auto.commit": False}))
+    consumer = Consumer(
+        settings.kafka.client_config(**{"group.id": group, "enable.auto.commit": False})
+    )
     try:
         meta = consumer.list_topics(topic, timeout=10)
         tmeta = meta.topics.get(topic)
@@ -492,14 +525,18 @@ def _finish_window(
             {"window": ready["window"], "rows": ready["rows"], "files": len(ready["files"]),
              "offsets": ready["offsets"], "committed_at": datetime.now(UTC).isoformat()}
         )  # fmt: skip
-        progress.windows = progress.windows[-int(ready.get("history", 50)) :] if ready.get("history", 50) else []
+        progress.windows = (
+            progress.windows[-int(ready.get("history", 50)) :] if ready.get("history", 50) else []
+        )
         save_progress(fs, base, progress)
     if fault:
         fault("committed")
     fs.delete_dir(staging)
 
 
-def recover(fs: pafs.FileSystem, base: str, topic: str, fault: FaultHook | None = None) -> list[str]:
+def recover(
+    fs: pafs.FileSystem, base: str, topic: str, fault: FaultHook | None = None
+) -> list[str]:
     """Finish READY windows, discard incomplete ones; returns what was done."""
     root = f"{base}/_staging/{topic}"
     if fs.get_file_info(root).type == pafs.FileType.NotFound:
@@ -572,7 +609,11 @@ def ingest_once(
     staging_uri = staging if _is_local(fs) else _uri_join(root, base, staging)
 
     connect_ray(settings)
-    cat = catalogue if isinstance(catalogue, pa.Table) else load_catalogue(catalogue or cfg.catalogue or catalogue_root(settings))
+    cat = (
+        catalogue
+        if isinstance(catalogue, pa.Table)
+        else load_catalogue(catalogue or cfg.catalogue or catalogue_root(settings))
+    )
     cat = normalise_catalogue(cat)
     cat_ref = ray.put(cat)
     active = [p for p in starts if ends[p] > starts[p]]
@@ -595,7 +636,13 @@ def ingest_once(
             "compression": cfg.compression,
         },
     )
-    results = pa.concat_tables([pa.Table.from_batches([b]) if isinstance(b, pa.RecordBatch) else b for b in staged.iter_batches(batch_format="pyarrow", batch_size=None)] or [BATCH_SCHEMA.empty_table()])
+    results = pa.concat_tables(
+        [
+            pa.Table.from_batches([b]) if isinstance(b, pa.RecordBatch) else b
+            for b in staged.iter_batches(batch_format="pyarrow", batch_size=None)
+        ]
+        or [BATCH_SCHEMA.empty_table()]
+    )
     del cat_ref
     if fault:
         fault("staged")
@@ -616,7 +663,12 @@ def ingest_once(
         report.partitions.append(window)
         if p in active and read_end < ends[p]:
             report.complete = False
-            log.warning("partition %s read %s of %s messages (timeout): the rest goes to the next window", p, read_end - starts[p], ends[p] - starts[p])
+            log.warning(
+                "partition %s read %s of %s messages (timeout): the rest goes to the next window",
+                p,
+                read_end - starts[p],
+                ends[p] - starts[p],
+            )
     for r in rows:
         for reason, n in orjson.loads(r["invalid_reasons"]).items():
             report.invalid_reasons[reason] = report.invalid_reasons.get(reason, 0) + n
@@ -649,7 +701,12 @@ def _uri_join(root: str, base: str, path: str) -> str:
     return f"{scheme}://{path}"
 
 
-def ingest_until_caught_up(settings: FeedraySettings, root: str | None = None, max_records: int | None = None, **kwargs: Any) -> list[IngestReport]:
+def ingest_until_caught_up(
+    settings: FeedraySettings,
+    root: str | None = None,
+    max_records: int | None = None,
+    **kwargs: Any,
+) -> list[IngestReport]:
     """Run windows back to back until no backlog is left (one call of the schedule)."""
     reports = [ingest_once(settings, root, max_records, **kwargs)]
     while reports[-1].backlog > 0 and reports[-1].messages > 0:
@@ -667,24 +724,47 @@ def read_events(root: str, columns: list[str] | None = None) -> pa.Table:
     fs, base = resolve_fs(root)
     if fs.get_file_info(base).type == pafs.FileType.NotFound:
         return EVENT_SCHEMA.empty_table()
-    dataset = pads.dataset(base, filesystem=fs, format="parquet", schema=EVENT_SCHEMA, partitioning=None, exclude_invalid_files=False)
+    dataset = pads.dataset(
+        base,
+        filesystem=fs,
+        format="parquet",
+        schema=EVENT_SCHEMA,
+        partitioning=None,
+        exclude_invalid_files=False,
+    )
     return dataset.to_table(columns=columns)
 
 
 def event_files(root: str) -> list[str]:
     """Committed Parquet files (full paths in the root's filesystem), sorted."""
     fs, base = resolve_fs(root)
-    return [p for p in _list_files(fs, base) if p.endswith(".parquet") and "/_" not in p[len(base):]]
+    return [
+        p for p in _list_files(fs, base) if p.endswith(".parquet") and "/_" not in p[len(base) :]
+    ]
 
 
 # --- CLI -------------------------------------------------------------------------------------
 
 
 def ingest_command(
-    once: Annotated[bool, typer.Option("--once/--schedule", help="One catch-up run, or one every --interval seconds.")] = True,
-    interval_s: Annotated[float, typer.Option("--interval", min=1.0, help="Seconds between scheduled runs.")] = 300.0,
-    root: Annotated[str | None, typer.Option("--root", help="Store root: a path or s3://... (default <state_dir>/offline/events).")] = None,
-    max_records: Annotated[int | None, typer.Option("--max-records", min=1, help="Cap on one window (all partitions).")] = None,
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once/--schedule", help="One catch-up run, or one every --interval seconds."
+        ),
+    ] = True,
+    interval_s: Annotated[
+        float, typer.Option("--interval", min=1.0, help="Seconds between scheduled runs.")
+    ] = 300.0,
+    root: Annotated[
+        str | None,
+        typer.Option(
+            "--root", help="Store root: a path or s3://... (default <state_dir>/offline/events)."
+        ),
+    ] = None,
+    max_records: Annotated[
+        int | None, typer.Option("--max-records", min=1, help="Cap on one window (all partitions).")
+    ] = None,
 ) -> None:
     """Kafka engagement events -> enriched Parquet (date/hour), exactly once per offset."""
     settings = get_settings()
@@ -694,7 +774,7 @@ def ingest_command(
             for report in ingest_until_caught_up(settings, root, max_records):
                 sys.stdout.write(orjson.dumps(report.model_dump(mode="json")).decode() + "\n")
                 sys.stdout.flush()
-        except Exception as error:  # noqa: BLE001 - the schedule survives a failed window
+        except Exception as error:
             if once:
                 raise
             log.exception("ingest window failed; retrying from the committed progress next time")

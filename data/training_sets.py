@@ -55,7 +55,11 @@ STRONG_POSITIVE = {
     str(EventType.MEDIA_REPLAY),
     str(EventType.SUBSCRIPTION_TO_CREATOR),
 }
-NEGATIVE = {str(EventType.MEDIA_SKIPPED), str(EventType.MEDIA_DISLIKED), str(EventType.MEDIA_PAUSED_EARLY)}
+NEGATIVE = {
+    str(EventType.MEDIA_SKIPPED),
+    str(EventType.MEDIA_DISLIKED),
+    str(EventType.MEDIA_PAUSED_EARLY),
+}
 
 USER_FEATURES = [
     "top_categories_7d", "preferred_language", "preferred_content_type", "video_plays_7d",
@@ -86,7 +90,11 @@ def make_labels(
             "media_id": ev["media_id"].to_numpy(object),
             "ts_ms": ev["ts_ms"].to_numpy(np.int64),
             "event_type": ev["event_type"].to_numpy(object),
-            "weight": ev["event_type"].map(weights).astype("float64").fillna(0.0).to_numpy(np.float64),
+            "weight": ev["event_type"]
+            .map(weights)
+            .astype("float64")
+            .fillna(0.0)
+            .to_numpy(np.float64),
             "completion": ev["event_type"].isin(COMPLETION).to_numpy(),
             "strong_positive": ev["event_type"].isin(STRONG_POSITIVE).to_numpy(),
             "negative": ev["event_type"].isin(NEGATIVE).to_numpy(),
@@ -94,13 +102,21 @@ def make_labels(
     )
     for col in ITEM_META:
         if col in ev.columns:
-            frame[col] = ev[col].to_numpy(object) if col != "duration_s" else ev[col].to_numpy(np.float64)
+            frame[col] = (
+                ev[col].to_numpy(object) if col != "duration_s" else ev[col].to_numpy(np.float64)
+            )
     if granularity == "event":
         labels = frame.rename(columns={"event_id": "label_id", "ts_ms": "label_ts_ms"})
         labels["n_events"] = 1
     else:
         session = ev["session_id"].fillna(ev["event_id"]).to_numpy(object)
-        frame["_key"] = frame["user_id"] + "\x1f" + frame["media_id"] + "\x1f" + pd.Series(session).astype(str).to_numpy(object)
+        frame["_key"] = (
+            frame["user_id"]
+            + "\x1f"
+            + frame["media_id"]
+            + "\x1f"
+            + pd.Series(session).astype(str).to_numpy(object)
+        )
         grouped = frame.groupby("_key", sort=False)
         agg: dict[str, Any] = {
             "label_id": ("event_id", "first"),
@@ -122,9 +138,13 @@ def make_labels(
     return labels.sort_values(["label_ts_ms", "label_id"], kind="stable").reset_index(drop=True)
 
 
-def user_side(events: pd.DataFrame, labels: pd.DataFrame, signal_weights: Mapping[Any, float] | None = None) -> pd.DataFrame:
+def user_side(
+    events: pd.DataFrame, labels: pd.DataFrame, signal_weights: Mapping[Any, float] | None = None
+) -> pd.DataFrame:
     """User features and user-item affinities of each label, from the user's events < label_ts."""
-    queries = labels[["label_id", "user_id", "label_ts_ms"]].rename(columns={"label_ts_ms": "as_of"})
+    queries = labels[["label_id", "user_id", "label_ts_ms"]].rename(
+        columns={"label_ts_ms": "as_of"}
+    )
     feats = user_features_asof(events, queries)
     aff_q = pd.DataFrame(
         {
@@ -139,9 +159,13 @@ def user_side(events: pd.DataFrame, labels: pd.DataFrame, signal_weights: Mappin
     return feats[["label_id", *USER_FEATURES, "user_category_affinity", "user_creator_affinity"]]
 
 
-def item_side(events: pd.DataFrame, labels: pd.DataFrame, catalogue: pd.DataFrame | None = None) -> pd.DataFrame:
+def item_side(
+    events: pd.DataFrame, labels: pd.DataFrame, catalogue: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Item features of each label, from the item's events < label_ts."""
-    queries = labels[["label_id", "media_id", "label_ts_ms"]].rename(columns={"label_ts_ms": "as_of"})
+    queries = labels[["label_id", "media_id", "label_ts_ms"]].rename(
+        columns={"label_ts_ms": "as_of"}
+    )
     feats = item_features_asof(events, queries, catalogue)
     return feats[["label_id", *ITEM_FEATURES]]
 
@@ -163,9 +187,17 @@ def build_training_set(
     ev = prepare_events(events, catalogue)
     labels = make_labels(ev, signal_weights, granularity)
     if labels_from is not None:
-        labels = labels[labels["label_ts"] >= pd.Timestamp(labels_from, tz="UTC") if pd.Timestamp(labels_from).tzinfo is None else labels["label_ts"] >= pd.Timestamp(labels_from)]
+        labels = labels[
+            labels["label_ts"] >= pd.Timestamp(labels_from, tz="UTC")
+            if pd.Timestamp(labels_from).tzinfo is None
+            else labels["label_ts"] >= pd.Timestamp(labels_from)
+        ]
     if labels_until is not None:
-        labels = labels[labels["label_ts"] < pd.Timestamp(labels_until, tz="UTC") if pd.Timestamp(labels_until).tzinfo is None else labels["label_ts"] < pd.Timestamp(labels_until)]
+        labels = labels[
+            labels["label_ts"] < pd.Timestamp(labels_until, tz="UTC")
+            if pd.Timestamp(labels_until).tzinfo is None
+            else labels["label_ts"] < pd.Timestamp(labels_until)
+        ]
     labels = labels.reset_index(drop=True)
     users = user_side(ev, labels, signal_weights)
     items = item_side(ev, labels, catalogue)
@@ -175,13 +207,17 @@ def build_training_set(
 # --- Ray Data ---------------------------------------------------------------------------------
 
 
-def _ray_user_side(batch: pd.DataFrame, *, weights: dict[str, float], granularity: Granularity) -> pd.DataFrame:
+def _ray_user_side(
+    batch: pd.DataFrame, *, weights: dict[str, float], granularity: Granularity
+) -> pd.DataFrame:
     ev = prepare_events(batch)
     labels = make_labels(ev, weights, granularity)
     return labels.merge(user_side(ev, labels, weights), on="label_id", how="left")
 
 
-def _ray_item_side(batch: pd.DataFrame, *, weights: dict[str, float], granularity: Granularity) -> pd.DataFrame:
+def _ray_item_side(
+    batch: pd.DataFrame, *, weights: dict[str, float], granularity: Granularity
+) -> pd.DataFrame:
     ev = prepare_events(batch)
     labels = make_labels(ev, weights, granularity)
     return item_side(ev, labels)
@@ -205,14 +241,18 @@ def build_training_set_ray(
     from app.storage import offline_root
 
     root = root or offline_root(settings)
-    output = output or str(settings.state_dir.expanduser().resolve() / "offline" / "training_sets" / granularity)
+    output = output or str(
+        settings.state_dir.expanduser().resolve() / "offline" / "training_sets" / granularity
+    )
     connect_ray(settings)
     ds = read_store(root, as_of=until)
     weights = _weights(settings.events.signal_weights)
     kwargs = {"weights": weights, "granularity": granularity}
     num_partitions = num_partitions or _default_partitions()
     users = bucketed_groups(ds, "user_id", _ray_user_side, buckets=num_partitions, fn_kwargs=kwargs)
-    items = bucketed_groups(ds, "media_id", _ray_item_side, buckets=num_partitions, fn_kwargs=kwargs)
+    items = bucketed_groups(
+        ds, "media_id", _ray_item_side, buckets=num_partitions, fn_kwargs=kwargs
+    )
     # Join the halves on label_id without Ray's hash join (it needs polars): each side is
     # written hash-partitioned by label_id, then one task per bucket merges the two halves.
     import ray
@@ -230,8 +270,12 @@ def build_training_set_ray(
         return batch.assign(_lb=(hashed % np.uint64(buckets)).astype(np.int64))
 
     with task_based_shuffle():
-        users.map_batches(tag, batch_format="pandas").write_parquet(f"{output}/_users", partition_cols=["_lb"])
-        items.map_batches(tag, batch_format="pandas").write_parquet(f"{output}/_items", partition_cols=["_lb"])
+        users.map_batches(tag, batch_format="pandas").write_parquet(
+            f"{output}/_users", partition_cols=["_lb"]
+        )
+        items.map_batches(tag, batch_format="pandas").write_parquet(
+            f"{output}/_items", partition_cols=["_lb"]
+        )
     merge = ray.remote(_merge_bucket_impl)
     refs = [merge.remote(output, b) for b in range(buckets)]
     ray.get(refs)
@@ -265,5 +309,9 @@ def _merge_bucket_impl(output: str, bucket: int) -> int:
         users = users.merge(items, on="label_id", how="left")
     users = users.sort_values(["label_ts_ms", "label_id"], kind="stable")
     fs, base = resolve_fs(output)
-    pq.write_table(pa.Table.from_pandas(users, preserve_index=False), f"{base}/part-{bucket:05d}.parquet", filesystem=fs)
+    pq.write_table(
+        pa.Table.from_pandas(users, preserve_index=False),
+        f"{base}/part-{bucket:05d}.parquet",
+        filesystem=fs,
+    )
     return len(users)

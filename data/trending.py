@@ -25,7 +25,7 @@ import uuid
 
 import numpy as np
 import typer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from app.config import FeedraySettings, TrendingSettings, get_settings
 from app.features import definitions as d
@@ -45,7 +45,9 @@ def _prefix(store: OnlineStore) -> str:
     return f"{store.config.prefix}:trending"
 
 
-def list_key(store: OnlineStore, content_type: str | None = None, language: str | None = None) -> str:
+def list_key(
+    store: OnlineStore, content_type: str | None = None, language: str | None = None
+) -> str:
     key = _prefix(store)
     if content_type is None and language is None:
         return key + ":all"
@@ -56,7 +58,9 @@ def list_key(store: OnlineStore, content_type: str | None = None, language: str 
     return key
 
 
-def score_items(store: OnlineStore, media_ids: list[str], now: float, chunk: int = 5_000) -> dict[str, np.ndarray]:
+def score_items(
+    store: OnlineStore, media_ids: list[str], now: float, chunk: int = 5_000
+) -> dict[str, np.ndarray]:
     """Trending scores and (content type, language) of ``media_ids`` from their packed records."""
     scores, ctypes, langs = [], [], []
     for lo in range(0, len(media_ids), chunk):
@@ -75,8 +79,16 @@ def score_items(store: OnlineStore, media_ids: list[str], now: float, chunk: int
         langs.append(store.names("language", rec["language"].astype(np.int64)))
     if not scores:
         empty = np.zeros(0)
-        return {"score": empty, "content_type": empty.astype(object), "language": empty.astype(object)}
-    return {"score": np.concatenate(scores), "content_type": np.concatenate(ctypes), "language": np.concatenate(langs)}
+        return {
+            "score": empty,
+            "content_type": empty.astype(object),
+            "language": empty.astype(object),
+        }
+    return {
+        "score": np.concatenate(scores),
+        "content_type": np.concatenate(ctypes),
+        "language": np.concatenate(langs),
+    }
 
 
 def refresh_trending(
@@ -172,7 +184,9 @@ def run_trending(
 
 
 def trending_command(
-    once: bool = typer.Option(True, "--once/--loop", help="Refresh once, or every refresh_interval_s."),
+    once: bool = typer.Option(
+        True, "--once/--loop", help="Refresh once, or every refresh_interval_s."
+    ),
 ) -> None:
     """Recompute the trending lists in Redis; one JSON line per refresh on stdout."""
     run_trending(get_settings(), once)

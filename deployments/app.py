@@ -77,7 +77,9 @@ def build_app(
         ingress_options["user_config"] = ingress_config
     if stages == "local":
         ingress_options["ray_actor_options"] = {"num_cpus": 0.5, "num_gpus": gpus}
-        return Ingress.options(**ingress_options).bind(None, None, payload, extras_payload, lookup, "local")
+        return Ingress.options(**ingress_options).bind(
+            None, None, payload, extras_payload, lookup, "local"
+        )
 
     retrieval = Retrieval.options(
         ray_actor_options={"num_cpus": 0.25, "num_gpus": gpus * 0.5},
@@ -87,7 +89,9 @@ def build_app(
         ray_actor_options={"num_cpus": 0.25, "num_gpus": gpus * 0.5},
         **({"user_config": ranking_config} if ranking_config else {}),
     ).bind(payload, extras_payload)
-    return Ingress.options(**ingress_options).bind(retrieval, ranking, payload, extras_payload, lookup)
+    return Ingress.options(**ingress_options).bind(
+        retrieval, ranking, payload, extras_payload, lookup
+    )
 
 
 def app_builder(args: dict[str, Any]) -> Application:
@@ -95,5 +99,10 @@ def app_builder(args: dict[str, Any]) -> Application:
     args = dict(args or {})
     settings = FeedraySettings(**(args.get("settings") or {}))
     extras = ServingExtras(**(args.get("extras") or {}))
-    return build_app(settings, extras, features_hop=bool(args.get("features_hop", False)), gpu=args.get("gpu", "auto"),
-                     stages=str(args.get("stages", "remote")))
+    return build_app(
+        settings,
+        extras,
+        features_hop=bool(args.get("features_hop", False)),
+        gpu=args.get("gpu", "auto"),
+        stages=str(args.get("stages", "remote")),
+    )

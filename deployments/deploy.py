@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -95,12 +95,20 @@ def resolve_aliases(config: dict[str, Any], settings: Any | None = None) -> dict
 
     settings = settings or get_settings()
     config = copy.deepcopy(config)
-    models_of = {"Retrieval": settings.models.retrieval_model_name, "Ranking": settings.models.ranking_model_name}
+    models_of = {
+        "Retrieval": settings.models.retrieval_model_name,
+        "Ranking": settings.models.ranking_model_name,
+    }
     for name, user_config in _model_blocks(config):
         model = models_of[name]
         refs = user_config.get("models") or {}
         if any(str(ref).startswith("alias:") for ref in refs.values()):
-            refs.update({arm: f"{model}@{version}" for arm, version in resolve_arms(refs, model, settings).items()})
+            refs.update(
+                {
+                    arm: f"{model}@{version}"
+                    for arm, version in resolve_arms(refs, model, settings).items()
+                }
+            )
     return config
 
 
@@ -130,7 +138,9 @@ def deploy(config: dict[str, Any], wait_s: float | None = 300.0) -> None:
     from ray.serve.context import _get_global_client
     from ray.serve.schema import ServeDeploySchema
 
-    serve.start(http_options=config.get("http_options") or {}, proxy_location=config.get("proxy_location"))
+    serve.start(
+        http_options=config.get("http_options") or {}, proxy_location=config.get("proxy_location")
+    )
     schema = ServeDeploySchema.model_validate(config)
     _get_global_client().deploy_apps(schema)
     if wait_s:
@@ -154,22 +164,36 @@ def wait_running(timeout_s: float = 300.0, app: str = APP_NAME) -> None:
     raise TimeoutError(f"{app} not running after {timeout_s:.0f}s: {status}")
 
 
-class Placement(str, Enum):
+class Placement(StrEnum):
     remote = "remote"
     local = "local"
 
 
 def serve_command(
     config: Annotated[Path, typer.Option(help="The Serve config to deploy.")] = DEFAULT_CONFIG,
-    address: Annotated[str | None, typer.Option(help="Ray cluster address (default: the `feedray up` head).")] = None,
-    refresh_models: Annotated[bool, typer.Option(
-        help="Resolve MLflow aliases (alias:champion, ...) to versions first: how a promotion or "
-             "rollback reaches running replicas, in place.")] = True,
-    wait_s: Annotated[float, typer.Option(help="Seconds to wait for the application to be RUNNING.")] = 300.0,
-    host: Annotated[str, typer.Option(help="HTTP proxy bind address (the config's 0.0.0.0 is for clusters).")] = "127.0.0.1",
-    stages: Annotated[Placement | None, typer.Option(
-        help="Where retrieval and ranking run: own deployments (remote) or inside the ingress (local). "
-             "Default: the config's args.stages.")] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: the `feedray up` head).")
+    ] = None,
+    refresh_models: Annotated[
+        bool,
+        typer.Option(
+            help="Resolve MLflow aliases (alias:champion, ...) to versions first: how a promotion or "
+            "rollback reaches running replicas, in place."
+        ),
+    ] = True,
+    wait_s: Annotated[
+        float, typer.Option(help="Seconds to wait for the application to be RUNNING.")
+    ] = 300.0,
+    host: Annotated[
+        str, typer.Option(help="HTTP proxy bind address (the config's 0.0.0.0 is for clusters).")
+    ] = "127.0.0.1",
+    stages: Annotated[
+        Placement | None,
+        typer.Option(
+            help="Where retrieval and ranking run: own deployments (remote) or inside the ingress (local). "
+            "Default: the config's args.stages."
+        ),
+    ] = None,
 ) -> None:
     """Deploy the feed service, or update it in place, on a running Ray cluster.
 
@@ -189,9 +213,13 @@ def serve_command(
     if not ray.is_initialized():
         if address:
             os.environ["RAY_ADDRESS"] = address
-        elif "RAY_ADDRESS" not in os.environ and not port_open(settings.ray.host, settings.ray.port):
+        elif "RAY_ADDRESS" not in os.environ and not port_open(
+            settings.ray.host, settings.ray.port
+        ):
             # Serve must outlive this command, so it never starts a throw-away local Ray.
-            raise SystemExit(f"no Ray cluster at {settings.ray.address}; run `feedray up` or pass --address")
+            raise SystemExit(
+                f"no Ray cluster at {settings.ray.address}; run `feedray up` or pass --address"
+            )
         connect_ray(settings, log_to_driver=False)
     spec = with_local_settings(load_config(config), settings)
     spec.setdefault("http_options", {})["host"] = host
@@ -201,4 +229,6 @@ def serve_command(
         spec = resolve_aliases(spec, settings)
     deploy(spec, wait_s)
     http = spec.get("http_options") or {}
-    print(f"feedray serving on http://{host}:{http.get('port', 8000)}/api/v1/content/feed (docs: /docs)")
+    print(
+        f"feedray serving on http://{host}:{http.get('port', 8000)}/api/v1/content/feed (docs: /docs)"
+    )

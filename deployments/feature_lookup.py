@@ -48,9 +48,13 @@ class CircuitBreaker:
 class FeatureLookup:
     """The user's online features, else the last-known ones, else defaults."""
 
-    def __init__(self, settings: FeedraySettings, extras: ServingExtras, store: ServingStore | None = None) -> None:
+    def __init__(
+        self, settings: FeedraySettings, extras: ServingExtras, store: ServingStore | None = None
+    ) -> None:
         self.store = store or ServingStore(settings, extras.redis_timeout_s)
-        self.cache: TTLCache[str, UserFeatures] = TTLCache(extras.feature_cache_size, extras.feature_cache_ttl_s)
+        self.cache: TTLCache[str, UserFeatures] = TTLCache(
+            extras.feature_cache_size, extras.feature_cache_ttl_s
+        )
         self.breaker = CircuitBreaker(extras.redis_retry_after_s)
 
     def lookup(self, user_id: str) -> tuple[UserFeatures, list[str], str | None]:

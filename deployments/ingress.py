@@ -9,10 +9,8 @@ here in-process (see deployments/feature_lookup.py), the 500 items' counters are
 the ranking stage; candidates travel as numpy arrays.
 """
 
-
 import asyncio
 import logging
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated
@@ -60,7 +58,9 @@ class TrendingReader:
     def __init__(self, lookup: FeatureLookup, extras: ServingExtras) -> None:
         self.lookup = lookup  # shares the store and the circuit breaker
         self.extras = extras
-        self.cache: TTLCache[tuple[str, str], list[TrendingEntry]] = TTLCache(256, extras.trending_cache_ttl_s)
+        self.cache: TTLCache[tuple[str, str], list[TrendingEntry]] = TTLCache(
+            256, extras.trending_cache_ttl_s
+        )
         self.stale: dict[tuple[str, str], list[TrendingEntry]] = {}  # last known, no expiry
 
     def read(self, keys: list[tuple[str, str]]) -> tuple[list[TrendingEntry], bool]:
@@ -71,7 +71,9 @@ class TrendingReader:
         available = True
         if missing and self.lookup.breaker.allow():
             try:
-                for key, entries in zip(missing, self.lookup.store.read_trending(missing, self.extras.trending_fetch)):
+                for key, entries in zip(
+                    missing, self.lookup.store.read_trending(missing, self.extras.trending_fetch), strict=False
+                ):
                     self.cache.put(key, entries)
                     self.stale[key] = entries
                     found[key] = entries
@@ -117,13 +119,17 @@ class Ingress:
         self.features = FeatureLookup(self.settings, self.extras)
         self.trending = TrendingReader(self.features, self.extras)
         self.metrics = metrics()
-        self.exposures = ExposureLog(self.settings, self.extras.exposure_queue_messages, self.metrics.exposures_dropped.inc)
+        self.exposures = ExposureLog(
+            self.settings, self.extras.exposure_queue_messages, self.metrics.exposures_dropped.inc
+        )
         self.canary_share = self.settings.experiments.canary_share
         self.experiment = "default"
         self.last_versions: dict[str, dict[str, str]] = {}
 
     async def reconfigure(self, config: dict) -> None:
-        self.canary_share = float(config.get("canary_share", self.settings.experiments.canary_share))
+        self.canary_share = float(
+            config.get("canary_share", self.settings.experiments.canary_share)
+        )
         self.experiment = str(config.get("experiment", "default"))
         await self.stages.reconfigure(config)
 
@@ -148,8 +154,12 @@ class Ingress:
     @fastapi_app.get("/api/v1/content/trending", response_model=TrendingResponse)
     def trending_endpoint(
         self,
-        content_type: Annotated[ContentType | None, Query(description="VIDEO or AUDIO; both when absent")] = None,
-        language: Annotated[str | None, Query(pattern=LANGUAGE_PATTERN, description="ISO language, e.g. en")] = None,
+        content_type: Annotated[
+            ContentType | None, Query(description="VIDEO or AUDIO; both when absent")
+        ] = None,
+        language: Annotated[
+            str | None, Query(pattern=LANGUAGE_PATTERN, description="ISO language, e.g. en")
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
     ) -> TrendingResponse:
         types = [content_type.value] if content_type else ["VIDEO", "AUDIO"]
@@ -158,7 +168,16 @@ class Ingress:
         return TrendingResponse(
             content_type=content_type,
             language=language,
-            items=[TrendingItem(media_id=e.media_id, score=e.score, content_type=e.content_type, creator_id=e.creator_id, category=e.category) for e in entries],
+            items=[
+                TrendingItem(
+                    media_id=e.media_id,
+                    score=e.score,
+                    content_type=e.content_type,
+                    creator_id=e.creator_id,
+                    category=e.category,
+                )
+                for e in entries
+            ],
             degraded=[] if available else [degrade.TRENDING_UNAVAILABLE],
         )
 
@@ -166,10 +185,19 @@ class Ingress:
     async def feed(
         self,
         user_id: Annotated[str, Query(min_length=1, max_length=64, pattern=USER_ID_PATTERN)],
-        limit: Annotated[int | None, Query(ge=1, le=100, description="Items to return (default 20)")] = None,
-        content_type: Annotated[ContentType | None, Query(description="Only VIDEO or only AUDIO")] = None,
-        diversity: Annotated[float | None, Query(ge=0.0, le=1.0, description="Share of the non-preferred type, 0..1")] = None,
-        language: Annotated[str | None, Query(pattern=LANGUAGE_PATTERN, description="Request language (cold-start context)")] = None,
+        limit: Annotated[
+            int | None, Query(ge=1, le=100, description="Items to return (default 20)")
+        ] = None,
+        content_type: Annotated[
+            ContentType | None, Query(description="Only VIDEO or only AUDIO")
+        ] = None,
+        diversity: Annotated[
+            float | None, Query(ge=0.0, le=1.0, description="Share of the non-preferred type, 0..1")
+        ] = None,
+        language: Annotated[
+            str | None,
+            Query(pattern=LANGUAGE_PATTERN, description="Request language (cold-start context)"),
+        ] = None,
     ) -> FeedResponse:
         return await self.serve_feed(user_id, limit, content_type, diversity, language)
 
@@ -188,7 +216,9 @@ class Ingress:
             return await call
 
         try:
-            return await asyncio.wait_for(result(), stage_timeout_s(budget_ms, self.extras.hop_allowance_ms))
+            return await asyncio.wait_for(
+                result(), stage_timeout_s(budget_ms, self.extras.hop_allowance_ms)
+            )
         except TimeoutError:
             cancel = getattr(call, "cancel", None)
             if cancel is not None:
@@ -231,7 +261,8 @@ class Ingress:
         with watch.stage("retrieval"):
             try:
                 candidates = await self._stage(
-                    self.stages.retrieve(user, context, arm, serving.candidate_count), budgets.retrieval_ms
+                    self.stages.retrieve(user, context, arm, serving.candidate_count),
+                    budgets.retrieval_ms,
                 )
                 versions["retrieval"] = candidates.model_version
                 if candidates.compute_ms > budgets.retrieval_ms:
@@ -244,7 +275,9 @@ class Ingress:
         if candidates is not None and len(candidates):
             with watch.stage("ranking"):
                 try:
-                    ranked = await self._stage(self.stages.rank(user, context, candidates, arm), budgets.ranking_ms)
+                    ranked = await self._stage(
+                        self.stages.rank(user, context, candidates, arm), budgets.ranking_ms
+                    )
                     versions["ranking"] = ranked.model_version
                     if ranked.features_unavailable:
                         degraded.add(degrade.ITEM_FEATURES_UNAVAILABLE)
@@ -294,13 +327,22 @@ class Ingress:
         need_trending = not model_ok or not user.known
         trending: list[TrendingEntry] = []
         if need_trending:
-            trending, available = self.trending.read(trending_keys(user, language, params.content_type))
+            trending, available = self.trending.read(
+                trending_keys(user, language, params.content_type)
+            )
             if not available:
                 degraded.add(degrade.TRENDING_UNAVAILABLE)
         if model_ok and user.known:
             return ranked_feed(candidates, ranked.scores, user, params)
         if model_ok:
-            return blended_feed(candidates, ranked.scores, trending, user, params, self.extras.cold_start_trending_share)
+            return blended_feed(
+                candidates,
+                ranked.scores,
+                trending,
+                user,
+                params,
+                self.extras.cold_start_trending_share,
+            )
         return trending_feed(trending, user, params)
 
     def _log_exposure(self, response: FeedResponse) -> None:
@@ -310,11 +352,19 @@ class Ingress:
                 user_id=response.user_id,
                 arm=response.arm,
                 model_versions=response.model_versions,
-                items=[ExposedItem(media_id=i.media_id, position=p, score=i.score if np.isfinite(i.score) else 0.0, source=i.source) for p, i in enumerate(response.items)],
+                items=[
+                    ExposedItem(
+                        media_id=i.media_id,
+                        position=p,
+                        score=i.score if np.isfinite(i.score) else 0.0,
+                        source=i.source,
+                    )
+                    for p, i in enumerate(response.items)
+                ],
                 served_at=datetime.now(UTC),
                 degraded=response.degraded,
             )
             self.exposures.log(exposure)
-        except Exception:  # noqa: BLE001 - logging an exposure never fails a request
+        except Exception:
             log.exception("exposure not logged")
             self.metrics.exposures_dropped.inc()

@@ -57,16 +57,24 @@ class ItemAttributes:
         def text(name: str) -> np.ndarray:
             return np.asarray(col(name).to_pylist(), dtype=object)
 
-        return cls(col("media_id").to_pylist(), text("content_type"), text("creator_id"), text("category"),
-                   text("language"), col("duration_s").to_numpy(zero_copy_only=False).astype(np.float32),
-                   np.asarray(published, np.float64))
+        return cls(
+            col("media_id").to_pylist(),
+            text("content_type"),
+            text("creator_id"),
+            text("category"),
+            text("language"),
+            col("duration_s").to_numpy(zero_copy_only=False).astype(np.float32),
+            np.asarray(published, np.float64),
+        )
 
     @classmethod
     def from_published(cls, records) -> ItemAttributes:
         """From ``app.schemas.MediaPublished`` records."""
         return cls(
-            [r.media_id for r in records], np.asarray([str(r.content_type) for r in records], object),
-            np.asarray([r.creator_id for r in records], object), np.asarray([r.category for r in records], object),
+            [r.media_id for r in records],
+            np.asarray([str(r.content_type) for r in records], object),
+            np.asarray([r.creator_id for r in records], object),
+            np.asarray([r.category for r in records], object),
             np.asarray([r.language for r in records], object),
             np.asarray([r.duration_s for r in records], np.float32),
             np.asarray([r.published_at.timestamp() for r in records], np.float64),
@@ -74,21 +82,45 @@ class ItemAttributes:
 
     def take(self, rows: np.ndarray) -> ItemAttributes:
         rows = np.asarray(rows, np.int64)
-        return ItemAttributes([self.media_ids[r] for r in rows], self.content_types[rows], self.creator_ids[rows],
-                              self.categories[rows], self.languages[rows], self.durations[rows],
-                              self.published_s[rows])
+        return ItemAttributes(
+            [self.media_ids[r] for r in rows],
+            self.content_types[rows],
+            self.creator_ids[rows],
+            self.categories[rows],
+            self.languages[rows],
+            self.durations[rows],
+            self.published_s[rows],
+        )
 
     def concat(self, other: ItemAttributes) -> ItemAttributes:
-        return ItemAttributes(self.media_ids + other.media_ids,
-                              *(np.concatenate([getattr(self, n), getattr(other, n)]) for n in
-                                ("content_types", "creator_ids", "categories", "languages", "durations", "published_s")))
+        return ItemAttributes(
+            self.media_ids + other.media_ids,
+            *(
+                np.concatenate([getattr(self, n), getattr(other, n)])
+                for n in (
+                    "content_types",
+                    "creator_ids",
+                    "categories",
+                    "languages",
+                    "durations",
+                    "published_s",
+                )
+            ),
+        )
 
     @classmethod
     def missing(cls, media_ids: list[str]) -> ItemAttributes:
         n = len(media_ids)
         blank = np.full(n, "", object)
-        return cls(list(media_ids), blank, blank.copy(), blank.copy(), blank.copy(), np.zeros(n, np.float32),
-                   np.zeros(n, np.float64))
+        return cls(
+            list(media_ids),
+            blank,
+            blank.copy(),
+            blank.copy(),
+            blank.copy(),
+            np.zeros(n, np.float32),
+            np.zeros(n, np.float64),
+        )
 
 
 def align(catalogue: ItemAttributes, media_ids: list[str]) -> ItemAttributes:
@@ -101,13 +133,25 @@ def align(catalogue: ItemAttributes, media_ids: list[str]) -> ItemAttributes:
     out = ItemAttributes.missing(list(media_ids))
     if found.any():
         part = catalogue.take(rows[found])
-        for name in ("content_types", "creator_ids", "categories", "languages", "durations", "published_s"):
+        for name in (
+            "content_types",
+            "creator_ids",
+            "categories",
+            "languages",
+            "durations",
+            "published_s",
+        ):
             getattr(out, name)[found] = getattr(part, name)
     return out
 
 
-def embed_items(model, items: ItemAttributes, counters: ItemCounters | None = None, now_s: float | None = None,
-                batch_size: int = 65_536) -> np.ndarray:
+def embed_items(
+    model,
+    items: ItemAttributes,
+    counters: ItemCounters | None = None,
+    now_s: float | None = None,
+    batch_size: int = 65_536,
+) -> np.ndarray:
     """Content-tower vectors float32 [n, D] of items (zero counters: what a new item has)."""
     import torch
 
@@ -115,11 +159,22 @@ def embed_items(model, items: ItemAttributes, counters: ItemCounters | None = No
     from app.models.two_tower import embed
 
     counters = counters or ItemCounters.zeros(len(items))
-    columns = item_columns(items.media_ids, items.content_types, items.creator_ids, items.categories,
-                           items.languages, items.durations, items.published_s, counters,
-                           time.time() if now_s is None else now_s, model.features)
+    columns = item_columns(
+        items.media_ids,
+        items.content_types,
+        items.creator_ids,
+        items.categories,
+        items.languages,
+        items.durations,
+        items.published_s,
+        counters,
+        time.time() if now_s is None else now_s,
+        model.features,
+    )
     with torch.inference_mode():
-        vectors = embed(model.content, to_tensors({k: columns[k] for k in ITEM_COLUMNS}), batch_size)
+        vectors = embed(
+            model.content, to_tensors({k: columns[k] for k in ITEM_COLUMNS}), batch_size
+        )
     return vectors.numpy().astype(np.float32)
 
 
@@ -161,10 +216,16 @@ class LiveIndex:
         for content_type in TYPES:
             bits = np.packbits(self.items.content_types == content_type, bitorder="little")
             selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
-            selectors[content_type] = (bits, selector, _search_params(self.index, selector))  # bits kept alive
+            selectors[content_type] = (
+                bits,
+                selector,
+                _search_params(self.index, selector),
+            )  # bits kept alive
         self._selectors = selectors
 
-    def search(self, vector: np.ndarray, k_by_type: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, vector: np.ndarray, k_by_type: dict[str, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(positions, scores) over the asked types, best first within each type."""
         query = np.ascontiguousarray(vector.reshape(1, -1), dtype=np.float32)
         positions, scores = [], []
@@ -213,7 +274,9 @@ class LiveIndex:
             self.items = before.concat(new)
             try:
                 self.index.add_items(vectors, new.media_ids)
-            except Exception:  # e.g. IVF-PQ (IndexRefineFlat) takes no add_with_ids: wait for a rebuild
+            except (
+                Exception
+            ):  # e.g. IVF-PQ (IndexRefineFlat) takes no add_with_ids: wait for a rebuild
                 self.items = before
                 raise
             self._refresh_selectors()
@@ -231,8 +294,14 @@ class LiveIndex:
         return position in set(found.tolist())
 
 
-def build_live_index(model, version: str, catalogue: ItemAttributes, logged: FeedIndex | None,
-                     settings: IndexSettings | None = None, counters: ItemCounters | None = None) -> LiveIndex:
+def build_live_index(
+    model,
+    version: str,
+    catalogue: ItemAttributes,
+    logged: FeedIndex | None,
+    settings: IndexSettings | None = None,
+    counters: ItemCounters | None = None,
+) -> LiveIndex:
     """The replica's index for ``version``: the logged one when there is one, else built here.
 
     Built here: every catalogue item embedded with the version's content tower (current
@@ -241,9 +310,17 @@ def build_live_index(model, version: str, catalogue: ItemAttributes, logged: Fee
     if logged is not None:
         return LiveIndex(model, version, logged, align(catalogue, logged.ids))
     if len(catalogue) == 0:
-        raise RuntimeError("the catalogue is empty: nothing to index (run `feedray catalogue` first)")
+        raise RuntimeError(
+            "the catalogue is empty: nothing to index (run `feedray catalogue` first)"
+        )
     vectors = embed_items(model, catalogue, counters)
     index = build_index(vectors, list(catalogue.media_ids), settings)
-    log.info("built %s index over %d items for v%s (recall@%s %.3f)", index.params.kind, len(catalogue), version,
-             index.params.recall_k, index.params.recall_at_k or 0.0)
+    log.info(
+        "built %s index over %d items for v%s (recall@%s %.3f)",
+        index.params.kind,
+        len(catalogue),
+        version,
+        index.params.recall_k,
+        index.params.recall_at_k or 0.0,
+    )
     return LiveIndex(model, version, index, catalogue)

@@ -43,13 +43,18 @@ class ServingMetrics:
             tag_keys=("arm",),
         )
         self.exposures_dropped = Counter(
-            "feedray_exposures_dropped_total", description="Exposures not handed to Kafka (queue full or error)."
+            "feedray_exposures_dropped_total",
+            description="Exposures not handed to Kafka (queue full or error).",
         )
         self.index_size = Gauge(
-            "feedray_index_size", description="Items in the replica's ANN index.", tag_keys=("model_version",)
+            "feedray_index_size",
+            description="Items in the replica's ANN index.",
+            tag_keys=("model_version",),
         )
         self.index_age = Gauge(
-            "feedray_index_age_s", description="Seconds since the replica's last full index build.", tag_keys=("model_version",)
+            "feedray_index_age_s",
+            description="Seconds since the replica's last full index build.",
+            tag_keys=("model_version",),
         )
         self.publish_lag = Histogram(
             "feedray_publish_to_index_s",

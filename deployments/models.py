@@ -35,7 +35,9 @@ def resolve_model_ref(ref: str, model_name: str, settings: Any | None = None) ->
         return str(version.version)
     version = ref.rsplit("@", 1)[1] if "@" in ref else ref
     if not version.isdigit():
-        raise ValueError(f"bad model reference {ref!r}: expected a version, name@version or alias:<alias>")
+        raise ValueError(
+            f"bad model reference {ref!r}: expected a version, name@version or alias:<alias>"
+        )
     return version
 
 
@@ -48,7 +50,9 @@ def resolve_arms(refs: dict[str, str], model_name: str, settings: Any) -> dict[s
         except LookupError:
             if arm == "champion":
                 raise
-            log.warning("%s: %s has no version; the %s arm serves the champion", model_name, ref, arm)
+            log.warning(
+                "%s: %s has no version; the %s arm serves the champion", model_name, ref, arm
+            )
     for arm in refs:
         out.setdefault(arm, out["champion"])
     return out
@@ -69,5 +73,10 @@ def load_logged_index(settings: Any, model_name: str, version: str):
     try:
         return registry.load_index(registry.tracking_uri(settings), model_name, version)
     except Exception as error:  # noqa: BLE001 - absent artifact: mlflow raises its own types
-        log.warning("no index logged for %s v%s (%s); building one from the catalogue", model_name, version, error)
+        log.warning(
+            "no index logged for %s v%s (%s); building one from the catalogue",
+            model_name,
+            version,
+            error,
+        )
         return None

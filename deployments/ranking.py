@@ -61,7 +61,9 @@ class RankingCore:
             self.models = {arm: by_version[v] for arm, v in versions.items()}  # one reference swap
             self.refs = dict(models)
 
-    def rank(self, user: UserFeatures, context: RequestContext, candidates: CandidateBatch, arm: str) -> RankedBatch:
+    def rank(
+        self, user: UserFeatures, context: RequestContext, candidates: CandidateBatch, arm: str
+    ) -> RankedBatch:
         """Value scores [n] of the candidates (same order), from the DLRM's three heads."""
         import torch
 
@@ -81,9 +83,16 @@ class RankingCore:
         if counters is None:
             counters = ItemCounters.zeros(len(candidates))
         cfg = model.features
-        batch = ranking_batch(user_columns(user, context, cfg), candidates, counters, time.time(), cfg)
+        batch = ranking_batch(
+            user_columns(user, context, cfg), candidates, counters, time.time(), cfg
+        )
         with torch.inference_mode():
-            scores = model.score(to_tensors(batch, self.device))["value"].cpu().numpy().astype(np.float32)
+            scores = (
+                model.score(to_tensors(batch, self.device))["value"]
+                .cpu()
+                .numpy()
+                .astype(np.float32)
+            )
         return RankedBatch(
             scores=scores,
             model_version=f"{self.model_name}@{version}",
@@ -109,7 +118,9 @@ class Ranking:
     async def reconfigure(self, config: dict) -> None:
         await self.controls.reconfigure(self.core, config)
 
-    async def rank(self, user: UserFeatures, context: RequestContext, candidates: CandidateBatch, arm: str) -> RankedBatch:
+    async def rank(
+        self, user: UserFeatures, context: RequestContext, candidates: CandidateBatch, arm: str
+    ) -> RankedBatch:
         return await self.controls.run("ranking", self.core.rank, user, context, candidates, arm)
 
     def versions(self) -> dict[str, str]:

@@ -26,8 +26,8 @@ import numpy as np
 from ray import serve
 
 from app.config import FeedraySettings
-from app.serving.config import ServingExtras
 from app.serving.candidates import select_with_type_floor
+from app.serving.config import ServingExtras
 from app.serving.encoding import user_columns
 from app.serving.types import CandidateBatch, RequestContext, UserFeatures
 from deployments.live_index import TYPES, ItemAttributes, LiveIndex, build_live_index
@@ -41,7 +41,9 @@ log = logging.getLogger(__name__)
 class RetrievalCore:
     """Everything but Serve: testable in-process."""
 
-    def __init__(self, settings: FeedraySettings, extras: ServingExtras, consume_published: bool = True) -> None:
+    def __init__(
+        self, settings: FeedraySettings, extras: ServingExtras, consume_published: bool = True
+    ) -> None:
         import faiss
         import torch
 
@@ -77,11 +79,13 @@ class RetrievalCore:
         items = self._all_items()
         state = build_live_index(model, version, items, logged, self.settings.models.index)
         if logged is not None:  # published after the index job ran: embed and add them now
-            missing = np.asarray([i for i, m in enumerate(items.media_ids) if m not in state.index], np.int64)
+            missing = np.asarray(
+                [i for i, m in enumerate(items.media_ids) if m not in state.index], np.int64
+            )
             if missing.size:
                 try:
                     state.add(items.take(missing))
-                except Exception:  # noqa: BLE001 - an index that takes no adds: they wait for a rebuild
+                except Exception:
                     log.exception("could not add %d late items to the logged index", missing.size)
         return state
 
@@ -104,12 +108,18 @@ class RetrievalCore:
             try:
                 counters, _ = self.store.read_item_counters(items.media_ids)
             except Exception as error:  # noqa: BLE001 - rebuild on zero counters rather than not at all
-                log.warning("counters unavailable for the rebuild (%s); embedding with zeros", error)
+                log.warning(
+                    "counters unavailable for the rebuild (%s); embedding with zeros", error
+                )
                 counters = None
             rebuilt = {}
             for state in {id(s): s for s in self.states.values()}.values():
-                fresh = build_live_index(state.model, state.version, items, None, self.settings.models.index, counters)
-                late = [m for m in state.index.ids if m not in fresh.index]  # added to the old one meanwhile
+                fresh = build_live_index(
+                    state.model, state.version, items, None, self.settings.models.index, counters
+                )
+                late = [
+                    m for m in state.index.ids if m not in fresh.index
+                ]  # added to the old one meanwhile
                 if late:
                     fresh.add(state.items.take(np.asarray([state.index.position(m) for m in late])))
                 rebuilt[state.version] = fresh
@@ -119,7 +129,7 @@ class RetrievalCore:
         while not self._stop.wait(self.extras.index_rebuild_interval_s):
             try:
                 self.rebuild()
-            except Exception:  # noqa: BLE001 - keep serving the old index
+            except Exception:
                 log.exception("index rebuild failed; keeping the current index")
 
     # ---------------------------------------------------------------- live adds
@@ -127,7 +137,11 @@ class RetrievalCore:
         from confluent_kafka import Consumer, TopicPartition
 
         topic = self.settings.kafka.topics.published
-        consumer = Consumer(self.settings.kafka.client_config(**{"group.id": f"feedray-retrieval-{uuid.uuid4().hex}", "enable.auto.commit": False}))
+        consumer = Consumer(
+            self.settings.kafka.client_config(
+                **{"group.id": f"feedray-retrieval-{uuid.uuid4().hex}", "enable.auto.commit": False}
+            )
+        )
         try:
             meta = consumer.list_topics(topic, timeout=10)
             partitions = meta.topics[topic].partitions if topic in meta.topics else {}
@@ -136,7 +150,7 @@ class RetrievalCore:
                 _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
                 positions.append(TopicPartition(topic, p, high))
             return positions
-        except Exception:  # noqa: BLE001 - no broker: serve without live adds
+        except Exception:
             log.exception("media.published not reachable; live index updates disabled")
             return []
         finally:
@@ -149,7 +163,11 @@ class RetrievalCore:
 
         if not self._consumer_positions:
             return
-        consumer = Consumer(self.settings.kafka.client_config(**{"group.id": f"feedray-retrieval-{uuid.uuid4().hex}", "enable.auto.commit": False}))
+        consumer = Consumer(
+            self.settings.kafka.client_config(
+                **{"group.id": f"feedray-retrieval-{uuid.uuid4().hex}", "enable.auto.commit": False}
+            )
+        )
         consumer.assign(self._consumer_positions)
         try:
             while not self._stop.is_set():
@@ -165,7 +183,7 @@ class RetrievalCore:
                 if published:
                     try:
                         self.add_published(published)
-                    except Exception:  # noqa: BLE001 - a bad batch never stops the consumer
+                    except Exception:
                         log.exception("live index add failed")
         finally:
             consumer.close()
@@ -180,7 +198,9 @@ class RetrievalCore:
         return added
 
     # ---------------------------------------------------------------- serving
-    def retrieve(self, user: UserFeatures, context: RequestContext, arm: str, k: int) -> CandidateBatch:
+    def retrieve(
+        self, user: UserFeatures, context: RequestContext, arm: str, k: int
+    ) -> CandidateBatch:
         """Top-k candidates for the user: [k] media with cosine scores and their attributes."""
         import torch
 
@@ -200,7 +220,11 @@ class RetrievalCore:
             # diversity gets its own (selector-filtered) search.
             positions, scores = state.search_any(vector, k + extra)
             types = state.items.content_types[positions]
-            short = {t: k // 2 + extra for t in TYPES if (types == t).sum() < self.extras.min_candidates_per_type}
+            short = {
+                t: k // 2 + extra
+                for t in TYPES
+                if (types == t).sum() < self.extras.min_candidates_per_type
+            }
             if short:
                 more, more_scores = state.search(vector, short)
                 fresh = ~np.isin(more, positions)
@@ -209,8 +233,13 @@ class RetrievalCore:
         ids = state.index.ids
         keep = np.fromiter((ids[p] not in exclude for p in positions), bool, len(positions))
         positions, scores = positions[keep], scores[keep]
-        order = select_with_type_floor(scores, state.items.content_types[positions], k,
-                                       self.extras.min_candidates_per_type, TYPES)
+        order = select_with_type_floor(
+            scores,
+            state.items.content_types[positions],
+            k,
+            self.extras.min_candidates_per_type,
+            TYPES,
+        )
         positions, scores = positions[order], scores[order]
         items = state.items.take(positions)
         return CandidateBatch(
@@ -229,7 +258,12 @@ class RetrievalCore:
 
     def stats(self) -> dict:
         return {
-            arm: {"version": s.version, "size": s.size, "kind": s.index.params.kind, "age_s": time.time() - s.built_at}
+            arm: {
+                "version": s.version,
+                "size": s.size,
+                "kind": s.index.params.kind,
+                "age_s": time.time() - s.built_at,
+            }
             for arm, s in self.states.items()
         }
 
@@ -257,7 +291,7 @@ def report_index_metrics(core: RetrievalCore, every_s: float = 5.0) -> None:
             if core.last_publish_lag_s is not None:
                 m.publish_lag.observe(core.last_publish_lag_s)
                 core.last_publish_lag_s = None
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("index metrics")
 
 
@@ -278,7 +312,9 @@ class Retrieval:
     async def reconfigure(self, config: dict) -> None:
         await self.controls.reconfigure(self.core, config)
 
-    async def retrieve(self, user: UserFeatures, context: RequestContext, arm: str, k: int) -> CandidateBatch:
+    async def retrieve(
+        self, user: UserFeatures, context: RequestContext, arm: str, k: int
+    ) -> CandidateBatch:
         return await self.controls.run("retrieval", self.core.retrieve, user, context, arm, k)
 
     def stats(self) -> dict:

@@ -53,7 +53,6 @@ class StageControls:
 class RemoteStages:
     """Retrieval and ranking behind their own deployments."""
 
-
     def __init__(self, retrieval, ranking) -> None:
         self.retrieval_handle = retrieval
         self.ranking_handle = ranking
@@ -83,7 +82,6 @@ class RemoteStages:
 class LocalStages:
     """Retrieval and ranking cores inside the ingress replica (no Serve hop)."""
 
-
     def __init__(self, settings, extras) -> None:
         from deployments.ranking import RankingCore
         from deployments.retrieval import RetrievalCore, report_index_metrics
@@ -92,13 +90,19 @@ class LocalStages:
         self.ranking_core = RankingCore(settings, extras)
         self.retrieval_controls = StageControls()
         self.ranking_controls = StageControls()
-        threading.Thread(target=report_index_metrics, args=(self.retrieval_core,), daemon=True).start()
+        threading.Thread(
+            target=report_index_metrics, args=(self.retrieval_core,), daemon=True
+        ).start()
 
     def retrieve(self, user, context, arm: str, k: int):
-        return self.retrieval_controls.run("retrieval", self.retrieval_core.retrieve, user, context, arm, k)
+        return self.retrieval_controls.run(
+            "retrieval", self.retrieval_core.retrieve, user, context, arm, k
+        )
 
     def rank(self, user, context, candidates, arm: str):
-        return self.ranking_controls.run("ranking", self.ranking_core.rank, user, context, candidates, arm)
+        return self.ranking_controls.run(
+            "ranking", self.ranking_core.rank, user, context, candidates, arm
+        )
 
     async def index_stats(self) -> dict:
         return self.retrieval_core.stats()
@@ -116,6 +120,8 @@ class LocalStages:
 
     async def reconfigure(self, config: dict) -> None:
         t0 = time.perf_counter()
-        await self.retrieval_controls.reconfigure(self.retrieval_core, config.get("retrieval") or {})
+        await self.retrieval_controls.reconfigure(
+            self.retrieval_core, config.get("retrieval") or {}
+        )
         await self.ranking_controls.reconfigure(self.ranking_core, config.get("ranking") or {})
         log.info("local stages configured in %.1fs", time.perf_counter() - t0)

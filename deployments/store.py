@@ -25,7 +25,9 @@ class ServingStore:
         from app.features.online_store import OnlineStore
 
         self.settings = settings
-        self.store = OnlineStore.from_settings(settings, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self.store = OnlineStore.from_settings(
+            settings, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
 
     def read_user(self, user_id: str):
         """``app.features.online_store.UserFeatures`` (all zeros for a user never seen)."""
@@ -43,13 +45,25 @@ class ServingStore:
 
         out = []
         for content_type, language in keys:
-            rows = read_trending(store=self.store, content_type=content_type,
-                                 language=None if language == "all" else language, limit=k)
+            rows = read_trending(
+                store=self.store,
+                content_type=content_type,
+                language=None if language == "all" else language,
+                limit=k,
+            )
             meta = self.store.item_metadata([m for m, _ in rows])
             described = [(m, s, meta[m]) for m, s in rows if m in meta]
-            creators = self.store.names("creator", np.asarray([m.creator for _, _, m in described], np.int64))
-            out.append([TrendingEntry(media_id, score, m.content_type, str(creator), m.category, m.language)
-                        for (media_id, score, m), creator in zip(described, creators, strict=True)])
+            creators = self.store.names(
+                "creator", np.asarray([m.creator for _, _, m in described], np.int64)
+            )
+            out.append(
+                [
+                    TrendingEntry(
+                        media_id, score, m.content_type, str(creator), m.category, m.language
+                    )
+                    for (media_id, score, m), creator in zip(described, creators, strict=True)
+                ]
+            )
         return out
 
     def read_catalogue(self) -> pa.Table:

@@ -81,7 +81,13 @@ def ray_local() -> Iterator[None]:
     """One local Ray instance (2 CPUs, no dashboard) shared by every test that needs Ray."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
     try:
         yield
     finally:

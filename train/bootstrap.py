@@ -83,22 +83,41 @@ def _batches(frame, columns: list[str], batch_size: int, rng: np.random.Generato
             yield frame_columns(part, columns)
 
 
-def train_in_process(model, step, frame, columns: list[str], epochs: int, batch_size: int, lr: float,
-                     drop_last: bool, seed: int = 0) -> list[float]:
+def train_in_process(
+    model,
+    step,
+    frame,
+    columns: list[str],
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    drop_last: bool,
+    seed: int = 0,
+) -> list[float]:
     """Plain epochs of ``step`` over shuffled batches of ``frame``; mean loss per epoch."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
     for _ in range(epochs):
-        epoch = [step(model, batch, optimizer) for batch in _batches(frame, columns, batch_size, rng, drop_last)]
+        epoch = [
+            step(model, batch, optimizer)
+            for batch in _batches(frame, columns, batch_size, rng, drop_last)
+        ]
         losses.append(float(np.mean(epoch)) if epoch else float("nan"))
     model.eval()
     return losses
 
 
-def register_version(uri: str, name: str, model, params: dict, metrics: dict, index=None,
-                     alias: str | None = "champion") -> int:
+def register_version(
+    uri: str,
+    name: str,
+    model,
+    params: dict,
+    metrics: dict,
+    index=None,
+    alias: str | None = "champion",
+) -> int:
     """Log ``model`` (and its ``index``) in a new MLflow run and register it as a version of ``name``."""
     import mlflow
 
@@ -106,7 +125,9 @@ def register_version(uri: str, name: str, model, params: dict, metrics: dict, in
     from train.common import save_model_dir
 
     registry.configure(uri)
-    with mlflow.start_run(experiment_id=registry.experiment_id(uri, "bootstrap"), run_name=f"bootstrap-{name}") as run:
+    with mlflow.start_run(
+        experiment_id=registry.experiment_id(uri, "bootstrap"), run_name=f"bootstrap-{name}"
+    ) as run:
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
         with tempfile.TemporaryDirectory() as tmp:
@@ -121,8 +142,9 @@ def register_version(uri: str, name: str, model, params: dict, metrics: dict, in
     return int(mv.version)
 
 
-def bootstrap(settings: FeedraySettings, world_config, days: float = 3.0, epochs: int = 2,
-              log=print) -> Bootstrapped:
+def bootstrap(
+    settings: FeedraySettings, world_config, days: float = 3.0, epochs: int = 2, log=print
+) -> Bootstrapped:
     """Fill Redis, the offline store and the registry for ``world_config`` (see the module docstring)."""
     from app import registry
     from app.features.online_store import OnlineStore
@@ -145,7 +167,9 @@ def bootstrap(settings: FeedraySettings, world_config, days: float = 3.0, epochs
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     now = datetime.now(UTC)
-    world = World.generate(world_config.model_copy(update={"start": now - timedelta(days=days), "new_item_days": days}))
+    world = World.generate(
+        world_config.model_copy(update={"start": now - timedelta(days=days), "new_item_days": days})
+    )
     store = OnlineStore.from_settings(settings, socket_timeout=30.0)
     seed_catalogue_from_world(settings, world, store=store)
     seconds["catalogue"] = time.perf_counter() - t
@@ -159,40 +183,87 @@ def bootstrap(settings: FeedraySettings, world_config, days: float = 3.0, epochs
 
     t = time.perf_counter()
     ms = settings.models
-    ts = build_training_set(offline / "events", catalogue_root(settings), ms.features,
-                            signal_weights=settings.events.signal_weights, eval_days=0.0 if days < 2 else 0.5)
+    ts = build_training_set(
+        offline / "events",
+        catalogue_root(settings),
+        ms.features,
+        signal_weights=settings.events.signal_weights,
+        eval_days=0.0 if days < 2 else 0.5,
+    )
     seconds["training_set"] = time.perf_counter() - t
 
     t = time.perf_counter()
     tower = TwoTower(ms.features, ms.two_tower)
     positives = ts.positives()
-    tower_loss = train_in_process(tower, tower_step, positives, RETRIEVAL_COLUMNS, epochs,
-                                  min(ms.two_tower.batch_size, max(len(positives) // 4, 2)),
-                                  ms.two_tower.learning_rate, drop_last=True)
+    tower_loss = train_in_process(
+        tower,
+        tower_step,
+        positives,
+        RETRIEVAL_COLUMNS,
+        epochs,
+        min(ms.two_tower.batch_size, max(len(positives) // 4, 2)),
+        ms.two_tower.learning_rate,
+        drop_last=True,
+    )
     train = add_retrieval_score(ts.train, tower)
-    ranker = Ranker(ms.features, ms.ranker, ms.ranker.head_weights or default_head_weights(settings.events.signal_weights))
-    ranker_loss = train_in_process(ranker, ranker_step, train, RANKING_COLUMNS, epochs, ms.ranker.batch_size,
-                                   ms.ranker.learning_rate, drop_last=False)
+    ranker = Ranker(
+        ms.features,
+        ms.ranker,
+        ms.ranker.head_weights or default_head_weights(settings.events.signal_weights),
+    )
+    ranker_loss = train_in_process(
+        ranker,
+        ranker_step,
+        train,
+        RANKING_COLUMNS,
+        epochs,
+        ms.ranker.batch_size,
+        ms.ranker.learning_rate,
+        drop_last=False,
+    )
     seconds["training"] = time.perf_counter() - t
 
     t = time.perf_counter()
     catalogue = ItemAttributes.from_table(read_catalogue(catalogue_root(settings)))
-    index = build_index(embed_items(tower, catalogue, now_s=now.timestamp()), list(catalogue.media_ids), ms.index)
+    index = build_index(
+        embed_items(tower, catalogue, now_s=now.timestamp()), list(catalogue.media_ids), ms.index
+    )
     seconds["index"] = time.perf_counter() - t
 
     uri = registry.tracking_uri(settings)
-    common = {"days": days, "epochs": epochs, "users": world.n_users, "items": world.n_items,
-              "train_rows": ts.meta["train_rows"], "features": json.dumps(ms.features.model_dump(mode="json"))}
-    versions = {
-        ms.retrieval_model_name: register_version(uri, ms.retrieval_model_name, tower, common,
-                                           {"train_loss": tower_loss[-1], "index_recall_at_k": index.params.recall_at_k or 0.0},
-                                           index),
-        ms.ranking_model_name: register_version(uri, ms.ranking_model_name, ranker, common, {"train_loss": ranker_loss[-1]}),
+    common = {
+        "days": days,
+        "epochs": epochs,
+        "users": world.n_users,
+        "items": world.n_items,
+        "train_rows": ts.meta["train_rows"],
+        "features": json.dumps(ms.features.model_dump(mode="json")),
     }
-    log(f"bootstrap: registered {versions}; losses two-tower {tower_loss}, ranker {ranker_loss}; "
-        f"index {index.params.kind} recall@{index.params.recall_k}={index.params.recall_at_k:.3f}")
-    return Bootstrapped(world, events, now.timestamp(), versions, seconds,
-                        {"two_tower": tower, "ranker": ranker, "index": index})
+    versions = {
+        ms.retrieval_model_name: register_version(
+            uri,
+            ms.retrieval_model_name,
+            tower,
+            common,
+            {"train_loss": tower_loss[-1], "index_recall_at_k": index.params.recall_at_k or 0.0},
+            index,
+        ),
+        ms.ranking_model_name: register_version(
+            uri, ms.ranking_model_name, ranker, common, {"train_loss": ranker_loss[-1]}
+        ),
+    }
+    log(
+        f"bootstrap: registered {versions}; losses two-tower {tower_loss}, ranker {ranker_loss}; "
+        f"index {index.params.kind} recall@{index.params.recall_k}={index.params.recall_at_k:.3f}"
+    )
+    return Bootstrapped(
+        world,
+        events,
+        now.timestamp(),
+        versions,
+        seconds,
+        {"two_tower": tower, "ranker": ranker, "index": index},
+    )
 
 
 def main() -> None:
@@ -209,10 +280,23 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    result = bootstrap(get_settings(), WorldConfig(seed=args.seed, n_users=args.users, n_items=args.items,
-                                                   n_creators=args.creators), args.days, args.epochs)
-    print(json.dumps({"events": result.events, "versions": result.versions,
-                      "seconds": {k: round(v, 1) for k, v in result.seconds.items()}}))
+    result = bootstrap(
+        get_settings(),
+        WorldConfig(
+            seed=args.seed, n_users=args.users, n_items=args.items, n_creators=args.creators
+        ),
+        args.days,
+        args.epochs,
+    )
+    print(
+        json.dumps(
+            {
+                "events": result.events,
+                "versions": result.versions,
+                "seconds": {k: round(v, 1) for k, v in result.seconds.items()},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ optimizer + epoch) after every epoch. ``fit`` is the driver side.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -22,11 +21,43 @@ from app.models import ranker as ranker_mod
 from app.models import two_tower as tt_mod
 from app.models.features import to_tensors
 
-RETRIEVAL_COLUMNS = ["u_hash", "u_hist", "u_cats", "u_lang", "u_pref", "u_dense", "i_hash", "i_cat",
-                     "i_creator", "i_type", "i_lang", "i_dur", "i_dense", "log_q", "weight"]
-RANKING_COLUMNS = ["u_hash", "u_hist", "u_cats", "u_lang", "u_pref", "u_dense", "i_hash", "i_cat",
-                   "i_creator", "i_type", "i_lang", "i_dur", "i_dense", "type_match", "retrieval_score",
-                   "label_completed", "label_strong", "label_negative"]
+RETRIEVAL_COLUMNS = [
+    "u_hash",
+    "u_hist",
+    "u_cats",
+    "u_lang",
+    "u_pref",
+    "u_dense",
+    "i_hash",
+    "i_cat",
+    "i_creator",
+    "i_type",
+    "i_lang",
+    "i_dur",
+    "i_dense",
+    "log_q",
+    "weight",
+]
+RANKING_COLUMNS = [
+    "u_hash",
+    "u_hist",
+    "u_cats",
+    "u_lang",
+    "u_pref",
+    "u_dense",
+    "i_hash",
+    "i_cat",
+    "i_creator",
+    "i_type",
+    "i_lang",
+    "i_dur",
+    "i_dense",
+    "type_match",
+    "retrieval_score",
+    "label_completed",
+    "label_strong",
+    "label_negative",
+]
 
 
 def build_model(config: dict) -> torch.nn.Module:
@@ -50,7 +81,9 @@ def _eval_loss(model: torch.nn.Module, kind: str, batches) -> float:
         if kind == "two_tower":
             u, v = core(b)
             s = core.settings
-            loss = tt_mod.in_batch_loss(u, v, b["i_hash"], s.temperature, b["log_q"] if s.logq_correction else None)
+            loss = tt_mod.in_batch_loss(
+                u, v, b["i_hash"], s.temperature, b["log_q"] if s.logq_correction else None
+            )
         else:
             loss = ranker_mod.multi_head_loss(core(b), b)
         total += float(loss) * b["u_hash"].shape[0]
@@ -70,7 +103,9 @@ def train_loop_per_worker(config: dict) -> None:
     device = ray.train.torch.get_device()
     model = build_model(config["model"])
     core = model
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"], weight_decay=config.get("weight_decay", 0.0))
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config["lr"], weight_decay=config.get("weight_decay", 0.0)
+    )
     start_epoch = 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
@@ -88,28 +123,48 @@ def train_loop_per_worker(config: dict) -> None:
     drop_last = config["model"]["kind"] == "two_tower"
     for epoch in range(start_epoch, config["epochs"]):
         t0, losses, samples = time.perf_counter(), [], 0
-        for raw in shard.iter_torch_batches(batch_size=config["batch_size"], drop_last=drop_last,
-                                            local_shuffle_buffer_size=config.get("shuffle_buffer") or None,
-                                            device=str(device)):
+        for raw in shard.iter_torch_batches(
+            batch_size=config["batch_size"],
+            drop_last=drop_last,
+            local_shuffle_buffer_size=config.get("shuffle_buffer") or None,
+            device=str(device),
+        ):
             batch = to_tensors(raw, device)
             losses.append(step(model, batch, optimizer))
             samples += batch["u_hash"].shape[0]
         seconds = time.perf_counter() - t0
         metrics: dict[str, Any] = {
-            "epoch": epoch, "train_loss": sum(losses) / max(len(losses), 1), "samples": samples,
-            "seconds": seconds, "samples_per_s": samples / seconds if seconds > 0 else 0.0, "rank": rank,
+            "epoch": epoch,
+            "train_loss": sum(losses) / max(len(losses), 1),
+            "samples": samples,
+            "seconds": seconds,
+            "samples_per_s": samples / seconds if seconds > 0 else 0.0,
+            "rank": rank,
         }
         if eval_shard is not None:
-            batches = (to_tensors(b, device) for b in eval_shard.iter_torch_batches(
-                batch_size=config["batch_size"], drop_last=drop_last, device=str(device)))
+            batches = (
+                to_tensors(b, device)
+                for b in eval_shard.iter_torch_batches(
+                    batch_size=config["batch_size"], drop_last=drop_last, device=str(device)
+                )
+            )
             metrics["val_loss"] = _eval_loss(model, config["model"]["kind"], batches)
         if rank == 0:
-            print(f"[{config['kind']}] epoch {epoch + 1}/{config['epochs']} " + " ".join(
-                f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)), flush=True)
+            print(
+                f"[{config['kind']}] epoch {epoch + 1}/{config['epochs']} "
+                + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)),
+                flush=True,
+            )
             with tempfile.TemporaryDirectory() as tmp:
                 unwrapped = model.module if hasattr(model, "module") else model
-                torch.save({"model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch},
-                           Path(tmp) / "state.pt")
+                torch.save(
+                    {
+                        "model": unwrapped.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "epoch": epoch,
+                    },
+                    Path(tmp) / "state.pt",
+                )
                 (Path(tmp) / "model_config.json").write_text(json.dumps(config["model"]))
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         else:
@@ -148,18 +203,31 @@ def fit(
     gpu = resolve_use_gpu(use_gpu)
     datasets = {"train": train_ds} | ({"eval": eval_ds} if eval_ds is not None else {})
     loop_config = {
-        "kind": kind, "model": model_config, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-        "seed": seed, "has_eval": eval_ds is not None, "threads": max(1, int(cpus_per_worker)),
-        "shuffle_buffer": 4 * batch_size, **(extra or {}),
+        "kind": kind,
+        "model": model_config,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "has_eval": eval_ds is not None,
+        "threads": max(1, int(cpus_per_worker)),
+        "shuffle_buffer": 4 * batch_size,
+        **(extra or {}),
     }
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=gpu,
-                                     resources_per_worker={"CPU": cpus_per_worker} | ({"GPU": 1} if gpu else {})),
-        run_config=RunConfig(name=name, storage_path=str(Path(storage_path).resolve()),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+        scaling_config=ScalingConfig(
+            num_workers=num_workers,
+            use_gpu=gpu,
+            resources_per_worker={"CPU": cpus_per_worker} | ({"GPU": 1} if gpu else {}),
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=str(Path(storage_path).resolve()),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
         datasets=datasets,
         dataset_config=DataConfig(datasets_to_split=["train"]),
     )
@@ -183,8 +251,17 @@ def save_model_dir(model: torch.nn.Module, out: str | Path, extra: dict | None =
     return out
 
 
-def start_job(settings, ms, tracking_uri: str | None, *, events: str | None, catalogue: str | None,
-              training_set: str | None, name: str, exclude_items: set[str] | None = None):
+def start_job(
+    settings,
+    ms,
+    tracking_uri: str | None,
+    *,
+    events: str | None,
+    catalogue: str | None,
+    training_set: str | None,
+    name: str,
+    exclude_items: set[str] | None = None,
+):
     """What every training job starts with: (settings, model settings matched to the training
     set, tracking URI, training set, its folder), with Ray joined."""
     from app import registry
@@ -196,8 +273,15 @@ def start_job(settings, ms, tracking_uri: str | None, *, events: str | None, cat
     ms = ms or model_settings(settings)
     uri = tracking_uri or registry.tracking_uri(settings)
     connect_ray(settings)
-    ts, folder = prepare_training_set(settings, ms, events=events, catalogue=catalogue, training_set=training_set,
-                                      name=name, exclude_items=exclude_items)
+    ts, folder = prepare_training_set(
+        settings,
+        ms,
+        events=events,
+        catalogue=catalogue,
+        training_set=training_set,
+        name=name,
+        exclude_items=exclude_items,
+    )
     return settings, match_features(ms, ts), uri, ts, folder
 
 
@@ -214,16 +298,33 @@ def load_champion(uri: str, name: str) -> torch.nn.Module | None:
 def fit_options(settings, ms, storage_path: str | None = None) -> dict[str, Any]:
     """The ``fit`` keyword arguments every job takes from ``ms.training`` (resources, storage, seed)."""
     t = ms.training
-    return {"storage_path": default_storage(settings, storage_path or t.storage_path), "num_workers": t.num_workers,
-            "cpus_per_worker": t.cpus_per_worker, "use_gpu": t.use_gpu, "seed": t.seed}
+    return {
+        "storage_path": default_storage(settings, storage_path or t.storage_path),
+        "num_workers": t.num_workers,
+        "cpus_per_worker": t.cpus_per_worker,
+        "use_gpu": t.use_gpu,
+        "seed": t.seed,
+    }
 
 
 def default_storage(settings, override: str | None = None) -> Path:
-    return Path(override) if override else Path(settings.state_dir).expanduser().resolve() / "ray_results"
+    return (
+        Path(override)
+        if override
+        else Path(settings.state_dir).expanduser().resolve() / "ray_results"
+    )
 
 
-def prepare_training_set(settings, ms, *, events: str | None, catalogue: str | None, training_set: str | None,
-                         name: str, exclude_items: set[str] | None = None):
+def prepare_training_set(
+    settings,
+    ms,
+    *,
+    events: str | None,
+    catalogue: str | None,
+    training_set: str | None,
+    name: str,
+    exclude_items: set[str] | None = None,
+):
     """Load a saved training set, or build one from the offline store and save it.
 
     Returns (TrainingSet, folder). Defaults: events ``<state_dir>/offline/events``,
@@ -238,12 +339,21 @@ def prepare_training_set(settings, ms, *, events: str | None, catalogue: str | N
     catalogue = catalogue or str(state / "offline" / "catalogue")
     print(f"building training set from {events} + {catalogue}", flush=True)
     t0 = time.perf_counter()
-    ts = build_training_set(events, catalogue, ms.features, signal_weights=settings.events.signal_weights,
-                            eval_days=ms.training.eval_days, exclude_items=exclude_items)
+    ts = build_training_set(
+        events,
+        catalogue,
+        ms.features,
+        signal_weights=settings.events.signal_weights,
+        eval_days=ms.training.eval_days,
+        exclude_items=exclude_items,
+    )
     out = Path(ms.training.training_sets or state / "training_sets") / name
     save_training_set(ts, out)
-    print(f"training set: {ts.meta['train_rows']} train / {ts.meta['eval_rows']} eval rows "
-          f"in {time.perf_counter() - t0:.1f}s -> {out}", flush=True)
+    print(
+        f"training set: {ts.meta['train_rows']} train / {ts.meta['eval_rows']} eval rows "
+        f"in {time.perf_counter() - t0:.1f}s -> {out}",
+        flush=True,
+    )
     return ts, out
 
 
@@ -289,21 +399,37 @@ IN_DRIVER_BYTES = 256 << 20  # training tables up to this size skip the Parquet 
 
 
 def flat_params(prefix: str, model: BaseModelLike) -> dict[str, Any]:
-    return {f"{prefix}.{k}": (json.dumps(v) if isinstance(v, (list, tuple, dict)) else v)
-            for k, v in model.model_dump(mode="json").items()}
+    return {
+        f"{prefix}.{k}": (json.dumps(v) if isinstance(v, (list, tuple, dict)) else v)
+        for k, v in model.model_dump(mode="json").items()
+    }
 
 
 BaseModelLike = Any
 
 
 def flat_metrics(report: dict[str, dict[str, float]]) -> dict[str, float]:
-    return {f"{who}.{k}".replace("@", "_at_"): float(v) for who, m in report.items() for k, v in m.items()
-            if v == v}  # drop NaN
+    return {
+        f"{who}.{k}".replace("@", "_at_"): float(v)
+        for who, m in report.items()
+        for k, v in m.items()
+        if v == v
+    }  # drop NaN
 
 
 def log_and_register(
-    *, uri: str, experiment: str, model_name: str, model: torch.nn.Module, params: dict, report: dict,
-    decision, epochs_trained: int, training_meta: dict, gate_settings, run_name: str,
+    *,
+    uri: str,
+    experiment: str,
+    model_name: str,
+    model: torch.nn.Module,
+    params: dict,
+    report: dict,
+    decision,
+    epochs_trained: int,
+    training_meta: dict,
+    gate_settings,
+    run_name: str,
 ) -> dict[str, Any]:
     """One MLflow run: params, metrics, artifacts (model folder, report); register a version;
     set ``challenger`` when the gate passes (``champion`` too when there is none yet)."""
@@ -324,9 +450,16 @@ def log_and_register(
             save_model_dir(model, Path(tmp) / "model")
             mlflow.log_artifacts(str(Path(tmp) / "model"), "model")
         run_id = run.info.run_id
-    mv = registry.register_model(uri, model_name, run_id, tags={"gate_passed": str(decision.passed),
-                                                               "gate_metric": decision.metric,
-                                                               "gate_value": f"{decision.value:.6f}"})
+    mv = registry.register_model(
+        uri,
+        model_name,
+        run_id,
+        tags={
+            "gate_passed": str(decision.passed),
+            "gate_metric": decision.metric,
+            "gate_value": f"{decision.value:.6f}",
+        },
+    )
     aliases = []
     has_champion = registry.get_version(uri, model_name, registry.CHAMPION) is not None
     if decision.passed:
@@ -335,6 +468,9 @@ def log_and_register(
         if not has_champion and gate_settings.bootstrap_champion:
             registry.set_alias(uri, model_name, registry.CHAMPION, mv.version)
             aliases.append(registry.CHAMPION)
-    print(f"registered {model_name} v{mv.version} (run {run_id}); aliases: {aliases or 'none'}; "
-          f"gate: {decision.reason}", flush=True)
+    print(
+        f"registered {model_name} v{mv.version} (run {run_id}); aliases: {aliases or 'none'}; "
+        f"gate: {decision.reason}",
+        flush=True,
+    )
     return {"run_id": run_id, "version": int(mv.version), "aliases": aliases}

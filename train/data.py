@@ -85,7 +85,15 @@ def load_events(path: str | Path) -> pd.DataFrame:
 def load_catalogue(path: str | Path) -> pd.DataFrame:
     """The catalogue (one row per media_id, last record wins), ``published_ms`` int64."""
     dataset = pads.dataset(str(path), format="parquet")
-    names = ["media_id", "creator_id", "category", "language", "content_type", "duration_s", "published_at"]
+    names = [
+        "media_id",
+        "creator_id",
+        "category",
+        "language",
+        "content_type",
+        "duration_s",
+        "published_at",
+    ]
     frame = _decode(dataset.to_table(columns=[n for n in names if n in dataset.schema.names]))
     frame = frame.rename(columns={"published_at": "published_ms"})
     return frame.drop_duplicates("media_id", keep="last").reset_index(drop=True)
@@ -137,8 +145,11 @@ def slot_table(events: pd.DataFrame, signal_weights: dict) -> pd.DataFrame:
         }
     )
     slots = frame.groupby(["user_id", "media_id", "session_id"], sort=False, observed=True).agg(
-        ts=("ts", "min"), started=("started", "max"), label_completed=("label_completed", "max"),
-        label_strong=("label_strong", "max"), label_negative=("label_negative", "max"),
+        ts=("ts", "min"),
+        started=("started", "max"),
+        label_completed=("label_completed", "max"),
+        label_strong=("label_strong", "max"),
+        label_negative=("label_negative", "max"),
         value=("value", "sum"),
     )
     slots = slots[slots["started"]].drop(columns="started").reset_index()
@@ -148,7 +159,9 @@ def slot_table(events: pd.DataFrame, signal_weights: dict) -> pd.DataFrame:
 # --- point-in-time features ------------------------------------------------------------------
 
 
-def _top_n_matrix(keys: pd.Series, values: np.ndarray, order: np.ndarray, index: pd.Index, n: int) -> np.ndarray:
+def _top_n_matrix(
+    keys: pd.Series, values: np.ndarray, order: np.ndarray, index: pd.Index, n: int
+) -> np.ndarray:
     """[len(index), n] int64 matrix of the first n ``values`` per key in ``order``; 0-padded."""
     out = np.zeros((len(index), n), dtype=np.int64)
     if len(keys) == 0:
@@ -164,7 +177,11 @@ def _top_n_matrix(keys: pd.Series, values: np.ndarray, order: np.ndarray, index:
 
 
 def user_features(
-    events: pd.DataFrame, catalogue: pd.DataFrame, users: np.ndarray, at_ms: int, cfg: FeatureSettings
+    events: pd.DataFrame,
+    catalogue: pd.DataFrame,
+    users: np.ndarray,
+    at_ms: int,
+    cfg: FeatureSettings,
 ) -> dict[str, np.ndarray]:
     """u_* columns for ``users`` as of ``at_ms`` from events in the user window before it,
     ``[at_ms - user_window_days, at_ms)``. Serving computes the same columns from the online
@@ -174,17 +191,27 @@ def user_features(
     window = events[(events["ts"] >= lo) & (events["ts"] < at_ms)]
     index = pd.Index(users)
     et = window["event_type"].astype(str)
-    counts = pd.DataFrame(
-        {
-            "user_id": window["user_id"].to_numpy(),
-            "plays": (et == str(EventType.MEDIA_STARTED)).to_numpy(np.float64),
-            "video": ((et == str(EventType.MEDIA_STARTED)) & (window["content_type"].astype(str) == "VIDEO")).to_numpy(np.float64),
-            "completes": (et == str(EventType.MEDIA_COMPLETED)).to_numpy(np.float64),
-            "likes": (et == str(EventType.MEDIA_LIKED)).to_numpy(np.float64),
-            "dislikes": (et == str(EventType.MEDIA_DISLIKED)).to_numpy(np.float64),
-        }
-    ).groupby("user_id").sum().reindex(index, fill_value=0.0)
-    dense = user_dense(counts["plays"], counts["completes"], counts["likes"], counts["dislikes"], counts["video"])
+    counts = (
+        pd.DataFrame(
+            {
+                "user_id": window["user_id"].to_numpy(),
+                "plays": (et == str(EventType.MEDIA_STARTED)).to_numpy(np.float64),
+                "video": (
+                    (et == str(EventType.MEDIA_STARTED))
+                    & (window["content_type"].astype(str) == "VIDEO")
+                ).to_numpy(np.float64),
+                "completes": (et == str(EventType.MEDIA_COMPLETED)).to_numpy(np.float64),
+                "likes": (et == str(EventType.MEDIA_LIKED)).to_numpy(np.float64),
+                "dislikes": (et == str(EventType.MEDIA_DISLIKED)).to_numpy(np.float64),
+            }
+        )
+        .groupby("user_id")
+        .sum()
+        .reindex(index, fill_value=0.0)
+    )
+    dense = user_dense(
+        counts["plays"], counts["completes"], counts["likes"], counts["dislikes"], counts["video"]
+    )
     pref = fd.preferred_content_type(counts["video"], counts["plays"] - counts["video"])
     pref_code = pd.Series(pref).map(PREFERRED_CODE).to_numpy(np.int64).copy()
     pref_code[counts["plays"].to_numpy() == 0] = 0
@@ -195,14 +222,18 @@ def user_features(
         category=meta["category"].reindex(plays["media_id"]).to_numpy(),
         language=meta["language"].reindex(plays["media_id"]).to_numpy(),
     )
-    out: dict[str, np.ndarray] = {"u_hash": stable_hash(pd.Series(users), cfg.user_buckets, "user:")}
+    out: dict[str, np.ndarray] = {
+        "u_hash": stable_hash(pd.Series(users), cfg.user_buckets, "user:")
+    }
     for col, name, n, buckets, salt in (
         ("category", "u_cats", cfg.top_categories, cfg.category_buckets, "cat:"),
         ("language", "u_lang", 1, cfg.language_buckets, "lang:"),
     ):
         c = plays.groupby(["user_id", col]).size().rename("n").reset_index()
         # most plays first, ties by key (stable, like definitions.top_k_keys)
-        order = np.lexsort((c[col].to_numpy().astype(str), -c["n"].to_numpy(), c["user_id"].to_numpy()))
+        order = np.lexsort(
+            (c[col].to_numpy().astype(str), -c["n"].to_numpy(), c["user_id"].to_numpy())
+        )
         hashed = stable_hash(c[col], buckets, salt)
         m = _top_n_matrix(c["user_id"], hashed, order, index, n)
         out[name] = m[:, 0] if n == 1 else m
@@ -211,49 +242,77 @@ def user_features(
     # ordered by media id, largest first, as Redis orders equal scores (serving parity)
     positive_types = [str(e) for e in fd.POSITIVE_EVENTS]
     pos = window[et.isin(positive_types)][["user_id", "media_id", "ts"]]
-    pos = pos.sort_values(["ts", "media_id"], ascending=False, kind="stable").drop_duplicates(["user_id", "media_id"])
+    pos = pos.sort_values(["ts", "media_id"], ascending=False, kind="stable").drop_duplicates(
+        ["user_id", "media_id"]
+    )
     out["u_hist"] = _top_n_matrix(
-        pos["user_id"], stable_hash(pos["media_id"], cfg.item_buckets, "item:"),
-        np.arange(len(pos)), index, cfg.history_len,
+        pos["user_id"],
+        stable_hash(pos["media_id"], cfg.item_buckets, "item:"),
+        np.arange(len(pos)),
+        index,
+        cfg.history_len,
     )
     out["u_pref"] = pref_code
     out["u_dense"] = dense
     return out
 
 
-def item_features(events: pd.DataFrame, catalogue: pd.DataFrame, at_ms: int, cfg: FeatureSettings) -> pd.DataFrame:
+def item_features(
+    events: pd.DataFrame, catalogue: pd.DataFrame, at_ms: int, cfg: FeatureSettings
+) -> pd.DataFrame:
     """i_* columns of every catalogue item as of ``at_ms`` (counters over all events before it)."""
     before = events[events["ts"] < at_ms]
     et = before["event_type"].astype(str)
-    counts = pd.DataFrame(
-        {
-            "media_id": before["media_id"].to_numpy(),
-            "starts": (et == str(EventType.MEDIA_STARTED)).to_numpy(np.float64),
-            "completes": (et == str(EventType.MEDIA_COMPLETED)).to_numpy(np.float64),
-            "likes": (et == str(EventType.MEDIA_LIKED)).to_numpy(np.float64),
-            "dislikes": (et == str(EventType.MEDIA_DISLIKED)).to_numpy(np.float64),
-        }
-    ).groupby("media_id").sum().reindex(catalogue["media_id"], fill_value=0.0)
-    age = fd.publish_age_hours(catalogue["published_ms"].to_numpy(np.float64) / 1000.0, at_ms / 1000.0)
+    counts = (
+        pd.DataFrame(
+            {
+                "media_id": before["media_id"].to_numpy(),
+                "starts": (et == str(EventType.MEDIA_STARTED)).to_numpy(np.float64),
+                "completes": (et == str(EventType.MEDIA_COMPLETED)).to_numpy(np.float64),
+                "likes": (et == str(EventType.MEDIA_LIKED)).to_numpy(np.float64),
+                "dislikes": (et == str(EventType.MEDIA_DISLIKED)).to_numpy(np.float64),
+            }
+        )
+        .groupby("media_id")
+        .sum()
+        .reindex(catalogue["media_id"], fill_value=0.0)
+    )
+    age = fd.publish_age_hours(
+        catalogue["published_ms"].to_numpy(np.float64) / 1000.0, at_ms / 1000.0
+    )
     frame = pd.DataFrame({"media_id": catalogue["media_id"].to_numpy()})
     for name, values in encode_items(catalogue, cfg).items():
         frame[name] = values
     frame["i_dense"] = list(
-        item_dense(counts["starts"], counts["completes"], counts["likes"], counts["dislikes"],
-                   age, catalogue["duration_s"].to_numpy(np.float64))
+        item_dense(
+            counts["starts"],
+            counts["completes"],
+            counts["likes"],
+            counts["dislikes"],
+            age,
+            catalogue["duration_s"].to_numpy(np.float64),
+        )
     )
     frame["starts"] = counts["starts"].to_numpy()
     frame["published_ms"] = catalogue["published_ms"].to_numpy(np.int64)
     return frame
 
 
-def _examples(slots: pd.DataFrame, events: pd.DataFrame, catalogue: pd.DataFrame, at_ms: int,
-              cfg: FeatureSettings, day: int) -> pd.DataFrame:
+def _examples(
+    slots: pd.DataFrame,
+    events: pd.DataFrame,
+    catalogue: pd.DataFrame,
+    at_ms: int,
+    cfg: FeatureSettings,
+    day: int,
+) -> pd.DataFrame:
     users = slots["user_id"].unique()
     uf = user_features(events, catalogue, users, at_ms, cfg)
     items = item_features(events, catalogue, at_ms, cfg).set_index("media_id")
     rows = pd.Index(users).get_indexer(slots["user_id"])
-    out = slots[["user_id", "media_id", "ts", "label_completed", "label_strong", "label_negative", "value"]].copy()
+    out = slots[
+        ["user_id", "media_id", "ts", "label_completed", "label_strong", "label_negative", "value"]
+    ].copy()
     out = out.rename(columns={"ts": "ts_ms"})
     out["day"] = day
     for name, values in uf.items():
@@ -262,7 +321,10 @@ def _examples(slots: pd.DataFrame, events: pd.DataFrame, catalogue: pd.DataFrame
     for name in ("i_hash", "i_cat", "i_creator", "i_type", "i_lang", "i_dur"):
         out[name] = it[name].fillna(0).to_numpy(np.int64)
     missing = it["i_dense"].isna().to_numpy()
-    out["i_dense"] = [np.zeros(5, np.float32) if m else v for m, v in zip(missing, it["i_dense"].to_numpy(), strict=True)]
+    out["i_dense"] = [
+        np.zeros(5, np.float32) if m else v
+        for m, v in zip(missing, it["i_dense"].to_numpy(), strict=True)
+    ]
     out["type_match"] = type_match(out["u_pref"].to_numpy(), out["i_type"].to_numpy())
     return out
 
@@ -333,20 +395,33 @@ def build_training_set(
         frame["weight"] = np.ones(len(frame), np.float32)
 
     items = item_features(events, catalogue, end_ms, cfg)
-    train_items = train.groupby("media_id").agg(train_starts=("media_id", "size"), train_positives=("positive", "sum"))
-    items["train_starts"] = items["media_id"].map(train_items["train_starts"]).fillna(0).to_numpy(np.int64)
-    items["train_positives"] = items["media_id"].map(train_items["train_positives"]).fillna(0).to_numpy(np.int64)
+    train_items = train.groupby("media_id").agg(
+        train_starts=("media_id", "size"), train_positives=("positive", "sum")
+    )
+    items["train_starts"] = (
+        items["media_id"].map(train_items["train_starts"]).fillna(0).to_numpy(np.int64)
+    )
+    items["train_positives"] = (
+        items["media_id"].map(train_items["train_positives"]).fillna(0).to_numpy(np.int64)
+    )
     all_users = np.sort(events["user_id"].unique())
     uf = user_features(events, catalogue, all_users, end_ms, cfg)
     users = pd.DataFrame({"user_id": all_users})
     for name, values in uf.items():
         users[name] = list(values) if values.ndim == 2 else values
     meta = {
-        "events_path": str(events_path), "catalogue_path": str(catalogue_path),
-        "first_day_ms": first_day * DAY_MS, "eval_from_ms": eval_from, "end_ms": end_ms,
-        "train_rows": len(train), "eval_rows": len(evaluation),
-        "train_positives": int(train["positive"].sum()), "eval_positives": int(evaluation["positive"].sum()),
-        "items": len(items), "users": len(users), "excluded_items": len(exclude_items or ()),
+        "events_path": str(events_path),
+        "catalogue_path": str(catalogue_path),
+        "first_day_ms": first_day * DAY_MS,
+        "eval_from_ms": eval_from,
+        "end_ms": end_ms,
+        "train_rows": len(train),
+        "eval_rows": len(evaluation),
+        "train_positives": int(train["positive"].sum()),
+        "eval_positives": int(evaluation["positive"].sum()),
+        "items": len(items),
+        "users": len(users),
+        "excluded_items": len(exclude_items or ()),
         "features": cfg.model_dump(mode="json"),
     }
     return TrainingSet(train, evaluation, items, users, meta)
@@ -391,11 +466,15 @@ def load_frame(path: str | Path) -> pd.DataFrame:
 
 def load_training_set(path: str | Path) -> TrainingSet:
     path = Path(path)
-    return TrainingSet(*(load_frame(path / n) for n in ("train", "eval", "items", "users")),
-                       meta=json.loads((path / "meta.json").read_text()))
+    return TrainingSet(
+        *(load_frame(path / n) for n in ("train", "eval", "items", "users")),
+        meta=json.loads((path / "meta.json").read_text()),
+    )
 
 
-def columns(frame: pd.DataFrame, names: tuple[str, ...] | list[str] | None = None) -> dict[str, np.ndarray]:
+def columns(
+    frame: pd.DataFrame, names: tuple[str, ...] | list[str] | None = None
+) -> dict[str, np.ndarray]:
     """Numpy columns of a frame (list columns stacked to [n, w])."""
     out = {}
     for name in names or frame.columns:
@@ -408,7 +487,18 @@ def columns(frame: pd.DataFrame, names: tuple[str, ...] | list[str] | None = Non
 
 
 __all__ = [
-    "TrainingSet", "build_training_set", "columns", "item_features", "load_catalogue", "load_events",
-    "load_frame", "load_training_set", "save_training_set", "slot_table", "user_features",
-    "write_catalogue", "write_simulated_store", "CONTENT_TYPE_CODE",
+    "CONTENT_TYPE_CODE",
+    "TrainingSet",
+    "build_training_set",
+    "columns",
+    "item_features",
+    "load_catalogue",
+    "load_events",
+    "load_frame",
+    "load_training_set",
+    "save_training_set",
+    "slot_table",
+    "user_features",
+    "write_catalogue",
+    "write_simulated_store",
 ]

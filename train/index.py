@@ -20,8 +20,8 @@ import pandas as pd
 import typer
 
 from app.index import FeedIndex, build_index
-from app.registry import load_index  # noqa: F401 - what serving loads next to the model (was defined here)
 from app.models.config import ModelSettings, model_settings
+from app.registry import load_index  # noqa: F401 - what serving loads next to the model (was defined here)
 
 
 class _Embedder:
@@ -42,16 +42,24 @@ class _Embedder:
         return {"media_id": batch["media_id"], "vector": embed(self.model.content, cols).numpy()}
 
 
-def embed_catalogue(model, items: pd.DataFrame, batch_size: int = 8192) -> tuple[np.ndarray, list[str]]:
+def embed_catalogue(
+    model, items: pd.DataFrame, batch_size: int = 8192
+) -> tuple[np.ndarray, list[str]]:
     """Content-tower vectors of every item with Ray Data ``map_batches``: ([n, D], media ids)."""
     import ray.data
 
     from train.data import _to_arrow
 
-    table = _to_arrow(items[["media_id", "i_hash", "i_cat", "i_creator", "i_type", "i_lang", "i_dur", "i_dense"]])
+    table = _to_arrow(
+        items[["media_id", "i_hash", "i_cat", "i_creator", "i_type", "i_lang", "i_dur", "i_dense"]]
+    )
     ds = ray.data.from_arrow(table).map_batches(
-        _Embedder, fn_constructor_args=(model.config(), model.state_dict()), batch_size=batch_size,
-        batch_format="numpy", concurrency=1, num_cpus=1,
+        _Embedder,
+        fn_constructor_args=(model.config(), model.state_dict()),
+        batch_size=batch_size,
+        batch_format="numpy",
+        concurrency=1,
+        num_cpus=1,
     )
     out = ds.to_pandas()
     return np.stack(out["vector"].to_numpy()).astype(np.float32), out["media_id"].tolist()
@@ -78,26 +86,38 @@ def run_index(
     connect_ray(settings)
     model, mv = registry.load_version(uri, ms.retrieval_model_name, alias)
     if items is None:
-        folder = training_set or registry.configure(uri).get_run(mv.run_id).data.params["training_set"]
+        folder = (
+            training_set or registry.configure(uri).get_run(mv.run_id).data.params["training_set"]
+        )
         items = load_frame(Path(folder) / "items")
     print(f"embedding {len(items)} items with {ms.retrieval_model_name} v{mv.version}", flush=True)
     vectors, ids = embed_catalogue(model, items)
     index = build_index(vectors, ids, ms.index)
     p = index.params
-    print(f"index {p.kind} n={p.n} recall@{p.recall_k}={p.recall_at_k:.4f} nprobe={p.nprobe} "
-          f"build={p.build_s:.1f}s query={p.query_ms_p50:.2f}ms", flush=True)
+    print(
+        f"index {p.kind} n={p.n} recall@{p.recall_k}={p.recall_at_k:.4f} nprobe={p.nprobe} "
+        f"build={p.build_s:.1f}s query={p.query_ms_p50:.2f}ms",
+        flush=True,
+    )
     registry.log_index(uri, mv.run_id, index)
     client = registry.configure(uri)
     client.log_metric(mv.run_id, "index_recall_at_k", float(p.recall_at_k or 0))
-    for key, value in {"index_kind": p.kind, "index_params": p.model_dump_json(),
-                       "index_recall": f"{p.recall_at_k:.6f}"}.items():
+    for key, value in {
+        "index_kind": p.kind,
+        "index_params": p.model_dump_json(),
+        "index_recall": f"{p.recall_at_k:.6f}",
+    }.items():
         client.set_model_version_tag(ms.retrieval_model_name, str(mv.version), key, value)
     return index, {"version": int(mv.version), "run_id": mv.run_id, "params": p.model_dump()}
 
 
 def command(
-    alias: Annotated[str, typer.Option(help="Registry alias or version number of the retrieval model.")] = "challenger",
-    training_set: Annotated[str | None, typer.Option(help="Training set folder whose items/ to index.")] = None,
+    alias: Annotated[
+        str, typer.Option(help="Registry alias or version number of the retrieval model.")
+    ] = "challenger",
+    training_set: Annotated[
+        str | None, typer.Option(help="Training set folder whose items/ to index.")
+    ] = None,
 ) -> None:
     """Embed the catalogue with a model version and log its FAISS index to that version."""
     _, info = run_index(alias=alias, training_set=training_set)

@@ -59,48 +59,85 @@ def run_ranking(
     from app.models.evaluation import evaluate_ranking, gate
     from train.common import fit_options, load_champion, start_job
 
-    settings, ms, uri, ts, folder = start_job(settings, ms, tracking_uri, events=events, catalogue=catalogue,
-                                              training_set=training_set, name=run_name)
+    settings, ms, uri, ts, folder = start_job(
+        settings,
+        ms,
+        tracking_uri,
+        events=events,
+        catalogue=catalogue,
+        training_set=training_set,
+        name=run_name,
+    )
     if retrieval_model is None and register:
         retrieval_model = load_champion(uri, ms.retrieval_model_name)
     ts.train = add_retrieval_score(ts.train, retrieval_model)
     ts.eval = add_retrieval_score(ts.eval, retrieval_model)
-    train_ds = ray_dataset(ts.train, RANKING_COLUMNS, folder / "ranking_train", shuffle_seed=ms.training.seed)
+    train_ds = ray_dataset(
+        ts.train, RANKING_COLUMNS, folder / "ranking_train", shuffle_seed=ms.training.seed
+    )
     r = ms.ranker
     weights = r.head_weights or default_head_weights(settings.events.signal_weights)
     config = Ranker(ms.features, r, weights).config()
     t = ms.training
     model, result, last_epoch = fit(
-        kind="ranker", model_config=config, train_ds=train_ds, epochs=r.epochs, batch_size=r.batch_size,
-        lr=r.learning_rate, name=run_name, **fit_options(settings, ms, storage_path),
+        kind="ranker",
+        model_config=config,
+        train_ds=train_ds,
+        epochs=r.epochs,
+        batch_size=r.batch_size,
+        lr=r.learning_rate,
+        name=run_name,
+        **fit_options(settings, ms, storage_path),
     )
     champion = load_champion(uri, ms.ranking_model_name) if register else None
     report = evaluate_ranking(model, ts.eval, ts.items, champion=champion)
-    report["train"] = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
+    report["train"] = {
+        k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))
+    }
     decision = gate(report, ms.gate.ranking_metric, ms.gate.tolerance)
     print(f"ranking report: {report}", flush=True)
     registered: dict = {}
     if register:
-        params = flat_params("ranker", r) | flat_params("features", ms.features) | flat_params("training", t) | {
-            "training_set": str(folder), "retrieval_score": retrieval_model is not None}
+        params = (
+            flat_params("ranker", r)
+            | flat_params("features", ms.features)
+            | flat_params("training", t)
+            | {"training_set": str(folder), "retrieval_score": retrieval_model is not None}
+        )
         registered = log_and_register(
-            uri=uri, experiment=ms.experiment, model_name=ms.ranking_model_name, model=model, params=params,
-            report=report, decision=decision, epochs_trained=last_epoch + 1, training_meta=ts.meta,
-            gate_settings=ms.gate, run_name=run_name,
+            uri=uri,
+            experiment=ms.experiment,
+            model_name=ms.ranking_model_name,
+            model=model,
+            params=params,
+            report=report,
+            decision=decision,
+            epochs_trained=last_epoch + 1,
+            training_meta=ts.meta,
+            gate_settings=ms.gate,
+            run_name=run_name,
         )
     return JobResult(model, report, decision, registered, ts, folder, last_epoch + 1)
 
 
 def command(
-    events: Annotated[str | None, typer.Option(help="Offline events store (default <state_dir>/offline/events).")] = None,
-    catalogue: Annotated[str | None, typer.Option(help="Catalogue Parquet (default <state_dir>/offline/catalogue).")] = None,
-    training_set: Annotated[str | None, typer.Option(help="A saved training set folder (skips building).")] = None,
+    events: Annotated[
+        str | None, typer.Option(help="Offline events store (default <state_dir>/offline/events).")
+    ] = None,
+    catalogue: Annotated[
+        str | None, typer.Option(help="Catalogue Parquet (default <state_dir>/offline/catalogue).")
+    ] = None,
+    training_set: Annotated[
+        str | None, typer.Option(help="A saved training set folder (skips building).")
+    ] = None,
     epochs: Annotated[int | None, typer.Option()] = None,
     workers: Annotated[int | None, typer.Option()] = None,
     cpus_per_worker: Annotated[float | None, typer.Option()] = None,
     batch_size: Annotated[int | None, typer.Option()] = None,
     lr: Annotated[float | None, typer.Option()] = None,
-    run_name: Annotated[str, typer.Option(help="Ray Train run name; rerun the same name to resume.")] = "ranking",
+    run_name: Annotated[
+        str, typer.Option(help="Ray Train run name; rerun the same name to resume.")
+    ] = "ranking",
     no_register: Annotated[bool, typer.Option("--no-register")] = False,
 ) -> None:
     """Train the TorchRec DLRM ranker on Ray Train and register it in MLflow."""
@@ -108,11 +145,31 @@ def command(
 
     settings = get_settings()
     ms = model_settings(settings)
-    rk = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "learning_rate": lr}.items() if v is not None}
-    tr = {k: v for k, v in {"num_workers": workers, "cpus_per_worker": cpus_per_worker}.items() if v is not None}
-    ms = ms.model_copy(update={"ranker": ms.ranker.model_copy(update=rk), "training": ms.training.model_copy(update=tr)})
-    out = run_ranking(settings, ms, events=events, catalogue=catalogue, training_set=training_set,
-                      run_name=run_name, register=not no_register)
+    rk = {
+        k: v
+        for k, v in {"epochs": epochs, "batch_size": batch_size, "learning_rate": lr}.items()
+        if v is not None
+    }
+    tr = {
+        k: v
+        for k, v in {"num_workers": workers, "cpus_per_worker": cpus_per_worker}.items()
+        if v is not None
+    }
+    ms = ms.model_copy(
+        update={
+            "ranker": ms.ranker.model_copy(update=rk),
+            "training": ms.training.model_copy(update=tr),
+        }
+    )
+    out = run_ranking(
+        settings,
+        ms,
+        events=events,
+        catalogue=catalogue,
+        training_set=training_set,
+        run_name=run_name,
+        register=not no_register,
+    )
     typer.echo(f"done: {out.registered or 'not registered'}")
 
 

@@ -54,44 +54,88 @@ def run_retrieval(
     from app.models.evaluation import evaluate_retrieval, gate
     from train.common import fit_options, load_champion, start_job
 
-    settings, ms, uri, ts, folder = start_job(settings, ms, tracking_uri, events=events, catalogue=catalogue,
-                                              training_set=training_set, name=run_name, exclude_items=exclude_items)
-    train_ds = ray_dataset(ts.positives("train"), RETRIEVAL_COLUMNS, folder / "retrieval_train",
-                           shuffle_seed=ms.training.seed)
+    settings, ms, uri, ts, folder = start_job(
+        settings,
+        ms,
+        tracking_uri,
+        events=events,
+        catalogue=catalogue,
+        training_set=training_set,
+        name=run_name,
+        exclude_items=exclude_items,
+    )
+    train_ds = ray_dataset(
+        ts.positives("train"),
+        RETRIEVAL_COLUMNS,
+        folder / "retrieval_train",
+        shuffle_seed=ms.training.seed,
+    )
     m = ms.two_tower.model_copy(update={"output_dim": settings.serving.embedding_dim})
     config = TwoTower(ms.features, m).config()
     t = ms.training
     model, result, last_epoch = fit(
-        kind="two_tower", model_config=config, train_ds=train_ds, epochs=m.epochs,
-        batch_size=m.batch_size, lr=m.learning_rate, name=run_name, **fit_options(settings, ms, storage_path),
+        kind="two_tower",
+        model_config=config,
+        train_ds=train_ds,
+        epochs=m.epochs,
+        batch_size=m.batch_size,
+        lr=m.learning_rate,
+        name=run_name,
+        **fit_options(settings, ms, storage_path),
     )
     champion = load_champion(uri, ms.retrieval_model_name) if register else None
-    report = evaluate_retrieval(model, ts.eval, ts.users, ts.items, champion=champion, ks=(100, 500))
-    report["train"] = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
+    report = evaluate_retrieval(
+        model, ts.eval, ts.users, ts.items, champion=champion, ks=(100, 500)
+    )
+    report["train"] = {
+        k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))
+    }
     decision = gate(report, ms.gate.retrieval_metric, ms.gate.tolerance)
     print(f"retrieval report: {report}", flush=True)
     registered: dict = {}
     if register:
-        params = flat_params("two_tower", m) | flat_params("features", ms.features) | flat_params("training", t) | {
-            "training_set": str(folder), "train_positives": ts.meta["train_positives"]}
+        params = (
+            flat_params("two_tower", m)
+            | flat_params("features", ms.features)
+            | flat_params("training", t)
+            | {"training_set": str(folder), "train_positives": ts.meta["train_positives"]}
+        )
         registered = log_and_register(
-            uri=uri, experiment=ms.experiment, model_name=ms.retrieval_model_name, model=model, params=params,
-            report=report, decision=decision, epochs_trained=last_epoch + 1, training_meta=ts.meta,
-            gate_settings=ms.gate, run_name=run_name,
+            uri=uri,
+            experiment=ms.experiment,
+            model_name=ms.retrieval_model_name,
+            model=model,
+            params=params,
+            report=report,
+            decision=decision,
+            epochs_trained=last_epoch + 1,
+            training_meta=ts.meta,
+            gate_settings=ms.gate,
+            run_name=run_name,
         )
     return JobResult(model, report, decision, registered, ts, folder, last_epoch + 1)
 
 
 def command(
-    events: Annotated[str | None, typer.Option(help="Offline events store (default <state_dir>/offline/events).")] = None,
-    catalogue: Annotated[str | None, typer.Option(help="Catalogue Parquet (default <state_dir>/offline/catalogue).")] = None,
-    training_set: Annotated[str | None, typer.Option(help="A saved training set folder (skips building).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs (resumes from the run's checkpoint).")] = None,
+    events: Annotated[
+        str | None, typer.Option(help="Offline events store (default <state_dir>/offline/events).")
+    ] = None,
+    catalogue: Annotated[
+        str | None, typer.Option(help="Catalogue Parquet (default <state_dir>/offline/catalogue).")
+    ] = None,
+    training_set: Annotated[
+        str | None, typer.Option(help="A saved training set folder (skips building).")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs (resumes from the run's checkpoint).")
+    ] = None,
     workers: Annotated[int | None, typer.Option(help="Ray Train workers.")] = None,
     cpus_per_worker: Annotated[float | None, typer.Option(help="CPUs per worker.")] = None,
     batch_size: Annotated[int | None, typer.Option()] = None,
     lr: Annotated[float | None, typer.Option()] = None,
-    run_name: Annotated[str, typer.Option(help="Ray Train run name; rerun the same name to resume.")] = "retrieval",
+    run_name: Annotated[
+        str, typer.Option(help="Ray Train run name; rerun the same name to resume.")
+    ] = "retrieval",
     no_register: Annotated[bool, typer.Option("--no-register")] = False,
 ) -> None:
     """Train the two-tower retrieval model on Ray Train and register it in MLflow."""
@@ -99,12 +143,31 @@ def command(
 
     settings = get_settings()
     ms = model_settings(settings)
-    tt = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "learning_rate": lr}.items() if v is not None}
-    tr = {k: v for k, v in {"num_workers": workers, "cpus_per_worker": cpus_per_worker}.items() if v is not None}
-    ms = ms.model_copy(update={"two_tower": ms.two_tower.model_copy(update=tt),
-                               "training": ms.training.model_copy(update=tr)})
-    out = run_retrieval(settings, ms, events=events, catalogue=catalogue, training_set=training_set,
-                        run_name=run_name, register=not no_register)
+    tt = {
+        k: v
+        for k, v in {"epochs": epochs, "batch_size": batch_size, "learning_rate": lr}.items()
+        if v is not None
+    }
+    tr = {
+        k: v
+        for k, v in {"num_workers": workers, "cpus_per_worker": cpus_per_worker}.items()
+        if v is not None
+    }
+    ms = ms.model_copy(
+        update={
+            "two_tower": ms.two_tower.model_copy(update=tt),
+            "training": ms.training.model_copy(update=tr),
+        }
+    )
+    out = run_retrieval(
+        settings,
+        ms,
+        events=events,
+        catalogue=catalogue,
+        training_set=training_set,
+        run_name=run_name,
+        register=not no_register,
+    )
     typer.echo(f"done: {out.registered or 'not registered'}")
 
 

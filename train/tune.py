@@ -26,8 +26,8 @@ def _trial(config: dict) -> None:
     from ray import tune
 
     from app.models import ranker as rk
-    from app.models.config import FeatureSettings
     from app.models import two_tower as tt
+    from app.models.config import FeatureSettings
     from app.models.features import frame_columns
     from train.common import RANKING_COLUMNS, RETRIEVAL_COLUMNS, _eval_loss
     from train.data import load_training_set
@@ -38,12 +38,21 @@ def _trial(config: dict) -> None:
     ts = load_training_set(config["training_set"])
     base = config["base"]
     if config["model"] == "retrieval":
-        settings = base["two_tower"] | {k: config[k] for k in ("learning_rate", "temperature", "id_dropout") if k in config}
+        settings = base["two_tower"] | {
+            k: config[k] for k in ("learning_rate", "temperature", "id_dropout") if k in config
+        }
         model = tt.TwoTower(FeatureSettings(**base["features"]), tt.TwoTowerSettings(**settings))
-        train, val, names, step = ts.positives("train"), ts.positives("eval"), RETRIEVAL_COLUMNS, tt.train_step
+        train, val, names, step = (
+            ts.positives("train"),
+            ts.positives("eval"),
+            RETRIEVAL_COLUMNS,
+            tt.train_step,
+        )
         kind = "two_tower"
     else:
-        settings = base["ranker"] | {k: config[k] for k in ("learning_rate", "embedding_dim") if k in config}
+        settings = base["ranker"] | {
+            k: config[k] for k in ("learning_rate", "embedding_dim") if k in config
+        }
         model = rk.Ranker(FeatureSettings(**base["features"]), rk.RankerSettings(**settings))
         train, val = add_retrieval_score(ts.train, None), add_retrieval_score(ts.eval, None)
         names, step, kind = RANKING_COLUMNS, rk.train_step, "ranker"
@@ -55,13 +64,23 @@ def _trial(config: dict) -> None:
         for lo in range(0, n - bs + 1, bs):
             idx = perm[lo : lo + bs]
             step(model, {k: v[idx] for k, v in cols.items()}, opt)
-        batches = ({k: v[lo : lo + bs] for k, v in vcols.items()} for lo in range(0, len(val) - bs + 1, bs))
-        tune.report({"epoch": epoch, "val_loss": float(np.float64(_eval_loss(model, kind, batches)))})
+        batches = (
+            {k: v[lo : lo + bs] for k, v in vcols.items()} for lo in range(0, len(val) - bs + 1, bs)
+        )
+        tune.report(
+            {"epoch": epoch, "val_loss": float(np.float64(_eval_loss(model, kind, batches)))}
+        )
 
 
 def run_tune(
-    settings=None, ms: ModelSettings | None = None, *, model: str = "retrieval", training_set: str,
-    samples: int = 8, epochs: int = 4, storage_path: str | None = None,
+    settings=None,
+    ms: ModelSettings | None = None,
+    *,
+    model: str = "retrieval",
+    training_set: str,
+    samples: int = 8,
+    epochs: int = 4,
+    storage_path: str | None = None,
 ) -> dict[str, Any]:
     """ASHA search; returns {"best_config", "best_val_loss", "trials"}."""
     import json
@@ -83,34 +102,60 @@ def run_tune(
         ms = ms.model_copy(update={"features": FeatureSettings(**meta["features"])})
     space: dict[str, Any] = {"learning_rate": tune.loguniform(1e-3, 2e-2)}
     if model == "retrieval":
-        space |= {"temperature": tune.choice([0.03, 0.05, 0.1]), "id_dropout": tune.uniform(0.0, 0.4)}
+        space |= {
+            "temperature": tune.choice([0.03, 0.05, 0.1]),
+            "id_dropout": tune.uniform(0.0, 0.4),
+        }
     else:
         space |= {"embedding_dim": tune.choice([8, 16, 32])}
     param_space = space | {
-        "model": model, "training_set": str(Path(training_set).resolve()), "epochs": epochs,
-        "base": {"features": ms.features.model_dump(mode="json"), "two_tower": ms.two_tower.model_dump(mode="json"),
-                 "ranker": ms.ranker.model_dump(mode="json")},
+        "model": model,
+        "training_set": str(Path(training_set).resolve()),
+        "epochs": epochs,
+        "base": {
+            "features": ms.features.model_dump(mode="json"),
+            "two_tower": ms.two_tower.model_dump(mode="json"),
+            "ranker": ms.ranker.model_dump(mode="json"),
+        },
     }
     tuner = tune.Tuner(
         tune.with_resources(_trial, {"cpu": 1}),
         param_space=param_space,
-        tune_config=tune.TuneConfig(metric="val_loss", mode="min", num_samples=samples,
-                                    scheduler=ASHAScheduler(time_attr="training_iteration", max_t=epochs,
-                                                            grace_period=1, reduction_factor=2)),
-        run_config=tune.RunConfig(name=f"tune-{model}", storage_path=str(default_storage(settings, storage_path))),
+        tune_config=tune.TuneConfig(
+            metric="val_loss",
+            mode="min",
+            num_samples=samples,
+            scheduler=ASHAScheduler(
+                time_attr="training_iteration", max_t=epochs, grace_period=1, reduction_factor=2
+            ),
+        ),
+        run_config=tune.RunConfig(
+            name=f"tune-{model}", storage_path=str(default_storage(settings, storage_path))
+        ),
     )
     results = tuner.fit()
     best = results.get_best_result()
     keys = [k for k in space]
-    out = {"best_config": {k: best.config[k] for k in keys}, "best_val_loss": best.metrics["val_loss"],
-           "trials": [{**{k: r.config[k] for k in keys}, "val_loss": r.metrics.get("val_loss"),
-                       "epochs": r.metrics.get("training_iteration")} for r in results]}
+    out = {
+        "best_config": {k: best.config[k] for k in keys},
+        "best_val_loss": best.metrics["val_loss"],
+        "trials": [
+            {
+                **{k: r.config[k] for k in keys},
+                "val_loss": r.metrics.get("val_loss"),
+                "epochs": r.metrics.get("training_iteration"),
+            }
+            for r in results
+        ],
+    }
     print(f"best: {out['best_config']} val_loss={out['best_val_loss']:.4f}", flush=True)
     return out
 
 
 def command(
-    training_set: Annotated[str, typer.Option(help="A saved training set folder (train.retrieval builds one).")],
+    training_set: Annotated[
+        str, typer.Option(help="A saved training set folder (train.retrieval builds one).")
+    ],
     model: Annotated[str, typer.Option(help="retrieval | ranking")] = "retrieval",
     samples: Annotated[int, typer.Option()] = 8,
     epochs: Annotated[int, typer.Option()] = 4,

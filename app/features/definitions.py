@@ -25,7 +25,9 @@ BUCKET_1H_S = 300
 BUCKET_24H_S = HOUR_S
 BUCKET_7D_S = DAY_S
 
-PREFERRED_TYPE_SHARE = 0.7  # a user is VIDEO (AUDIO) first when >= 70 % of recent plays are video (audio)
+PREFERRED_TYPE_SHARE = (
+    0.7  # a user is VIDEO (AUDIO) first when >= 70 % of recent plays are video (audio)
+)
 RECENT_MEDIA_LIMIT = 200  # recent_media_7d keeps at most this many items, newest first
 TOP_CATEGORIES_K = 3
 
@@ -127,7 +129,9 @@ def completion_rate(completes: ArrayLike, starts: ArrayLike) -> FloatArray:
 
 def publish_age_hours(published_at_s: ArrayLike, now_s: ArrayLike) -> FloatArray:
     """Hours since publication, never negative."""
-    age = (np.asarray(now_s, dtype=np.float64) - np.asarray(published_at_s, dtype=np.float64)) / HOUR_S
+    age = (
+        np.asarray(now_s, dtype=np.float64) - np.asarray(published_at_s, dtype=np.float64)
+    ) / HOUR_S
     return np.maximum(age, 0.0)
 
 
@@ -140,7 +144,11 @@ def preferred_content_type(video_plays: ArrayLike, audio_plays: ArrayLike) -> np
     return np.where(
         share >= PREFERRED_TYPE_SHARE,
         PreferredContentType.VIDEO.value,
-        np.where(share <= 1 - PREFERRED_TYPE_SHARE, PreferredContentType.AUDIO.value, PreferredContentType.MIXED.value),
+        np.where(
+            share <= 1 - PREFERRED_TYPE_SHARE,
+            PreferredContentType.AUDIO.value,
+            PreferredContentType.MIXED.value,
+        ),
     )
 
 
@@ -160,7 +168,11 @@ def avg_session_duration(consumed_s: ArrayLike, sessions: ArrayLike) -> FloatArr
 
 def top_k_keys(counts: dict[str, float], k: int = TOP_CATEGORIES_K) -> list[str]:
     """The ``k`` keys with the largest counts (ties broken by key, so results are stable)."""
-    return [key for key, value in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:k] if value > 0]
+    return [
+        key
+        for key, value in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        if value > 0
+    ]
 
 
 def argmax_key(counts: dict[str, float]) -> str | None:

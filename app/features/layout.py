@@ -191,7 +191,12 @@ ITEM_STATIC_SIZE = ITEM_LAYOUT.static_prefix_size(ITEM_LAST_STATIC)
 # A user's 7-day core, per day: plays by content type, seconds consumed, new sessions, and
 # the completions / likes / dislikes the models' ``u_dense`` needs (appended later: records
 # of the first version, without them, are a byte prefix and are zero-extended on read).
-_USER_CORE_V1_SERIES = (("video", "u32"), ("audio", "u32"), ("consumed_s", "f64"), ("sessions", "u32"))
+_USER_CORE_V1_SERIES = (
+    ("video", "u32"),
+    ("audio", "u32"),
+    ("consumed_s", "f64"),
+    ("sessions", "u32"),
+)
 USER_CORE_LAYOUT_V1 = PackedLayout(
     "user_core_v1",
     scalars=(),

@@ -99,12 +99,18 @@ class AsOf:
     def _combined(self, codes: np.ndarray, ts_ranks: np.ndarray) -> np.ndarray:
         return codes.astype(np.int64) * (1 << 32) + ts_ranks.astype(np.int64)
 
-    def index(self, qkeys: np.ndarray, qts_ms: np.ndarray, lower_ms: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def index(
+        self, qkeys: np.ndarray, qts_ms: np.ndarray, lower_ms: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(lo, hi, found): sorted-event slices [lo, hi) matching each query."""
         qcodes = pd.Index(self.uniques).get_indexer(pd.Series(qkeys))
         found = qcodes >= 0
         qcodes = np.where(found, qcodes, 0)
-        lower = np.full(len(qcodes), np.iinfo(np.int64).min // 4) if lower_ms is None else np.asarray(lower_ms, np.int64)
+        lower = (
+            np.full(len(qcodes), np.iinfo(np.int64).min // 4)
+            if lower_ms is None
+            else np.asarray(lower_ms, np.int64)
+        )
         ev_r, q_r, lo_r = _ranks(self.ts[self.order], np.asarray(qts_ms, np.int64), lower)
         sorted_keys = self._combined(self.codes[self.order], ev_r)
         hi = np.searchsorted(sorted_keys, self._combined(qcodes, q_r), side="left")  # ts < T
@@ -113,7 +119,9 @@ class AsOf:
         lo = np.where(found, np.minimum(lo, hi), 0)
         return lo, hi, found
 
-    def sum(self, values: Any, qkeys: np.ndarray, qts_ms: np.ndarray, lower_ms: np.ndarray | None = None) -> np.ndarray:
+    def sum(
+        self, values: Any, qkeys: np.ndarray, qts_ms: np.ndarray, lower_ms: np.ndarray | None = None
+    ) -> np.ndarray:
         lo, hi, _ = self.index(qkeys, qts_ms, lower_ms)
         v = np.broadcast_to(np.asarray(values, dtype=np.float64), self.ts.shape)[self.order]
         cum = np.concatenate([[0.0], np.cumsum(v)])
@@ -146,7 +154,11 @@ def prepare_events(events: pd.DataFrame, catalogue: pd.DataFrame | None = None) 
         for col in ["creator_id", "category", "language", "duration_s", "published_at"]:
             if col in cat.columns and (col not in frame.columns or frame[col].isna().any()):
                 looked_up = frame["media_id"].map(cat[col])
-                frame[col] = looked_up if col not in frame.columns else frame[col].where(frame[col].notna(), looked_up)
+                frame[col] = (
+                    looked_up
+                    if col not in frame.columns
+                    else frame[col].where(frame[col].notna(), looked_up)
+                )
     frame["ts_ms"] = _to_ms(frame["timestamp"])
     return frame
 
@@ -194,13 +206,21 @@ def user_features_asof(events: pd.DataFrame, queries: pd.DataFrame) -> pd.DataFr
 
     by_category = play_counts("category") if "category" in plays else {}
     by_language = play_counts("language") if "language" in plays else {}
-    video = p_index.sum((plays["content_type"] == ContentType.VIDEO.value).to_numpy(), q_users, t_ms, lower7)
-    audio = p_index.sum((plays["content_type"] == ContentType.AUDIO.value).to_numpy(), q_users, t_ms, lower7)
-    out["top_categories_7d"] = [d.top_k_keys({k: v[i] for k, v in by_category.items()}) for i in range(n)]
+    video = p_index.sum(
+        (plays["content_type"] == ContentType.VIDEO.value).to_numpy(), q_users, t_ms, lower7
+    )
+    audio = p_index.sum(
+        (plays["content_type"] == ContentType.AUDIO.value).to_numpy(), q_users, t_ms, lower7
+    )
+    out["top_categories_7d"] = [
+        d.top_k_keys({k: v[i] for k, v in by_category.items()}) for i in range(n)
+    ]
     out["preferred_language"] = pd.Series(
         [d.argmax_key({k: v[i] for k, v in by_language.items()}) for i in range(n)], dtype=object
     )
-    out["preferred_content_type"] = d.preferred_content_type(video, audio) if n else np.array([], dtype=str)
+    out["preferred_content_type"] = (
+        d.preferred_content_type(video, audio) if n else np.array([], dtype=str)
+    )
     out["video_plays_7d"], out["audio_plays_7d"] = video, audio
 
     # recent_media_7d: distinct plays in the rolling (T - 7 d, T) window, newest first (the
@@ -220,8 +240,16 @@ def user_features_asof(events: pd.DataFrame, queries: pd.DataFrame) -> pd.DataFr
 
     # avg_session_duration: consumed seconds / sessions, both over the 7-day window
     all_index = AsOf(ev["user_id"].to_numpy(object), ev["ts_ms"].to_numpy())
-    fraction = ev["consumed_fraction"].to_numpy(np.float64, na_value=np.nan) if "consumed_fraction" in ev else np.full(len(ev), np.nan)
-    duration = ev["duration_s"].to_numpy(np.float64, na_value=np.nan) if "duration_s" in ev else np.full(len(ev), np.nan)
+    fraction = (
+        ev["consumed_fraction"].to_numpy(np.float64, na_value=np.nan)
+        if "consumed_fraction" in ev
+        else np.full(len(ev), np.nan)
+    )
+    duration = (
+        ev["duration_s"].to_numpy(np.float64, na_value=np.nan)
+        if "duration_s" in ev
+        else np.full(len(ev), np.nan)
+    )
     consumed = np.array(
         [
             d.consumed_seconds(t, None if np.isnan(f) else f, 0.0 if np.isnan(s) else s)
@@ -233,7 +261,9 @@ def user_features_asof(events: pd.DataFrame, queries: pd.DataFrame) -> pd.DataFr
     has_session = ev["session_id"].notna().to_numpy()
     first_of_session = np.zeros(len(ev), dtype=bool)
     if len(ev):
-        first_idx = pd.Series(ev["ts_ms"].to_numpy()).groupby(session_key.to_numpy()).idxmin().to_numpy()
+        first_idx = (
+            pd.Series(ev["ts_ms"].to_numpy()).groupby(session_key.to_numpy()).idxmin().to_numpy()
+        )
         first_of_session[first_idx] = True
     first_of_session &= has_session
     seconds = all_index.sum(consumed, q_users, t_ms, lower7)
@@ -264,7 +294,9 @@ def affinity_asof(
 # --- content group, as of T ------------------------------------------------------------------
 
 
-def item_features_asof(events: pd.DataFrame, queries: pd.DataFrame, catalogue: pd.DataFrame | None = None) -> pd.DataFrame:
+def item_features_asof(
+    events: pd.DataFrame, queries: pd.DataFrame, catalogue: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The online content group (+ trending) for each (media_id, as_of) of ``queries``."""
     q_items = queries["media_id"].to_numpy(object)
     t_ms = _as_ms(queries["as_of"], len(queries))
@@ -272,10 +304,17 @@ def item_features_asof(events: pd.DataFrame, queries: pd.DataFrame, catalogue: p
     out = queries.reset_index(drop=True).copy()
     index = AsOf(events["media_id"].to_numpy(object), events["ts_ms"].to_numpy())
     etype = events["event_type"]
-    counts = {c: index.sum((etype == str(t)).to_numpy(), q_items, t_ms) for t, c in d.ITEM_COUNTER_OF_EVENT.items()}
+    counts = {
+        c: index.sum((etype == str(t)).to_numpy(), q_items, t_ms)
+        for t, c in d.ITEM_COUNTER_OF_EVENT.items()
+    }
     starts = (etype == PLAY).to_numpy()
-    out["play_count_24h"] = index.sum(starts, q_items, t_ms, window_start_s(t_s, d.WINDOW_24H_S, d.BUCKET_24H_S) * MS)
-    out["views_1h"] = index.sum(starts, q_items, t_ms, window_start_s(t_s, d.WINDOW_1H_S, d.BUCKET_1H_S) * MS)
+    out["play_count_24h"] = index.sum(
+        starts, q_items, t_ms, window_start_s(t_s, d.WINDOW_24H_S, d.BUCKET_24H_S) * MS
+    )
+    out["views_1h"] = index.sum(
+        starts, q_items, t_ms, window_start_s(t_s, d.WINDOW_1H_S, d.BUCKET_1H_S) * MS
+    )
     for name in ("starts", "completes", "likes", "dislikes"):
         out[f"item_{name}"] = counts[name]
     out["like_ratio"] = d.like_ratio(counts["likes"], counts["dislikes"])
@@ -283,17 +322,29 @@ def item_features_asof(events: pd.DataFrame, queries: pd.DataFrame, catalogue: p
     meta = _item_meta(events, catalogue)
     for col in ["category", "duration_s", "content_type", "creator_id", "language", "published_at"]:
         if col in meta.columns:
-            out[f"item_{col}" if col in out.columns else col] = pd.Series(q_items).map(meta[col]).to_numpy()
+            out[f"item_{col}" if col in out.columns else col] = (
+                pd.Series(q_items).map(meta[col]).to_numpy()
+            )
     published = out["published_at"] if "published_at" in out else pd.Series([pd.NaT] * len(out))
     pub_s = np.asarray(_to_ms(published.fillna(pd.Timestamp(0, tz="UTC"))), np.float64) / MS
     age = d.publish_age_hours(pub_s, t_s)
     out["publish_age_hours"] = np.where(published.isna().to_numpy(), np.nan, age)
-    out["trending_score"] = d.trending_score(out["views_1h"], np.nan_to_num(age), out["completion_rate"], out["like_ratio"])
+    out["trending_score"] = d.trending_score(
+        out["views_1h"], np.nan_to_num(age), out["completion_rate"], out["like_ratio"]
+    )
     return out
 
 
 def _item_meta(events: pd.DataFrame, catalogue: pd.DataFrame | None) -> pd.DataFrame:
-    cols = ["media_id", "category", "duration_s", "content_type", "creator_id", "language", "published_at"]
+    cols = [
+        "media_id",
+        "category",
+        "duration_s",
+        "content_type",
+        "creator_id",
+        "language",
+        "published_at",
+    ]
     if catalogue is not None and len(catalogue):
         meta = catalogue[[c for c in cols if c in catalogue.columns]].copy()
         for c in meta.columns:
@@ -311,7 +362,9 @@ def _item_meta(events: pd.DataFrame, catalogue: pd.DataFrame | None) -> pd.DataF
 
 def watch_sequences(events: pd.DataFrame, max_len: int | None = None) -> pd.DataFrame:
     """Per user: plays (``media_started``) in time order: media_ids, timestamps (ms), categories."""
-    plays = events[events["event_type"] == PLAY].sort_values(["user_id", "ts_ms", "media_id"], kind="stable")
+    plays = events[events["event_type"] == PLAY].sort_values(
+        ["user_id", "ts_ms", "media_id"], kind="stable"
+    )
     if max_len is not None:
         plays = plays.groupby("user_id", sort=False).tail(max_len)
     grouped = plays.groupby("user_id", sort=True)
@@ -323,33 +376,53 @@ def watch_sequences(events: pd.DataFrame, max_len: int | None = None) -> pd.Data
         }
     )
     if "category" in plays.columns:
-        result["categories"] = grouped["category"].agg(lambda s: [None if pd.isna(x) else x for x in s])
+        result["categories"] = grouped["category"].agg(
+            lambda s: [None if pd.isna(x) else x for x in s]
+        )
     result["length"] = result["media_ids"].map(len)
     return result.reset_index()
 
 
-def interaction_affinity(events: pd.DataFrame, key: str, signal_weights: Mapping[Any, float] | None = None) -> pd.DataFrame:
+def interaction_affinity(
+    events: pd.DataFrame, key: str, signal_weights: Mapping[Any, float] | None = None
+) -> pd.DataFrame:
     """Per (user, ``key``): signal-weighted ``score``, ``events``, and ``share`` of the user's
     positive mass (a distribution over keys, 0 for non-positive scores)."""
     weights = _weights(signal_weights)
-    frame = events[events[key].notna()].assign(_w=lambda f: f["event_type"].map(weights).astype("float64").fillna(0.0))
-    agg = frame.groupby(["user_id", key], sort=True).agg(score=("_w", "sum"), events=("_w", "size")).reset_index()
+    frame = events[events[key].notna()].assign(
+        _w=lambda f: f["event_type"].map(weights).astype("float64").fillna(0.0)
+    )
+    agg = (
+        frame.groupby(["user_id", key], sort=True)
+        .agg(score=("_w", "sum"), events=("_w", "size"))
+        .reset_index()
+    )
     positive = agg["score"].clip(lower=0.0)
     total = positive.groupby(agg["user_id"]).transform("sum")
     agg["share"] = np.divide(positive, total, out=np.zeros(len(agg)), where=total.to_numpy() > 0)
     if key == "creator_id":
         subs = events[events["event_type"] == str(EventType.SUBSCRIPTION_TO_CREATOR)]
-        own = subs["subscribed_creator_id"].fillna(subs[key]) if "subscribed_creator_id" in subs else subs[key]
+        own = (
+            subs["subscribed_creator_id"].fillna(subs[key])
+            if "subscribed_creator_id" in subs
+            else subs[key]
+        )
         subscribed = set(zip(subs["user_id"], own, strict=True))
-        agg["subscribed"] = [(u, c) in subscribed for u, c in zip(agg["user_id"], agg[key], strict=True)]
+        agg["subscribed"] = [
+            (u, c) in subscribed for u, c in zip(agg["user_id"], agg[key], strict=True)
+        ]
     return agg
 
 
-def category_affinity(events: pd.DataFrame, signal_weights: Mapping[Any, float] | None = None) -> pd.DataFrame:
+def category_affinity(
+    events: pd.DataFrame, signal_weights: Mapping[Any, float] | None = None
+) -> pd.DataFrame:
     return interaction_affinity(events, "category", signal_weights)
 
 
-def creator_affinity(events: pd.DataFrame, signal_weights: Mapping[Any, float] | None = None) -> pd.DataFrame:
+def creator_affinity(
+    events: pd.DataFrame, signal_weights: Mapping[Any, float] | None = None
+) -> pd.DataFrame:
     return interaction_affinity(events, "creator_id", signal_weights)
 
 
@@ -364,8 +437,20 @@ def read_store(root: str, as_of: Any = None, start: Any = None) -> ray.data.Data
     from data.ingest import event_files, resolve_fs
 
     fs, base = resolve_fs(root)
-    lo = None if start is None else pd.Timestamp(start).tz_convert("UTC").floor("h") if pd.Timestamp(start).tzinfo else pd.Timestamp(start, tz="UTC").floor("h")
-    hi = None if as_of is None else pd.Timestamp(as_of).tz_convert("UTC") if pd.Timestamp(as_of).tzinfo else pd.Timestamp(as_of, tz="UTC")
+    lo = (
+        None
+        if start is None
+        else pd.Timestamp(start).tz_convert("UTC").floor("h")
+        if pd.Timestamp(start).tzinfo
+        else pd.Timestamp(start, tz="UTC").floor("h")
+    )
+    hi = (
+        None
+        if as_of is None
+        else pd.Timestamp(as_of).tz_convert("UTC")
+        if pd.Timestamp(as_of).tzinfo
+        else pd.Timestamp(as_of, tz="UTC")
+    )
     files = []
     for path in event_files(root):
         parts = path[len(base) + 1 :].split("/")
@@ -377,7 +462,13 @@ def read_store(root: str, as_of: Any = None, start: Any = None) -> ray.data.Data
     ds = ray.data.read_parquet(files, filesystem=fs)
     if hi is not None or start is not None:
         hi_ms = None if hi is None else int(hi.value // 1_000_000)
-        lo_ms = None if start is None else int(pd.Timestamp(start, tz="UTC").value // 1_000_000) if pd.Timestamp(start).tzinfo is None else int(pd.Timestamp(start).value // 1_000_000)
+        lo_ms = (
+            None
+            if start is None
+            else int(pd.Timestamp(start, tz="UTC").value // 1_000_000)
+            if pd.Timestamp(start).tzinfo is None
+            else int(pd.Timestamp(start).value // 1_000_000)
+        )
 
         def keep(batch: pd.DataFrame) -> pd.DataFrame:
             ms = _to_ms(batch["timestamp"])
@@ -392,7 +483,9 @@ def read_store(root: str, as_of: Any = None, start: Any = None) -> ray.data.Data
     return ds
 
 
-def _user_group(batch: pd.DataFrame, *, as_of_ms: int, weights: dict[str, float], max_len: int | None) -> pd.DataFrame:
+def _user_group(
+    batch: pd.DataFrame, *, as_of_ms: int, weights: dict[str, float], max_len: int | None
+) -> pd.DataFrame:
     """One user's (or a few users') events -> one row of every user-level offline feature."""
     ev = prepare_events(batch)
     users = pd.DataFrame({"user_id": sorted(ev["user_id"].unique())})
@@ -401,14 +494,30 @@ def _user_group(batch: pd.DataFrame, *, as_of_ms: int, weights: dict[str, float]
     seq = watch_sequences(ev[ev["ts_ms"] < as_of_ms], max_len).set_index("user_id")
     cats = category_affinity(ev[ev["ts_ms"] < as_of_ms], weights)
     creators = creator_affinity(ev[ev["ts_ms"] < as_of_ms], weights)
-    feats["watch_media_ids"] = feats["user_id"].map(seq["media_ids"]).map(lambda v: v if isinstance(v, list) else [])
-    feats["watch_timestamps_ms"] = feats["user_id"].map(seq["timestamps_ms"]).map(lambda v: v if isinstance(v, list) else [])
-    feats["category_affinity"] = feats["user_id"].map(
-        cats.groupby("user_id").apply(lambda g: dict(zip(g["category"], g["score"], strict=True)), include_groups=False)
-    ).map(lambda v: _kv(v))
-    feats["creator_affinity"] = feats["user_id"].map(
-        creators.groupby("user_id").apply(lambda g: dict(zip(g["creator_id"], g["score"], strict=True)), include_groups=False)
-    ).map(lambda v: _kv(v))
+    feats["watch_media_ids"] = (
+        feats["user_id"].map(seq["media_ids"]).map(lambda v: v if isinstance(v, list) else [])
+    )
+    feats["watch_timestamps_ms"] = (
+        feats["user_id"].map(seq["timestamps_ms"]).map(lambda v: v if isinstance(v, list) else [])
+    )
+    feats["category_affinity"] = (
+        feats["user_id"]
+        .map(
+            cats.groupby("user_id").apply(
+                lambda g: dict(zip(g["category"], g["score"], strict=True)), include_groups=False
+            )
+        )
+        .map(lambda v: _kv(v))
+    )
+    feats["creator_affinity"] = (
+        feats["user_id"]
+        .map(
+            creators.groupby("user_id").apply(
+                lambda g: dict(zip(g["creator_id"], g["score"], strict=True)), include_groups=False
+            )
+        )
+        .map(lambda v: _kv(v))
+    )
     return feats
 
 
@@ -416,7 +525,10 @@ def _kv(value: Any) -> list[dict]:
     """dict -> list of {key, score} structs, highest first (Parquet-friendly map)."""
     if not isinstance(value, dict):
         return []
-    return [{"key": k, "score": float(s)} for k, s in sorted(value.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return [
+        {"key": k, "score": float(s)}
+        for k, s in sorted(value.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
 
 
 def _item_group(batch: pd.DataFrame, *, as_of_ms: int) -> pd.DataFrame:
@@ -454,7 +566,9 @@ def task_based_shuffle() -> Iterator[None]:
         ctx.shuffle_strategy = previous
 
 
-def bucketed_groups(ds: ray.data.Dataset, key: str, fn: Any, *, buckets: int, fn_kwargs: dict) -> ray.data.Dataset:
+def bucketed_groups(
+    ds: ray.data.Dataset, key: str, fn: Any, *, buckets: int, fn_kwargs: dict
+) -> ray.data.Dataset:
     """``fn`` over groups of whole keys: rows are tagged with a stable hash bucket of ``key``
     and grouped by bucket, so ``fn`` sees *all* rows of each of its keys in one vectorised call
     (instead of one Python call per user/item)."""
@@ -492,15 +606,21 @@ def compute_offline_features(
 
     cfg = config or OfflineFeatureSettings()
     root = root or offline_root(settings)
-    output = output or cfg.output or str(settings.state_dir.expanduser().resolve() / "offline" / "features")
+    output = (
+        output
+        or cfg.output
+        or str(settings.state_dir.expanduser().resolve() / "offline" / "features")
+    )
     as_of_ts = pd.Timestamp.now(tz="UTC") if as_of is None else pd.Timestamp(as_of)
-    as_of_ts = as_of_ts.tz_localize("UTC") if as_of_ts.tzinfo is None else as_of_ts.tz_convert("UTC")
+    as_of_ts = (
+        as_of_ts.tz_localize("UTC") if as_of_ts.tzinfo is None else as_of_ts.tz_convert("UTC")
+    )
     as_of_ms = int(as_of_ts.value // 1_000_000)
     connect_ray(settings)
     ds = read_store(root, as_of=as_of_ts)
     weights = _weights(settings.events.signal_weights)
     stamp = f"as_of={as_of_ts:%Y-%m-%dT%H-%M-%S}"
-    fs, base = resolve_fs(output)
+    fs, _base = resolve_fs(output)
     paths = {"users": f"{output}/users/{stamp}", "items": f"{output}/items/{stamp}"}
     for path in paths.values():
         sub = resolve_fs(path)[1]
@@ -512,9 +632,18 @@ def compute_offline_features(
     return paths
 
 
-def _write_features(ds: Any, paths: dict[str, str], buckets: int, as_of_ms: int, weights: dict[str, float], cfg: OfflineFeatureSettings) -> None:
+def _write_features(
+    ds: Any,
+    paths: dict[str, str],
+    buckets: int,
+    as_of_ms: int,
+    weights: dict[str, float],
+    cfg: OfflineFeatureSettings,
+) -> None:
     bucketed_groups(
         ds, "user_id", _user_group, buckets=buckets,
         fn_kwargs={"as_of_ms": as_of_ms, "weights": weights, "max_len": cfg.watch_sequence_max_len},
     ).write_parquet(paths["users"])  # fmt: skip
-    bucketed_groups(ds, "media_id", _item_group, buckets=buckets, fn_kwargs={"as_of_ms": as_of_ms}).write_parquet(paths["items"])
+    bucketed_groups(
+        ds, "media_id", _item_group, buckets=buckets, fn_kwargs={"as_of_ms": as_of_ms}
+    ).write_parquet(paths["items"])

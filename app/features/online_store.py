@@ -73,7 +73,6 @@ from typing import Any
 import numpy as np
 import orjson
 import redis
-from pydantic import BaseModel, Field
 
 from app.config import OnlineStoreConfig
 from app.features import definitions as d
@@ -267,7 +266,9 @@ class EventBatch:
         else:
             slot = _CORE_SLOT.get(etype)
             seconds = (
-                d.consumed_seconds(etype, getattr(event, "consumed_fraction", None), meta.duration_s)
+                d.consumed_seconds(
+                    etype, getattr(event, "consumed_fraction", None), meta.duration_s
+                )
                 if etype in _TIMED
                 else 0.0
             )
@@ -319,7 +320,16 @@ class EventBatch:
             recent = [[ts, m] for m, ts in recent_ts.items()]
             pos = [[ts, m] for m, ts in pos_ts.items()]
             users.append(
-                [s.key_user(uid), core, sessions, aff, recent, s.key_user_recent(uid), pos, s.key_user_positive(uid)]
+                [
+                    s.key_user(uid),
+                    core,
+                    sessions,
+                    aff,
+                    recent,
+                    s.key_user_recent(uid),
+                    pos,
+                    s.key_user_positive(uid),
+                ]
             )
         active = []
         for hour, members in self.active.items():
@@ -363,14 +373,21 @@ class OnlineStore:
         self._vocab = client.register_script(_script("vocab.lua"))
         self._names: dict[str, np.ndarray] = {}
         self._codes: dict[str, dict[str, int]] = {}
-        self._creator_of: dict[str, tuple[int, bytes, bytes]] = {}  # media_id -> creator code, RESP key, RESP code
+        self._creator_of: dict[
+            str, tuple[int, bytes, bytes]
+        ] = {}  # media_id -> creator code, RESP key, RESP code
         self.creator_cache_size = 2_000_000
         self._item_prefix = f"{self.config.prefix}:i:".encode()
         self._creator_counts_resp = self._resp(self.key_creator_counts().encode())
 
     @classmethod
-    def from_settings(cls, settings: Any, config: OnlineStoreConfig | None = None, **kwargs: Any) -> OnlineStore:
-        return cls(redis.Redis(**(settings.redis.client_kwargs() | kwargs)), config or settings.online_store)
+    def from_settings(
+        cls, settings: Any, config: OnlineStoreConfig | None = None, **kwargs: Any
+    ) -> OnlineStore:
+        return cls(
+            redis.Redis(**(settings.redis.client_kwargs() | kwargs)),
+            config or settings.online_store,
+        )
 
     @staticmethod
     def _resp(arg: bytes) -> bytes:
@@ -445,7 +462,9 @@ class OnlineStore:
         missing = sorted({n for n in names if n not in cache})
         for lo in range(0, len(missing), 4_000):
             chunk = missing[lo : lo + 4_000]
-            cache.update(zip(chunk, self._vocab(keys=self.key_vocab(kind), args=chunk), strict=True))
+            cache.update(
+                zip(chunk, self._vocab(keys=self.key_vocab(kind), args=chunk), strict=True)
+            )
         return np.fromiter((cache[n] for n in names), np.int64, len(names))
 
     def names(self, kind: str, codes: np.ndarray) -> np.ndarray:
@@ -543,16 +562,26 @@ class OnlineStore:
         """One user's features in one round trip (one pipeline of four commands)."""
         now = time.time() if now is None else float(now)
         # the positive history covers the days the 7-day counts cover: [window start, now)
-        start_ms = int(d.window_start_s(d.last_second_before(now), d.WINDOW_7D_S, d.BUCKET_7D_S)) * 1000
+        start_ms = (
+            int(d.window_start_s(d.last_second_before(now), d.WINDOW_7D_S, d.BUCKET_7D_S)) * 1000
+        )
         now_ms = now * 1000.0
         pipe = self.client.pipeline(transaction=False)
         pipe.hgetall(self.key_user(user_id))
         pipe.zrevrangebyscore(
-            self.key_user_recent(user_id), now, f"({now - d.WINDOW_7D_S}", start=0, num=d.RECENT_MEDIA_LIMIT
+            self.key_user_recent(user_id),
+            now,
+            f"({now - d.WINDOW_7D_S}",
+            start=0,
+            num=d.RECENT_MEDIA_LIMIT,
         )
         pipe.scard(self.key_user_subs(user_id))
         pipe.zrevrangebyscore(
-            self.key_user_positive(user_id), f"({now_ms!r}", start_ms, start=0, num=d.RECENT_MEDIA_LIMIT
+            self.key_user_positive(user_id),
+            f"({now_ms!r}",
+            start_ms,
+            start=0,
+            num=d.RECENT_MEDIA_LIMIT,
         )
         fields, recent, subs, positive = pipe.execute()
         return user_features_from_raw(user_id, fields, recent, subs, now, positive)
@@ -622,8 +651,12 @@ class OnlineStore:
         return ItemFeatures(
             media_id=list(media_ids),
             found=found,
-            play_count_24h=d.windowed_sum(rec["h24_id"], rec["h24_starts"], now, d.WINDOW_24H_S, d.BUCKET_24H_S),
-            views_1h=d.windowed_sum(rec["m5_id"], rec["m5_starts"], now, d.WINDOW_1H_S, d.BUCKET_1H_S),
+            play_count_24h=d.windowed_sum(
+                rec["h24_id"], rec["h24_starts"], now, d.WINDOW_24H_S, d.BUCKET_24H_S
+            ),
+            views_1h=d.windowed_sum(
+                rec["m5_id"], rec["m5_starts"], now, d.WINDOW_1H_S, d.BUCKET_1H_S
+            ),
             like_ratio=d.like_ratio(rec["likes"], rec["dislikes"]),
             completion_rate=d.completion_rate(rec["completes"], rec["starts"]),
             category=self.names("category", rec["category"].astype(np.int64)),
@@ -666,7 +699,12 @@ def user_features_from_raw(
     series = np.stack([core[n][0] for n in _CORE_SERIES]).astype(np.float64)
     sums = d.windowed_sum(core["d7_id"][0], series, *win)
     c = dict(zip(_CORE_SERIES, sums.tolist(), strict=True))
-    video, audio, consumed, sessions = c["d7_video"], c["d7_audio"], c["d7_consumed_s"], c["d7_sessions"]
+    video, audio, consumed, sessions = (
+        c["d7_video"],
+        c["d7_audio"],
+        c["d7_consumed_s"],
+        c["d7_sessions"],
+    )
     names = [k for k in fields if k != b"core"]
     cats: dict[str, float] = {}
     langs: dict[str, float] = {}

@@ -67,7 +67,9 @@ def exact_search(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndar
 def measure_recall(approx: np.ndarray, exact: np.ndarray) -> float:
     """Mean |approx ∩ exact| / k over queries (ids [q, k]; -1 entries never match)."""
     k = exact.shape[1]
-    return float(np.mean([np.isin(a[a >= 0], e).sum() / k for a, e in zip(approx, exact, strict=True)]))
+    return float(
+        np.mean([np.isin(a[a >= 0], e).sum() / k for a, e in zip(approx, exact, strict=True)])
+    )
 
 
 class FeedIndex:
@@ -108,8 +110,10 @@ class FeedIndex:
         """(scores [q, k], media ids per query, best first)."""
         scores, pos = self.search_positions(queries, k)
         # a position whose id was re-added elsewhere (HNSW replace) is stale: skip it
-        return scores, [[self.ids[p] for p in row if p >= 0 and self._position.get(self.ids[p]) == p]
-                        for row in pos]
+        return scores, [
+            [self.ids[p] for p in row if p >= 0 and self._position.get(self.ids[p]) == p]
+            for row in pos
+        ]
 
     def add_items(self, vectors: np.ndarray, media_ids: list[str]) -> None:
         """Add new items (or replace the vectors of ids already indexed) without a rebuild."""
@@ -223,7 +227,9 @@ def build_index(
         raise ValueError(f"unknown index kind {kind!r}")
     if gpu and kind != "hnsw":
         index = faiss.index_cpu_to_all_gpus(index)
-    index.add_with_ids(x, np.arange(n, dtype=np.int64)) if kind != "ivf_pq" else _add_refine(index, x)
+    index.add_with_ids(x, np.arange(n, dtype=np.int64)) if kind != "ivf_pq" else _add_refine(
+        index, x
+    )
     params.build_s = time.perf_counter() - t0
     out = FeedIndex(index, media_ids, params)
 

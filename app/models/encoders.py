@@ -32,7 +32,7 @@ class IdEmbedding(nn.Embedding):
         super().__init__(buckets, dim, padding_idx=0)
         nn.init.zeros_(self.weight)
 
-    def forward(self, ids: torch.Tensor, drop: float = 0.0) -> torch.Tensor:  # noqa: D102
+    def forward(self, ids: torch.Tensor, drop: float = 0.0) -> torch.Tensor:
         out = super().forward(ids)
         if self.training and drop > 0:
             keep = (torch.rand(ids.shape[0], device=ids.device) >= drop).to(out.dtype)

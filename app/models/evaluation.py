@@ -42,7 +42,9 @@ def top_k(user_vecs: np.ndarray, item_vecs: np.ndarray, k: int, batch: int = 102
     return out
 
 
-def heldout_relevant(eval_frame: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame) -> list[np.ndarray]:
+def heldout_relevant(
+    eval_frame: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame
+) -> list[np.ndarray]:
     """Per row of ``users``: catalogue positions of the user's held-out positive items."""
     pos = eval_frame[eval_frame["positive"]]
     position = pd.Series(np.arange(len(items)), index=items["media_id"].to_numpy())
@@ -93,7 +95,9 @@ def evaluate_retrieval(
     relevant = heldout_relevant(eval_frame, active, items)
     report = {
         "model": retrieval_metrics(model, active, items, relevant, ks),
-        "popularity": retrieval_metrics(None, active, items, relevant, ks, items["train_starts"].to_numpy()),
+        "popularity": retrieval_metrics(
+            None, active, items, relevant, ks, items["train_starts"].to_numpy()
+        ),
     }
     if champion is not None:
         report["champion"] = retrieval_metrics(champion, active, items, relevant, ks)
@@ -104,8 +108,11 @@ def ranking_scores(model: Ranker, frame: pd.DataFrame, batch: int = 8192) -> dic
     """Per-head probabilities and the value score for every row of ``frame``."""
     from app.models.ranker import SPARSE_FEATURES
 
-    names = sorted({c for c, _ in SPARSE_FEATURES.values()} | {"u_dense", "i_dense", "type_match"}
-                   | ({"retrieval_score"} if "retrieval_score" in frame else set()))
+    names = sorted(
+        {c for c, _ in SPARSE_FEATURES.values()}
+        | {"u_dense", "i_dense", "type_match"}
+        | ({"retrieval_score"} if "retrieval_score" in frame else set())
+    )
     cols = frame_columns(frame, names)
     parts: dict[str, list[np.ndarray]] = {}
     for lo in range(0, len(frame), batch):
@@ -115,7 +122,9 @@ def ranking_scores(model: Ranker, frame: pd.DataFrame, batch: int = 8192) -> dic
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def ranking_metrics(frame: pd.DataFrame, scores: Mapping[str, np.ndarray], k: int = 10) -> dict[str, float]:
+def ranking_metrics(
+    frame: pd.DataFrame, scores: Mapping[str, np.ndarray], k: int = 10
+) -> dict[str, float]:
     """AUC and log loss per head, NDCG@k of ``value`` per (user, day) group."""
     out: dict[str, float] = {}
     for head, label in zip(HEADS, LABELS, strict=True):
@@ -130,14 +139,24 @@ def ranking_metrics(frame: pd.DataFrame, scores: Mapping[str, np.ndarray], k: in
 
 
 def evaluate_ranking(
-    model: Ranker, eval_frame: pd.DataFrame, items: pd.DataFrame, *, champion: Ranker | None = None, k: int = 10
+    model: Ranker,
+    eval_frame: pd.DataFrame,
+    items: pd.DataFrame,
+    *,
+    champion: Ranker | None = None,
+    k: int = 10,
 ) -> dict[str, dict[str, float]]:
     """{"model", "popularity", "champion"?} -> ranking metrics on held-out impressions.
 
     The popularity score is the item's training-window plays (the same for every head, so
     it is judged by AUC and NDCG only)."""
     report = {"model": ranking_metrics(eval_frame, ranking_scores(model, eval_frame), k)}
-    plays = eval_frame["media_id"].map(items.set_index("media_id")["train_starts"]).fillna(0).to_numpy(np.float64)
+    plays = (
+        eval_frame["media_id"]
+        .map(items.set_index("media_id")["train_starts"])
+        .fillna(0)
+        .to_numpy(np.float64)
+    )
     report["popularity"] = ranking_metrics(eval_frame, {"value": plays}, k)
     if champion is not None:
         report["champion"] = ranking_metrics(eval_frame, ranking_scores(champion, eval_frame), k)
@@ -158,10 +177,22 @@ def gate(report: Mapping[str, Mapping[str, float]], metric: str, tolerance: floa
     value = float(report["model"][metric])
     champ = report.get("champion")
     if champ is None:
-        return GateDecision(passed=True, metric=metric, value=value, champion_value=None,
-                            tolerance=tolerance, reason="no champion to compare against")
+        return GateDecision(
+            passed=True,
+            metric=metric,
+            value=value,
+            champion_value=None,
+            tolerance=tolerance,
+            reason="no champion to compare against",
+        )
     cv = float(champ[metric])
     passed = bool(value >= cv - tolerance)
     verdict = "not worse than" if passed else "worse than"
-    return GateDecision(passed=passed, metric=metric, value=value, champion_value=cv, tolerance=tolerance,
-                        reason=f"{metric} {value:.4f} {verdict} champion {cv:.4f} - tolerance {tolerance}")
+    return GateDecision(
+        passed=passed,
+        metric=metric,
+        value=value,
+        champion_value=cv,
+        tolerance=tolerance,
+        reason=f"{metric} {value:.4f} {verdict} champion {cv:.4f} - tolerance {tolerance}",
+    )

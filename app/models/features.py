@@ -35,13 +35,25 @@ USER_DENSE = len(USER_DENSE_NAMES)
 ITEM_DENSE = len(ITEM_DENSE_NAMES)
 CONTENT_TYPE_CODE = {"VIDEO": 1, "AUDIO": 2}
 PREFERRED_CODE = {"VIDEO": 1, "AUDIO": 2, "MIXED": 3}
-DURATION_EDGES_S = np.array([30, 60, 120, 240, 420, 600, 900, 1800, 2700, 3600, 7200], dtype=np.float64)
+DURATION_EDGES_S = np.array(
+    [30, 60, 120, 240, 420, 600, 900, 1800, 2700, 3600, 7200], dtype=np.float64
+)
 DURATION_BUCKETS = len(DURATION_EDGES_S) + 2  # 0 = missing
 
 USER_COLUMNS = ("u_hash", "u_hist", "u_cats", "u_lang", "u_pref", "u_dense")
 ITEM_COLUMNS = ("i_hash", "i_cat", "i_creator", "i_type", "i_lang", "i_dur", "i_dense")
-_FLOAT_COLUMNS = {"u_dense", "i_dense", "log_q", "weight", "retrieval_score", "type_match",
-                  "label_completed", "label_strong", "label_negative", "value"}
+_FLOAT_COLUMNS = {
+    "u_dense",
+    "i_dense",
+    "log_q",
+    "weight",
+    "retrieval_score",
+    "type_match",
+    "label_completed",
+    "label_strong",
+    "label_negative",
+    "value",
+}
 
 
 def stable_hash(values: np.ndarray | pd.Series | list, buckets: int, salt: str = "") -> np.ndarray:
@@ -52,7 +64,11 @@ def stable_hash(values: np.ndarray | pd.Series | list, buckets: int, salt: str =
     Plain object arrays instead of a Series: the serving path hashes a few hundred strings
     per request, where Series construction used to cost more than the hashing.
     """
-    arr = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else np.asarray(values, dtype=object).reshape(-1)
+    arr = (
+        values.to_numpy(dtype=object)
+        if isinstance(values, pd.Series)
+        else np.asarray(values, dtype=object).reshape(-1)
+    )
     missing = np.asarray(pd.isna(arr), dtype=bool).reshape(-1)
     text = np.empty(len(arr), dtype=object)
     text[:] = [salt + (v if isinstance(v, str) else str(v)) for v in arr]
@@ -72,8 +88,12 @@ def duration_bucket(duration_s: np.ndarray) -> np.ndarray:
 
 
 def item_dense(
-    starts: np.ndarray, completes: np.ndarray, likes: np.ndarray, dislikes: np.ndarray,
-    age_hours: np.ndarray, duration_s: np.ndarray,
+    starts: np.ndarray,
+    completes: np.ndarray,
+    likes: np.ndarray,
+    dislikes: np.ndarray,
+    age_hours: np.ndarray,
+    duration_s: np.ndarray,
 ) -> np.ndarray:
     """Content dense features (float32 [n, ITEM_DENSE]) from raw counters, via definitions.py."""
     return np.stack(
@@ -89,21 +109,31 @@ def item_dense(
 
 
 def user_dense(
-    plays: np.ndarray, completes: np.ndarray, likes: np.ndarray, dislikes: np.ndarray,
+    plays: np.ndarray,
+    completes: np.ndarray,
+    likes: np.ndarray,
+    dislikes: np.ndarray,
     video_plays: np.ndarray,
 ) -> np.ndarray:
     """User dense features (float32 [n, USER_DENSE]) from 7-day raw counters."""
     plays = np.asarray(plays, np.float64)
-    video_share = np.divide(np.asarray(video_plays, np.float64), plays,
-                            out=np.full_like(plays, 0.5), where=plays > 0)
+    video_share = np.divide(
+        np.asarray(video_plays, np.float64), plays, out=np.full_like(plays, 0.5), where=plays > 0
+    )
     return np.stack(
-        [np.log1p(plays) / 5.0, fd.completion_rate(completes, plays),
-         fd.like_ratio(likes, dislikes), video_share],
+        [
+            np.log1p(plays) / 5.0,
+            fd.completion_rate(completes, plays),
+            fd.like_ratio(likes, dislikes),
+            video_share,
+        ],
         axis=1,
     ).astype(np.float32)
 
 
-def _hashed_lists(lists: Sequence[Sequence[str]], width: int, buckets: int, salt: str) -> np.ndarray:
+def _hashed_lists(
+    lists: Sequence[Sequence[str]], width: int, buckets: int, salt: str
+) -> np.ndarray:
     """[len(lists), width] int64: the first ``width`` strings of each list hashed, 0-padded."""
     out = np.zeros((len(lists), width), dtype=np.int64)
     cut = [list(values)[:width] for values in lists]
@@ -115,7 +145,9 @@ def _hashed_lists(lists: Sequence[Sequence[str]], width: int, buckets: int, salt
     return out
 
 
-def encode_online_users(users: Sequence[UserFeatures], cfg: FeatureSettings) -> dict[str, np.ndarray]:
+def encode_online_users(
+    users: Sequence[UserFeatures], cfg: FeatureSettings
+) -> dict[str, np.ndarray]:
     """The u_* model columns of online-store users (``OnlineStore.read_user``), B = len(users).
 
     The same helpers and salts as ``train.data.user_features``, so a user read at a midnight
@@ -135,11 +167,15 @@ def encode_online_users(users: Sequence[UserFeatures], cfg: FeatureSettings) -> 
     its 7 days, more categories or history than it keeps).
     """
     if cfg.user_window_days * fd.DAY_S != fd.WINDOW_7D_S:
-        raise ValueError(f"the online store keeps {fd.WINDOW_7D_S // fd.DAY_S}-day user windows, "
-                         f"the model was trained with user_window_days={cfg.user_window_days}")
+        raise ValueError(
+            f"the online store keeps {fd.WINDOW_7D_S // fd.DAY_S}-day user windows, "
+            f"the model was trained with user_window_days={cfg.user_window_days}"
+        )
     if cfg.top_categories > fd.TOP_CATEGORIES_K or cfg.history_len > fd.RECENT_MEDIA_LIMIT:
-        raise ValueError(f"the online store keeps {fd.TOP_CATEGORIES_K} top categories and "
-                         f"{fd.RECENT_MEDIA_LIMIT} recent items per user")
+        raise ValueError(
+            f"the online store keeps {fd.TOP_CATEGORIES_K} top categories and "
+            f"{fd.RECENT_MEDIA_LIMIT} recent items per user"
+        )
     n = len(users)
     plays = np.array([u.plays_7d for u in users], dtype=np.float64)
     video = np.array([u.video_plays_7d for u in users], dtype=np.float64)
@@ -151,10 +187,15 @@ def encode_online_users(users: Sequence[UserFeatures], cfg: FeatureSettings) -> 
     pref_code[plays == 0] = 0
     return {
         "u_hash": stable_hash([u.user_id for u in users], cfg.user_buckets, "user:").reshape(n),
-        "u_hist": _hashed_lists([u.recent_positive_7d for u in users], cfg.history_len, cfg.item_buckets, "item:"),
-        "u_cats": _hashed_lists([u.top_categories_7d for u in users], cfg.top_categories,
-                                cfg.category_buckets, "cat:"),
-        "u_lang": stable_hash([u.preferred_language for u in users], cfg.language_buckets, "lang:").reshape(n),
+        "u_hist": _hashed_lists(
+            [u.recent_positive_7d for u in users], cfg.history_len, cfg.item_buckets, "item:"
+        ),
+        "u_cats": _hashed_lists(
+            [u.top_categories_7d for u in users], cfg.top_categories, cfg.category_buckets, "cat:"
+        ),
+        "u_lang": stable_hash(
+            [u.preferred_language for u in users], cfg.language_buckets, "lang:"
+        ).reshape(n),
         "u_pref": pref_code,
         "u_dense": user_dense(plays, completes, likes, dislikes, video).reshape(n, USER_DENSE),
     }
@@ -168,7 +209,9 @@ def encode_items(frame: Mapping[str, object], cfg: FeatureSettings) -> dict[str,
         "i_hash": stable_hash(frame["media_id"], cfg.item_buckets, "item:"),
         "i_cat": stable_hash(frame["category"], cfg.category_buckets, "cat:"),
         "i_creator": stable_hash(frame["creator_id"], cfg.creator_buckets, "creator:"),
-        "i_type": np.fromiter((CONTENT_TYPE_CODE.get(str(t), 0) for t in types), np.int64, len(types)),
+        "i_type": np.fromiter(
+            (CONTENT_TYPE_CODE.get(str(t), 0) for t in types), np.int64, len(types)
+        ),
         "i_lang": stable_hash(frame["language"], cfg.language_buckets, "lang:"),
         "i_dur": duration_bucket(np.asarray(frame["duration_s"], dtype=np.float64)),
     }
@@ -182,7 +225,9 @@ def type_match(u_pref: np.ndarray, i_type: np.ndarray) -> np.ndarray:
     return fits.astype(np.float32)
 
 
-def to_tensors(batch: Mapping[str, object], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+def to_tensors(
+    batch: Mapping[str, object], device: torch.device | str = "cpu"
+) -> dict[str, torch.Tensor]:
     """Numpy / list / tensor columns -> tensors (int64 ids, float32 dense and labels)."""
     out: dict[str, torch.Tensor] = {}
     for name, value in batch.items():
@@ -196,12 +241,20 @@ def to_tensors(batch: Mapping[str, object], device: torch.device | str = "cpu") 
                 arr = np.stack([np.asarray(v) for v in arr])
             arr = np.ascontiguousarray(arr)
             t = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
-        t = t.to(torch.float32) if name in _FLOAT_COLUMNS else t.to(torch.int64) if not t.is_floating_point() else t
+        t = (
+            t.to(torch.float32)
+            if name in _FLOAT_COLUMNS
+            else t.to(torch.int64)
+            if not t.is_floating_point()
+            else t
+        )
         out[name] = t.to(device)
     return out
 
 
-def frame_columns(frame: pd.DataFrame, names: tuple[str, ...] | list[str]) -> dict[str, torch.Tensor]:
+def frame_columns(
+    frame: pd.DataFrame, names: tuple[str, ...] | list[str]
+) -> dict[str, torch.Tensor]:
     """Tensors of the named columns of a frame (array-valued cells stacked to [n, w])."""
     out = {}
     for name in names:

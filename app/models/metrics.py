@@ -23,8 +23,12 @@ def recall_at_k(retrieved: np.ndarray, relevant: Sequence[np.ndarray], k: int) -
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def ndcg_at_k(retrieved: np.ndarray, relevant: Sequence[np.ndarray], k: int,
-              gains: Sequence[np.ndarray] | None = None) -> float:
+def ndcg_at_k(
+    retrieved: np.ndarray,
+    relevant: Sequence[np.ndarray],
+    k: int,
+    gains: Sequence[np.ndarray] | None = None,
+) -> float:
     """Mean NDCG@k; binary gains unless ``gains`` (aligned with ``relevant``) are given."""
     discount = 1.0 / np.log2(np.arange(2, k + 2))
     scores = []

@@ -51,8 +51,13 @@ SPARSE_FEATURES: dict[str, tuple[str, bool]] = {
 
 def _tables(f: FeatureSettings, dim: int) -> list[EmbeddingBagConfig]:
     def table(name: str, rows: int, feats: list[str]) -> EmbeddingBagConfig:
-        return EmbeddingBagConfig(name=name, embedding_dim=dim, num_embeddings=rows,
-                                  feature_names=feats, pooling=PoolingType.MEAN)
+        return EmbeddingBagConfig(
+            name=name,
+            embedding_dim=dim,
+            num_embeddings=rows,
+            feature_names=feats,
+            pooling=PoolingType.MEAN,
+        )
 
     return [
         table("t_user", f.user_buckets, ["user_id"]),
@@ -77,7 +82,9 @@ def sparse_input(b: dict[str, torch.Tensor]) -> KeyedJaggedTensor:
             values.append(ids.reshape(-1))
             lengths.append(torch.ones_like(ids.reshape(-1)))
     return KeyedJaggedTensor.from_lengths_sync(
-        keys=list(SPARSE_FEATURES), values=torch.cat(values), lengths=torch.cat(lengths).to(torch.int32)
+        keys=list(SPARSE_FEATURES),
+        values=torch.cat(values),
+        lengths=torch.cat(lengths).to(torch.int32),
     )
 
 
@@ -95,8 +102,12 @@ class Ranker(nn.Module):
 
     kind = "ranker"
 
-    def __init__(self, features: FeatureSettings, settings: RankerSettings,
-                 head_weights: dict[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        features: FeatureSettings,
+        settings: RankerSettings,
+        head_weights: dict[str, float] | None = None,
+    ) -> None:
         super().__init__()
         self.features = features
         self.settings = settings
@@ -128,13 +139,20 @@ class Ranker(nn.Module):
         return out
 
     def config(self) -> dict:
-        return {"kind": self.kind, "features": self.features.model_dump(mode="json"),
-                "settings": self.settings.model_dump(mode="json"), "head_weights": self.head_weights}
+        return {
+            "kind": self.kind,
+            "features": self.features.model_dump(mode="json"),
+            "settings": self.settings.model_dump(mode="json"),
+            "head_weights": self.head_weights,
+        }
 
     @classmethod
     def from_config(cls, config: dict) -> Ranker:
-        return cls(FeatureSettings(**config["features"]), RankerSettings(**config["settings"]),
-                   config.get("head_weights"))
+        return cls(
+            FeatureSettings(**config["features"]),
+            RankerSettings(**config["settings"]),
+            config.get("head_weights"),
+        )
 
 
 def multi_head_loss(logits: torch.Tensor, b: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -143,7 +161,9 @@ def multi_head_loss(logits: torch.Tensor, b: dict[str, torch.Tensor]) -> torch.T
     return F.binary_cross_entropy_with_logits(logits, labels)
 
 
-def train_step(model: nn.Module, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer) -> float:
+def train_step(
+    model: nn.Module, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer
+) -> float:
     model.train()
     loss = multi_head_loss(model(batch), batch)
     optimizer.zero_grad(set_to_none=True)

@@ -36,8 +36,14 @@ class UserTower(nn.Module):
     (category hashes), u_lang [B], u_pref [B], u_dense [B, USER_DENSE].
     """
 
-    def __init__(self, f: FeatureSettings, m: TwoTowerSettings, history: nn.Embedding,
-                 categories: nn.Embedding, languages: nn.Embedding) -> None:
+    def __init__(
+        self,
+        f: FeatureSettings,
+        m: TwoTowerSettings,
+        history: nn.Embedding,
+        categories: nn.Embedding,
+        languages: nn.Embedding,
+    ) -> None:
         super().__init__()
         self.id_dropout = m.id_dropout
         self.user_id = IdEmbedding(f.user_buckets, m.id_dim)
@@ -72,8 +78,14 @@ class ContentTower(nn.Module):
     i_dense [B, ITEM_DENSE]. ``content_type`` is an input, so one model serves video and audio.
     """
 
-    def __init__(self, f: FeatureSettings, m: TwoTowerSettings, item_ids: IdEmbedding,
-                 categories: nn.Embedding, languages: nn.Embedding) -> None:
+    def __init__(
+        self,
+        f: FeatureSettings,
+        m: TwoTowerSettings,
+        item_ids: IdEmbedding,
+        categories: nn.Embedding,
+        languages: nn.Embedding,
+    ) -> None:
         super().__init__()
         self.id_dropout = m.id_dropout
         self.item_id = item_ids
@@ -120,8 +132,11 @@ class TwoTower(nn.Module):
         return self.user(b), self.content(b)
 
     def config(self) -> dict:
-        return {"kind": self.kind, "features": self.features.model_dump(mode="json"),
-                "settings": self.settings.model_dump(mode="json")}
+        return {
+            "kind": self.kind,
+            "features": self.features.model_dump(mode="json"),
+            "settings": self.settings.model_dump(mode="json"),
+        }
 
     @classmethod
     def from_config(cls, config: dict) -> TwoTower:
@@ -154,7 +169,9 @@ def in_batch_loss(
     return (loss * weight).sum() / weight.sum().clamp_min(1e-6)
 
 
-def train_step(model: TwoTower, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer) -> float:
+def train_step(
+    model: TwoTower, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer
+) -> float:
     """One optimisation step on a batch of positive pairs; returns the loss."""
     core = model.module if hasattr(model, "module") else model
     s = core.settings
@@ -169,7 +186,9 @@ def train_step(model: TwoTower, batch: dict[str, torch.Tensor], optimizer: torch
 
 
 @torch.no_grad()
-def embed(tower: nn.Module, columns: dict[str, torch.Tensor], batch_size: int = 65_536) -> torch.Tensor:
+def embed(
+    tower: nn.Module, columns: dict[str, torch.Tensor], batch_size: int = 65_536
+) -> torch.Tensor:
     """Run ``tower`` (user or content) in eval mode over column tensors: float32 [n, D]."""
     tower.eval()
     n = next(iter(columns.values())).shape[0]

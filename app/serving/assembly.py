@@ -57,7 +57,9 @@ def _feed(
     if len(media_ids) == 0:
         return []
     picked = rerank(
-        Candidates(list(media_ids), keys.astype(np.float64), list(content_types), list(creator_ids)),
+        Candidates(
+            list(media_ids), keys.astype(np.float64), list(content_types), list(creator_ids)
+        ),
         limit=params.limit,
         preferred_type=preferred_type(user, params.content_type),
         diversity=params.diversity,
@@ -120,7 +122,9 @@ def blended_feed(
     """
     n_model, n_trend = len(candidates), len(trending)
     model_rank = np.empty(n_model)
-    model_rank[np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")] = np.arange(n_model)
+    model_rank[np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")] = np.arange(
+        n_model
+    )
     share = min(max(trending_share, 1e-6), 1 - 1e-6)
     keys = np.concatenate(
         [-model_rank / (1.0 - share), -np.arange(n_trend, dtype=np.float64) / share]
@@ -141,7 +145,9 @@ def blended_feed(
     )
 
 
-def trending_keys(user: UserFeatures, language: str | None, content_type: str | None) -> list[tuple[str, str]]:
+def trending_keys(
+    user: UserFeatures, language: str | None, content_type: str | None
+) -> list[tuple[str, str]]:
     """(content_type, language) trending lists to read for this user, most specific first.
 
     The filter (or the user's preferred type) picks the type; MIXED reads both types.

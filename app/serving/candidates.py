@@ -7,8 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def select_with_type_floor(scores: np.ndarray, types: np.ndarray, k: int, floor: int,
-                           kinds: Sequence[str]) -> np.ndarray:
+def select_with_type_floor(
+    scores: np.ndarray, types: np.ndarray, k: int, floor: int, kinds: Sequence[str]
+) -> np.ndarray:
     """Indices of up to ``k`` rows, best score first, holding at least ``floor`` rows of each
     kind in ``kinds`` (or all of that kind when fewer exist), the rest by score.
 

@@ -40,14 +40,20 @@ class ItemCounters:
     def from_store(cls, features) -> ItemCounters:
         """From ``OnlineStore.read_items``'s packed records (missing items read as zeros)."""
         raw = features.raw
-        return cls(*(raw[name].astype(np.float64) for name in ("starts", "completes", "likes", "dislikes")))
+        return cls(
+            *(raw[name].astype(np.float64) for name in ("starts", "completes", "likes", "dislikes"))
+        )
 
 
-def user_columns(user: UserFeatures, context: RequestContext, cfg: FeatureSettings) -> dict[str, np.ndarray]:
+def user_columns(
+    user: UserFeatures, context: RequestContext, cfg: FeatureSettings
+) -> dict[str, np.ndarray]:
     """u_* columns [1, ...] of one request's user; a cold-start user is described by the request language."""
     from app.features.online_store import UserFeatures as OnlineUser
 
-    language = user.preferred_language if user.known else (context.language or user.preferred_language)
+    language = (
+        user.preferred_language if user.known else (context.language or user.preferred_language)
+    )
     online = OnlineUser(
         user_id=user.user_id,
         recent_media_7d=list(user.recent_media),
@@ -80,23 +86,44 @@ def item_columns(
 ) -> dict[str, np.ndarray]:
     """i_* columns [n, ...] of n items from their catalogue attributes and raw counters."""
     duration = np.asarray(durations, np.float64)
-    columns = encode_items({"media_id": media_ids, "category": categories, "creator_id": creator_ids,
-                            "content_type": content_types, "language": languages, "duration_s": duration}, cfg)
+    columns = encode_items(
+        {
+            "media_id": media_ids,
+            "category": categories,
+            "creator_id": creator_ids,
+            "content_type": content_types,
+            "language": languages,
+            "duration_s": duration,
+        },
+        cfg,
+    )
     age = fd.publish_age_hours(np.asarray(published_s, np.float64), now_s)
-    columns["i_dense"] = item_dense(counters.starts, counters.completes, counters.likes, counters.dislikes,
-                                    age, duration)
+    columns["i_dense"] = item_dense(
+        counters.starts, counters.completes, counters.likes, counters.dislikes, age, duration
+    )
     return columns
 
 
 def ranking_batch(
-    user: dict[str, np.ndarray], candidates: CandidateBatch, counters: ItemCounters, now_s: float,
+    user: dict[str, np.ndarray],
+    candidates: CandidateBatch,
+    counters: ItemCounters,
+    now_s: float,
     cfg: FeatureSettings,
 ) -> dict[str, np.ndarray]:
     """The ranker's input for n candidates: user columns repeated, item columns, retrieval score, type match."""
     n = len(candidates)
     items = item_columns(
-        candidates.media_ids, candidates.content_types, candidates.creator_ids, candidates.categories,
-        candidates.languages, candidates.durations, candidates.published_s, counters, now_s, cfg,
+        candidates.media_ids,
+        candidates.content_types,
+        candidates.creator_ids,
+        candidates.categories,
+        candidates.languages,
+        candidates.durations,
+        candidates.published_s,
+        counters,
+        now_s,
+        cfg,
     )
     batch = {name: np.repeat(values, n, axis=0) for name, values in user.items()}
     batch.update(items)

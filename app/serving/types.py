@@ -88,7 +88,17 @@ class CandidateBatch:
 
     @classmethod
     def empty(cls, model_version: str = "") -> CandidateBatch:
-        return cls([], np.zeros(0, np.float32), [], [], [], [], np.zeros(0, np.float32), np.zeros(0), model_version)
+        return cls(
+            [],
+            np.zeros(0, np.float32),
+            [],
+            [],
+            [],
+            [],
+            np.zeros(0, np.float32),
+            np.zeros(0),
+            model_version,
+        )
 
 
 @dataclass

@@ -220,7 +220,9 @@ class RedisServer(Component):
 
     def check_prerequisites(self) -> None:
         if shutil.which("redis-server") is None:
-            raise StackError("redis: redis-server not found; run `make install` (Debian package redis-server)")
+            raise StackError(
+                "redis: redis-server not found; run `make install` (Debian package redis-server)"
+            )
 
     def healthy(self) -> bool:
         import redis
@@ -249,7 +251,15 @@ class RedisServer(Component):
             secret = redis_settings.password.get_secret_value()
             command += ["--requirepass", secret]
             if redis_settings.username and redis_settings.username != "default":
-                command += ["--user", redis_settings.username, "on", f">{secret}", "~*", "&*", "+@all"]
+                command += [
+                    "--user",
+                    redis_settings.username,
+                    "on",
+                    f">{secret}",
+                    "~*",
+                    "&*",
+                    "+@all",
+                ]
         pid = spawn_detached(command, self.log_path)
         return PidRecord(self.name, pid, self.address, time.time(), _redact(command))
 
@@ -348,7 +358,9 @@ class KafkaBroker(Component):
         self.config_path.write_text(self.server_properties())
         if not (self.data_dir / "log" / "meta.properties").exists():
             cluster_id = "-"
-            while cluster_id.startswith("-"):  # the storage tool would read a leading '-' as an option
+            while cluster_id.startswith(
+                "-"
+            ):  # the storage tool would read a leading '-' as an option
                 cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             formatted = subprocess.run(
                 self._java("kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
@@ -409,7 +421,9 @@ class RayHead(Component):
                 env={**os.environ, "RAY_AUTH_MODE": "token"}, timeout=60,
             )  # fmt: skip
             if generated.returncode != 0:
-                raise StackError(f"ray: could not create an auth token: {generated.stderr.strip()[-200:]}")
+                raise StackError(
+                    f"ray: could not create an auth token: {generated.stderr.strip()[-200:]}"
+                )
         # `ray start` daemonises the head's processes and exits. Started in a POSIX session of
         # its own, every process of this head (and the workers it spawns later) stays in that
         # session, so `down` stops exactly this head and not other Ray clusters on the machine
@@ -461,7 +475,9 @@ class MlflowServer(Component):
             "--artifacts-destination", str(self.data_dir / "artifacts"),
             "--workers", "1",
         ]  # fmt: skip
-        pid = spawn_detached(command, self.log_path, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+        pid = spawn_detached(
+            command, self.log_path, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        )
         return PidRecord(self.name, pid, self.address, time.time(), command)
 
 
@@ -501,7 +517,9 @@ def java_version() -> int:
         version = output.split('"')[1]
         major = int(version.split(".")[1] if version.startswith("1.") else version.split(".")[0])
     except (IndexError, ValueError):
-        raise StackError(f"kafka: cannot read the Java version from: {output.strip()[:120]}") from None
+        raise StackError(
+            f"kafka: cannot read the Java version from: {output.strip()[:120]}"
+        ) from None
     if major < 17:
         raise StackError(f"kafka: Java {major} found; Apache Kafka 4 needs Java 17 or newer")
     return major

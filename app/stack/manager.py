@@ -22,7 +22,9 @@ class Stack:
     def __init__(self, settings: FeedraySettings, only: list[str] | None = None) -> None:
         unknown = sorted(set(only or []) - set(COMPONENT_NAMES))
         if unknown:
-            raise StackError(f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(COMPONENT_NAMES)}")
+            raise StackError(
+                f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(COMPONENT_NAMES)}"
+            )
         self.settings = settings
         self.paths = StackPaths.from_settings(settings)
         self.components: list[Component] = [
@@ -49,7 +51,11 @@ class Stack:
     def down(self, purge: bool = False) -> dict[str, str]:
         """Stop what ``up`` started (never anything else); ``purge`` also deletes the data."""
         with ThreadPoolExecutor(max_workers=len(self.components)) as pool:
-            results = dict(zip([c.name for c in self.components], pool.map(lambda c: c.down(), self.components)))
+            results = dict(
+                zip(
+                    [c.name for c in self.components], pool.map(lambda c: c.down(), self.components), strict=False
+                )
+            )
         if purge:
             for component in self.components:
                 component.purge()

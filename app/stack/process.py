@@ -60,7 +60,10 @@ def pid_alive(pid: int) -> bool:
 
 
 def spawn_detached(
-    command: Sequence[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+    command: Sequence[str],
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> int:
     """Start ``command`` in its own session (it outlives this CLI); stdout+stderr go to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -48,9 +48,7 @@ def pair_logits(world: World, users: np.ndarray, items: np.ndarray) -> np.ndarra
     taste = world.user_taste[users].astype(np.float32)  # [..., d]
     latent = world.item_latent[items].astype(np.float32)  # [..., d]
     dot = np.einsum("...d,...d->...", taste, latent)
-    return (world.config.affinity.taste * dot + _side_terms(world, users, items)).astype(
-        np.float32
-    )
+    return (world.config.affinity.taste * dot + _side_terms(world, users, items)).astype(np.float32)
 
 
 def pair_affinity(world: World, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -65,7 +63,7 @@ def user_logits(world: World, users: np.ndarray, items: np.ndarray) -> np.ndarra
     taste = world.user_taste[users].astype(np.float32)  # [b, d]
     latent = world.item_latent[items].astype(np.float32)  # [n, d]
     dot = taste @ latent.T  # [b, n]
-    return (world.config.affinity.taste * dot + _side_terms(world, users[:, None], items[None, :]))
+    return world.config.affinity.taste * dot + _side_terms(world, users[:, None], items[None, :])
 
 
 def user_affinity(world: World, user: int, items: np.ndarray | None = None) -> np.ndarray:

@@ -6,11 +6,10 @@ register ``simulate_command`` directly as a command.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
@@ -152,7 +151,9 @@ def simulate_command(
         False, "--publish-catalogue", help="Emit MediaPublished for the backlog first."
     ),
     start: datetime | None = typer.Option(
-        None, "--start", help="Simulated start (UTC, ISO 8601); default 2025-01-01.",
+        None,
+        "--start",
+        help="Simulated start (UTC, ISO 8601); default 2025-01-01.",
         formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"],
     ),
     start_now: bool = typer.Option(

@@ -1,6 +1,6 @@
 """Print the memory footprint and generation time of a world as one JSON line.
 
-    python -m data.simulate.size_report --users 1000000 --items 3000000
+python -m data.simulate.size_report --users 1000000 --items 3000000
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ def size_report(
 ) -> None:
     """Generate a world and report {users, items, creators, bytes, seconds, peak_rss_bytes}."""
     started = time.perf_counter()
-    world = World.generate(WorldConfig(seed=seed, n_users=users, n_items=items, n_creators=creators))
+    world = World.generate(
+        WorldConfig(seed=seed, n_users=users, n_items=items, n_creators=creators)
+    )
     seconds = time.perf_counter() - started
     report = {
         "users": world.n_users,

@@ -267,17 +267,17 @@ def _users_chunk(
         "user_language": rng.choice(
             len(config.languages), n, p=_shares(config.language_shares)
         ).astype(np.int8),
-        "user_preferred_type": rng.choice(
-            3, n, p=_shares(config.preferred_type_shares)
-        ).astype(np.int8),
+        "user_preferred_type": rng.choice(3, n, p=_shares(config.preferred_type_shares)).astype(
+            np.int8
+        ),
         "user_age_band": rng.choice(
             config.n_age_bands, n, p=_shares(tuple(1.0 + 0.5 * np.arange(config.n_age_bands)[::-1]))
         ).astype(np.int8),
         # Gamma rates: mean sessions_per_day, a long tail of heavy users.
         "user_session_rate": rng.gamma(1.5, config.sessions_per_day / 1.5, n).astype(np.float32),
-        "user_session_items": (
-            1.0 + rng.gamma(2.0, (config.session_items - 1.0) / 2.0, n)
-        ).astype(np.float32),
+        "user_session_items": (1.0 + rng.gamma(2.0, (config.session_items - 1.0) / 2.0, n)).astype(
+            np.float32
+        ),
     }
 
 

@@ -40,7 +40,11 @@ def test_signal_weights_order_the_seed_signals() -> None:
     strongest = max(weights, key=weights.__getitem__)
     assert strongest == EventType.MEDIA_COMPLETED
     assert weights[EventType.MEDIA_STARTED] > 0  # weak positive
-    for negative in (EventType.MEDIA_PAUSED_EARLY, EventType.MEDIA_DISLIKED, EventType.MEDIA_SKIPPED):
+    for negative in (
+        EventType.MEDIA_PAUSED_EARLY,
+        EventType.MEDIA_DISLIKED,
+        EventType.MEDIA_SKIPPED,
+    ):
         assert weights[negative] < 0
     # mild negative is milder than moderate negatives
     assert weights[EventType.MEDIA_PAUSED_EARLY] > weights[EventType.MEDIA_SKIPPED]
@@ -110,7 +114,9 @@ def test_two_components_on_one_port_is_rejected() -> None:
 
 
 def test_signal_weight_overrides_keep_the_other_defaults_and_reject_unknown_events() -> None:
-    weights = FeedraySettings(events={"signal_weights": {"media_completed": 2.0}}).events.signal_weights
+    weights = FeedraySettings(
+        events={"signal_weights": {"media_completed": 2.0}}
+    ).events.signal_weights
     assert weights[EventType.MEDIA_COMPLETED] == 2.0
     assert weights[EventType.MEDIA_SKIPPED] == DEFAULT_SIGNAL_WEIGHTS[EventType.MEDIA_SKIPPED]
     with pytest.raises(ValidationError, match="media_teleported"):
@@ -119,7 +125,9 @@ def test_signal_weight_overrides_keep_the_other_defaults_and_reject_unknown_even
 
 def test_kafka_client_config_carries_credentials_only_when_configured() -> None:
     assert "sasl.username" not in FeedraySettings().kafka.client_config()
-    config = FeedraySettings(kafka={"sasl_username": "svc", "sasl_password": "pw"}).kafka.client_config()
+    config = FeedraySettings(
+        kafka={"sasl_username": "svc", "sasl_password": "pw"}
+    ).kafka.client_config()
     assert config["security.protocol"] == "SASL_PLAINTEXT"
     assert config["sasl.username"] == "svc" and config["sasl.password"] == "pw"
     assert "pw" not in FeedraySettings(redis={"password": "pw"}).model_dump_json()

@@ -13,7 +13,10 @@ from train.common import save_model_dir
 def test_register_alias_load(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     exp = registry.experiment_id(uri, "t")
-    model = TwoTower(FeatureSettings(user_buckets=64, item_buckets=64, creator_buckets=64), TwoTowerSettings(output_dim=8))
+    model = TwoTower(
+        FeatureSettings(user_buckets=64, item_buckets=64, creator_buckets=64),
+        TwoTowerSettings(output_dim=8),
+    )
     runs = []
     for _ in range(2):
         with mlflow.start_run(experiment_id=exp) as run:

@@ -34,7 +34,10 @@ def test_audio_first_user_sees_audio_at_zero_diversity() -> None:
 def test_diversity_raises_the_cross_type_share_monotonically() -> None:
     candidates = make_candidates(500, audio_share=0.3, n_creators=200)
     shares = [
-        video_share(candidates, rerank(candidates, limit=20, preferred_type="AUDIO", diversity=d, max_per_creator=2))
+        video_share(
+            candidates,
+            rerank(candidates, limit=20, preferred_type="AUDIO", diversity=d, max_per_creator=2),
+        )
         for d in np.linspace(0, 1, 11)
     ]
     assert shares == sorted(shares)
@@ -72,14 +75,27 @@ def test_backfills_with_the_other_type_when_the_preferred_runs_out() -> None:
 
 def test_content_type_filter() -> None:
     candidates = make_candidates(200, audio_share=0.5, n_creators=100)
-    feed = rerank(candidates, limit=30, preferred_type="AUDIO", diversity=0.5, max_per_creator=3, content_type="VIDEO")
+    feed = rerank(
+        candidates,
+        limit=30,
+        preferred_type="AUDIO",
+        diversity=0.5,
+        max_per_creator=3,
+        content_type="VIDEO",
+    )
     assert feed and all(candidates.content_types[i] == "VIDEO" for i in feed)
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5])
 def test_diversity_out_of_range_is_rejected(bad: float) -> None:
     with pytest.raises(ValueError, match="diversity"):
-        rerank(make_candidates(10, 0.5, 5), limit=5, preferred_type="MIXED", diversity=bad, max_per_creator=1)
+        rerank(
+            make_candidates(10, 0.5, 5),
+            limit=5,
+            preferred_type="MIXED",
+            diversity=bad,
+            max_per_creator=1,
+        )
 
 
 @settings(max_examples=200, deadline=None)
@@ -117,6 +133,6 @@ def test_invariants_hold_for_any_input(
     assert max((creators.count(c) for c in creators), default=0) <= cap
     # nothing eligible was left out while the feed is short
     eligible = {m for m in candidates.media_ids if m not in exclude}
-    per_creator_room = sum(min(cap, len({m for m, c in zip(candidates.media_ids, candidates.creator_ids) if c == cr and m in eligible}))
+    per_creator_room = sum(min(cap, len({m for m, c in zip(candidates.media_ids, candidates.creator_ids, strict=False) if c == cr and m in eligible}))
                            for cr in set(candidates.creator_ids))  # fmt: skip
     assert len(feed) == min(limit, per_creator_room)

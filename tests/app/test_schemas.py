@@ -105,7 +105,9 @@ def test_consumed_fraction_bounds(event_type: EventType, fraction: float, ok: bo
 
 @pytest.mark.parametrize("event_type", [EventType.MEDIA_COMPLETED, EventType.MEDIA_PAUSED_EARLY])
 def test_consumed_fraction_is_required_where_the_seed_defines_it(event_type: EventType) -> None:
-    assert "consumed_fraction: Field required" in reason_for(event(event_type, consumed_fraction=...))
+    assert "consumed_fraction: Field required" in reason_for(
+        event(event_type, consumed_fraction=...)
+    )
 
 
 def test_subscription_names_its_creator() -> None:

@@ -33,10 +33,15 @@ def world() -> World:
 
 
 def _store(settings) -> OnlineStore:
-    return OnlineStore(redis.Redis(**settings.redis.client_kwargs()), OnlineStoreConfig(prefix=f"t{uuid.uuid4().hex[:8]}"))
+    return OnlineStore(
+        redis.Redis(**settings.redis.client_kwargs()),
+        OnlineStoreConfig(prefix=f"t{uuid.uuid4().hex[:8]}"),
+    )
 
 
-def test_published_items_reach_redis_parquet_and_hooks_bad_ones_the_dlq(kafka_topics, tmp_path, world) -> None:
+def test_published_items_reach_redis_parquet_and_hooks_bad_ones_the_dlq(
+    kafka_topics, tmp_path, world
+) -> None:
     from confluent_kafka import Consumer, Producer
 
     settings = kafka_topics
@@ -52,7 +57,9 @@ def test_published_items_reach_redis_parquet_and_hooks_bad_ones_the_dlq(kafka_to
     hook = register_on_published(lambda records: seen.extend(r.media_id for r in records))
     try:
         consumer = CatalogueConsumer(
-            settings, CatalogueConfig(group_id=f"c-{uuid.uuid4().hex[:6]}", root=str(tmp_path / "cat")), store=store
+            settings,
+            CatalogueConfig(group_id=f"c-{uuid.uuid4().hex[:6]}", root=str(tmp_path / "cat")),
+            store=store,
         )
         report = consumer.run(until_idle=True, max_seconds=60)
     finally:
@@ -72,14 +79,20 @@ def test_published_items_reach_redis_parquet_and_hooks_bad_ones_the_dlq(kafka_to
     assert row["creator_id"] == f"c{world.item_creator[7]}"
     assert int(row["published_at"].timestamp() * 1000) == int(world.item_publish_ms[7])
 
-    dlq = Consumer(settings.kafka.client_config(**{"group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest"}))
+    dlq = Consumer(
+        settings.kafka.client_config(
+            **{"group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest"}
+        )
+    )
     dlq.subscribe([settings.kafka.topics.dead_letter])
     letters, deadline = [], time.monotonic() + 20
     while len(letters) < 2 and time.monotonic() < deadline:
         letters += [m for m in dlq.consume(10, 0.5) if m.error() is None]
     dlq.close()
     assert sorted(m.value() for m in letters) == sorted(bad)
-    assert {dict(m.headers())["source_topic"].decode() for m in letters} == {settings.kafka.topics.published}
+    assert {dict(m.headers())["source_topic"].decode() for m in letters} == {
+        settings.kafka.topics.published
+    }
 
 
 def test_bulk_seed_from_world_keeps_counters_and_is_fast(broker_stack, tmp_path) -> None:
@@ -97,7 +110,9 @@ def test_bulk_seed_from_world_keeps_counters_and_is_fast(broker_stack, tmp_path)
     assert read_catalogue(str(tmp_path / "cat")).num_rows == 100_000
     # Re-seeding rewrites the static fields and keeps the counters.
     store.client.setrange(store.key_item("m0"), store_offset("starts"), (7).to_bytes(4, "little"))
-    seed_catalogue_from_world(settings, world, store=store, items=np.arange(10), write_parquet=False)
+    seed_catalogue_from_world(
+        settings, world, store=store, items=np.arange(10), write_parquet=False
+    )
     assert store.read_items(["m0"]).raw["starts"].tolist() == [7]
 
 

@@ -49,7 +49,9 @@ def _store(settings: FeedraySettings, config: CollectorConfig) -> OnlineStore:
 def _produce(settings: FeedraySettings, messages: list[tuple[bytes | None, bytes]]) -> None:
     from confluent_kafka import Producer
 
-    producer = Producer(settings.kafka.client_config(**{"linger.ms": 20, "compression.type": "lz4"}))
+    producer = Producer(
+        settings.kafka.client_config(**{"linger.ms": 20, "compression.type": "lz4"})
+    )
     for n, (key, value) in enumerate(messages):
         while True:
             try:
@@ -72,7 +74,11 @@ def _expected(events: EventChunk) -> tuple[dict[int, dict[str, int]], dict[int, 
     per_item: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     subs: dict[int, set[int]] = defaultdict(set)
     for item, code, user, creator in zip(
-        events.item.tolist(), events.event_type.tolist(), events.user.tolist(), events.creator.tolist(), strict=True
+        events.item.tolist(),
+        events.event_type.tolist(),
+        events.user.tolist(),
+        events.creator.tolist(),
+        strict=True,
     ):
         per_item[item][str(EVENT_TYPES[code])] += 1
         if creator >= 0:
@@ -92,10 +98,16 @@ def _assert_totals(store: OnlineStore, events: EventChunk) -> None:
         assert store.read_user(f"u{user}").subscriber_count == subs[user]
 
 
-def _read_topic(settings: FeedraySettings, topic: str, expected: int, timeout_s: float = 30.0) -> list:
+def _read_topic(
+    settings: FeedraySettings, topic: str, expected: int, timeout_s: float = 30.0
+) -> list:
     from confluent_kafka import Consumer
 
-    consumer = Consumer(settings.kafka.client_config(**{"group.id": f"r-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}))
+    consumer = Consumer(
+        settings.kafka.client_config(
+            **{"group.id": f"r-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
+        )
+    )
     consumer.subscribe([topic])
     out, deadline = [], time.monotonic() + timeout_s
     while len(out) < expected and time.monotonic() < deadline:
@@ -107,14 +119,24 @@ def _read_topic(settings: FeedraySettings, topic: str, expected: int, timeout_s:
 def test_reason_codes() -> None:
     assert reason_code("<message>: Invalid JSON: expected ident") == "not_json"
     assert reason_code("media_started.user_id: Field required") == "missing_field"
-    assert reason_code("<message>: Unable to extract tag using discriminator 'event_type'") == "missing_field"
-    assert reason_code("<message>: Input tag 'x' found using 'event_type' does not match any of the expected tags: a") == "unknown_event_type"
+    assert (
+        reason_code("<message>: Unable to extract tag using discriminator 'event_type'")
+        == "missing_field"
+    )
+    assert (
+        reason_code(
+            "<message>: Input tag 'x' found using 'event_type' does not match any of the expected tags: a"
+        )
+        == "unknown_event_type"
+    )
     assert reason_code("media_started.user_id: Input should be a valid string") == "wrong_type"
 
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_bad_messages_are_dead_lettered_and_good_ones_all_applied(kafka_topics, ray_local, world, events) -> None:
+def test_bad_messages_are_dead_lettered_and_good_ones_all_applied(
+    kafka_topics, ray_local, world, events
+) -> None:
     settings, config = kafka_topics, _config()
     store = _store(settings, config)
     seed_catalogue_from_world(settings, world, store=store, write_parquet=False)
@@ -125,7 +147,8 @@ def test_bad_messages_are_dead_lettered_and_good_ones_all_applied(kafka_topics, 
         "wrong_type": orjson.dumps(valid | {"user_id": 42}),
         "unknown_event_type": orjson.dumps(valid | {"event_type": "media_teleported"}),
         "missing_field": orjson.dumps({k: v for k, v in valid.items() if k != "media_id"}),
-        "oversized": orjson.dumps(valid | {"session_id": "s" * 10}) + b" " * settings.events.max_message_bytes,
+        "oversized": orjson.dumps(valid | {"session_id": "s" * 10})
+        + b" " * settings.events.max_message_bytes,
         "unknown_item": orjson.dumps(valid | {"media_id": "m-not-in-catalogue"}),
     }
     wire = _wire(good)
@@ -153,7 +176,9 @@ def test_bad_messages_are_dead_lettered_and_good_ones_all_applied(kafka_topics, 
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_killed_collector_loses_and_double_counts_nothing(kafka_topics, ray_local, world, events) -> None:
+def test_killed_collector_loses_and_double_counts_nothing(
+    kafka_topics, ray_local, world, events
+) -> None:
     import ray
 
     settings, config = kafka_topics, _config(batch_size=300)
@@ -164,7 +189,9 @@ def test_killed_collector_loses_and_double_counts_nothing(kafka_topics, ray_loca
     actors = start_collector_actors(settings, 1, config)
     run = actors[0].run.remote()
     deadline = time.monotonic() + 60
-    while sum(store.applied_offsets(config.group_id).values()) < 3_000 and time.monotonic() < deadline:
+    while (
+        sum(store.applied_offsets(config.group_id).values()) < 3_000 and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     ray.kill(actors[0])  # mid-stream, no clean shutdown: Redis writes may be ahead of Kafka commits
     with pytest.raises(ray.exceptions.RayActorError):
@@ -179,7 +206,9 @@ def test_killed_collector_loses_and_double_counts_nothing(kafka_topics, ray_loca
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_redis_restart_mid_stream_ends_with_the_same_totals(tmp_path, ray_local, world, events) -> None:
+def test_redis_restart_mid_stream_ends_with_the_same_totals(
+    tmp_path, ray_local, world, events
+) -> None:
     from app.stack.components import ensure_topics
     from app.stack.manager import Stack
     from tests.conftest import scratch_settings
@@ -195,11 +224,16 @@ def test_redis_restart_mid_stream_ends_with_the_same_totals(tmp_path, ray_local,
         _produce(settings, _wire(events))
         result: dict = {}
         runner = threading.Thread(
-            target=lambda: result.update(report=run_collectors(settings, 1, True, config=config, progress=False))
+            target=lambda: result.update(
+                report=run_collectors(settings, 1, True, config=config, progress=False)
+            )
         )
         runner.start()
         deadline = time.monotonic() + 60
-        while sum(store.applied_offsets(config.group_id).values()) < 2_000 and time.monotonic() < deadline:
+        while (
+            sum(store.applied_offsets(config.group_id).values()) < 2_000
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.05)
         before = sum(store.applied_offsets(config.group_id).values())
         assert runner.is_alive() and 0 < before < len(events) - 4  # mid-stream
@@ -209,8 +243,12 @@ def test_redis_restart_mid_stream_ends_with_the_same_totals(tmp_path, ray_local,
         time.sleep(1.5)
         redis_only.up()
         restarted = _store(settings, config)
-        assert restarted.client.info("server")["run_id"] != run_id  # a new server, state reloaded from the AOF
-        assert sum(restarted.applied_offsets(config.group_id).values()) >= before  # nothing applied was lost
+        assert (
+            restarted.client.info("server")["run_id"] != run_id
+        )  # a new server, state reloaded from the AOF
+        assert (
+            sum(restarted.applied_offsets(config.group_id).values()) >= before
+        )  # nothing applied was lost
         runner.join(timeout=120)
         assert not runner.is_alive()
         report = result["report"]

@@ -52,7 +52,9 @@ def write_catalogue(world: World, path: Path) -> pa.Table:
 def produce(settings, messages: list[tuple[bytes, bytes]]) -> None:
     from confluent_kafka import Producer
 
-    producer = Producer(settings.kafka.client_config(**{"linger.ms": 5, "enable.idempotence": True}))
+    producer = Producer(
+        settings.kafka.client_config(**{"linger.ms": 5, "enable.idempotence": True})
+    )
     for key, value in messages:
         producer.produce(settings.kafka.topics.engagement, key=key, value=value)
     assert producer.flush(30) == 0
@@ -68,7 +70,13 @@ def assert_exactly_once(root: str, ids: set[str]) -> pa.Table:
     dupes = [k for k, n in Counter(got).items() if n > 1]
     assert not dupes, f"duplicated events: {dupes[:5]}"
     assert set(got) == ids
-    keys = list(zip(table.column("kafka_partition").to_pylist(), table.column("kafka_offset").to_pylist(), strict=True))
+    keys = list(
+        zip(
+            table.column("kafka_partition").to_pylist(),
+            table.column("kafka_offset").to_pylist(),
+            strict=True,
+        )
+    )
     assert len(set(keys)) == len(keys)
     return table
 
@@ -163,6 +171,10 @@ def test_interrupted_window_resumes_exactly_once(
     # and catches up from the committed progress
     reports = ingest_until_caught_up(settings, root, catalogue=catalogue)
     recovered = reports[0].recovered
-    assert recovered and recovered[0].startswith("discarded" if crash_at == "staged" else "finished")
+    assert recovered and recovered[0].startswith(
+        "discarded" if crash_at == "staged" else "finished"
+    )
     assert_exactly_once(root, expected_ids(events))
-    assert sum(load_progress(fs, base, settings.kafka.topics.engagement).partitions.values()) == 1_200
+    assert (
+        sum(load_progress(fs, base, settings.kafka.topics.engagement).partitions.values()) == 1_200
+    )

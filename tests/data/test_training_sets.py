@@ -78,9 +78,26 @@ def test_an_event_one_second_after_the_label_never_leaks(granularity: str) -> No
         ev("A3", "u1", "m1", "media_liked", T0 + S, "s2"),  # affinity for category/creator
         ev("A4", "u4", "m2", "media_started", T0, "s8"),  # same millisecond: not before either
     ]
-    a = row_of(build_training_set(pd.DataFrame(base), DEFAULT_SIGNAL_WEIGHTS, catalogue=CATALOGUE, granularity=granularity), "L")
-    b = row_of(build_training_set(pd.DataFrame(after), DEFAULT_SIGNAL_WEIGHTS, catalogue=CATALOGUE, granularity=granularity), "L")
-    features = [c for c in a.index if c not in ("weight", "completion", "strong_positive", "negative", "n_events")]
+    a = row_of(
+        build_training_set(
+            pd.DataFrame(base), DEFAULT_SIGNAL_WEIGHTS, catalogue=CATALOGUE, granularity=granularity
+        ),
+        "L",
+    )
+    b = row_of(
+        build_training_set(
+            pd.DataFrame(after),
+            DEFAULT_SIGNAL_WEIGHTS,
+            catalogue=CATALOGUE,
+            granularity=granularity,
+        ),
+        "L",
+    )
+    features = [
+        c
+        for c in a.index
+        if c not in ("weight", "completion", "strong_positive", "negative", "n_events")
+    ]
     for name in features:
         assert repr(a[name]) == repr(b[name]), f"{name} leaked: {a[name]!r} -> {b[name]!r}"
     # the values themselves: only history counts
@@ -98,8 +115,21 @@ def test_an_event_one_second_before_the_label_counts(granularity: str) -> None:
         ev("B2", "u1", "m3", "media_started", T0 - S, "s2", content="AUDIO"),
         ev("B3", "u1", "m1", "media_liked", T0 - S, "s2"),
     ]
-    a = row_of(build_training_set(pd.DataFrame(base), DEFAULT_SIGNAL_WEIGHTS, catalogue=CATALOGUE, granularity=granularity), "L")
-    b = row_of(build_training_set(pd.DataFrame(before), DEFAULT_SIGNAL_WEIGHTS, catalogue=CATALOGUE, granularity=granularity), "L")
+    a = row_of(
+        build_training_set(
+            pd.DataFrame(base), DEFAULT_SIGNAL_WEIGHTS, catalogue=CATALOGUE, granularity=granularity
+        ),
+        "L",
+    )
+    b = row_of(
+        build_training_set(
+            pd.DataFrame(before),
+            DEFAULT_SIGNAL_WEIGHTS,
+            catalogue=CATALOGUE,
+            granularity=granularity,
+        ),
+        "L",
+    )
     assert (a["item_likes"], b["item_likes"]) == (0, 1)
     assert b["like_ratio"] == pytest.approx(float(d.like_ratio(1, 0)))
     assert b["recent_media_7d"] == ["m3", "m1"]
@@ -120,21 +150,53 @@ def test_ray_builder_matches_pandas_builder(ray_local, tmp_path: Path) -> None:
         m = f"m{rng.integers(1, 4)}"
         etype = rng.choice(["media_started", "media_liked", "media_skipped", "media_completed"])
         frac = {"media_skipped": 0.1, "media_completed": 0.95}.get(etype)
-        rows.append(ev(f"e{i}", f"u{rng.integers(0, 15)}", m, etype, T0 + rng.integers(0, 3 * 86_400) * S, f"s{rng.integers(0, 40)}", frac))
+        rows.append(
+            ev(
+                f"e{i}",
+                f"u{rng.integers(0, 15)}",
+                m,
+                etype,
+                T0 + rng.integers(0, 3 * 86_400) * S,
+                f"s{rng.integers(0, 40)}",
+                frac,
+            )
+        )
     events = pd.DataFrame(rows)
     meta = CATALOGUE.set_index("media_id")
     for col in ["creator_id", "category", "language", "duration_s", "published_at"]:
         events[col] = events["media_id"].map(meta[col])
-    events = events.assign(enriched=True, playlist_id=None, kafka_topic="t", kafka_partition=0, kafka_offset=np.arange(len(events)), kafka_timestamp_ms=0)
+    events = events.assign(
+        enriched=True,
+        playlist_id=None,
+        kafka_topic="t",
+        kafka_partition=0,
+        kafka_offset=np.arange(len(events)),
+        kafka_timestamp_ms=0,
+    )
     folder = tmp_path / "store" / "date=2025-03-10" / "hour=12"
     folder.mkdir(parents=True)
-    table = pa.Table.from_pandas(events, preserve_index=False).select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
+    table = (
+        pa.Table.from_pandas(events, preserve_index=False)
+        .select(EVENT_SCHEMA.names)
+        .cast(EVENT_SCHEMA)
+    )
     pq.write_table(table, folder / "part.parquet")
 
-    out = build_training_set_ray(FeedraySettings(state_dir=tmp_path), str(tmp_path / "store"), str(tmp_path / "ts"))
+    out = build_training_set_ray(
+        FeedraySettings(state_dir=tmp_path), str(tmp_path / "store"), str(tmp_path / "ts")
+    )
     got = pq.read_table(out).to_pandas().set_index("label_id").sort_index()
     expected = build_training_set(events, DEFAULT_SIGNAL_WEIGHTS).set_index("label_id").sort_index()
     assert list(got.index) == list(expected.index)
-    for col in ["weight", "completion", "negative", "like_ratio", "play_count_24h", "avg_session_duration", "user_category_affinity", "trending_score"]:
+    for col in [
+        "weight",
+        "completion",
+        "negative",
+        "like_ratio",
+        "play_count_24h",
+        "avg_session_duration",
+        "user_category_affinity",
+        "trending_score",
+    ]:
         assert np.allclose(got[col].astype(float), expected[col].astype(float)), col
     assert [list(v) for v in got["recent_media_7d"]] == expected["recent_media_7d"].tolist()

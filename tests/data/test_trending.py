@@ -29,7 +29,10 @@ def _event(i: int, etype: str, media: str, ts: float, **extra) -> bytes:
 
 
 def test_trending_order_follows_the_formula(broker_stack) -> None:
-    store = OnlineStore(redis.Redis(**broker_stack.redis.client_kwargs()), OnlineStoreConfig(prefix=f"t{uuid.uuid4().hex[:8]}"))
+    store = OnlineStore(
+        redis.Redis(**broker_stack.redis.client_kwargs()),
+        OnlineStoreConfig(prefix=f"t{uuid.uuid4().hex[:8]}"),
+    )
     # (media, type, language, age hours, views in the last hour, completions, likes, dislikes)
     case = [
         ("a", "VIDEO", "en", 1.0, 10, 0, 0, 0),
@@ -45,7 +48,12 @@ def test_trending_order_follows_the_formula(broker_stack) -> None:
     )  # fmt: skip
     raws, i = [], 0
     for media, _, _, _, views, completes, likes, dislikes in case:
-        for kind, n in (("media_started", views), ("media_completed", completes), ("media_liked", likes), ("media_disliked", dislikes)):
+        for kind, n in (
+            ("media_started", views),
+            ("media_completed", completes),
+            ("media_liked", likes),
+            ("media_disliked", dislikes),
+        ):
             for _ in range(n):
                 extra = {"consumed_fraction": 1.0} if kind == "media_completed" else {}
                 raws.append(_event(i, kind, media, NOW - 600 - i % 60, **extra))

@@ -67,7 +67,9 @@ class Serving:
         except KeyError:
             block = STAGE_DEPLOYMENTS[name]
             current = (deployment(self.config, "Ingress").get("user_config") or {}).get(block) or {}
-            self.config = with_user_config(self.config, "Ingress", **{block: {**current, **user_config}})
+            self.config = with_user_config(
+                self.config, "Ingress", **{block: {**current, **user_config}}
+            )
         deploy(self.config, wait_s=180)
 
     def redeploy(self, config: dict) -> None:
@@ -88,7 +90,11 @@ def test_config(settings: FeedraySettings, port: int) -> dict:
         "settings": settings_payload(settings),
         # Generous hop allowance: the test host is shared and slow; the budget tests use
         # delays far beyond it.
-        "extras": {"hop_allowance_ms": 1500, "index_rebuild_interval_s": 0, "published_poll_s": 0.1},
+        "extras": {
+            "hop_allowance_ms": 1500,
+            "index_rebuild_interval_s": 0,
+            "published_poll_s": 0.1,
+        },
         "gpu": False,
     }
     for entry in app["deployments"]:
@@ -114,7 +120,13 @@ def ray_local() -> Iterator[None]:
         return
     for attempt in range(5):
         try:
-            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            ray.init(
+                address="local",
+                num_cpus=2,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
             break
         except Exception:
             ray.shutdown()
@@ -142,7 +154,9 @@ def serving(ray_local, broker_stack, tmp_path_factory) -> Iterator[Serving]:
     topics = broker_stack.kafka.topics.model_copy(
         update={"published": f"media.published.{suffix}", "exposures": f"feed.exposures.{suffix}"}
     )
-    settings = own.model_copy(update={"kafka": broker_stack.kafka.model_copy(update={"topics": topics})})
+    settings = own.model_copy(
+        update={"kafka": broker_stack.kafka.model_copy(update={"topics": topics})}
+    )
     ensure_topics(settings)
     t0 = time.monotonic()
     boot = bootstrap(settings, WorldConfig(**WORLD), days=2.0, epochs=2)
@@ -154,7 +168,15 @@ def serving(ray_local, broker_stack, tmp_path_factory) -> Iterator[Serving]:
 
     uri, ms = tracking_uri(settings), settings.models
     for _ in range(2):
-        register_version(uri, ms.retrieval_model_name, boot.models["two_tower"], {}, {}, boot.models["index"], alias=None)
+        register_version(
+            uri,
+            ms.retrieval_model_name,
+            boot.models["two_tower"],
+            {},
+            {},
+            boot.models["index"],
+            alias=None,
+        )
         register_version(uri, ms.ranking_model_name, boot.models["ranker"], {}, {}, alias=None)
     port = free_port()
     config = test_config(settings, port)
@@ -162,7 +184,9 @@ def serving(ray_local, broker_stack, tmp_path_factory) -> Iterator[Serving]:
     deploy(config, wait_s=420)
     print(f"feed service ready in {time.monotonic() - t0:.1f}s")
     try:
-        yield Serving(settings, boot.world, boot.versions, f"http://127.0.0.1:{port}", config, redis_stack)
+        yield Serving(
+            settings, boot.world, boot.versions, f"http://127.0.0.1:{port}", config, redis_stack
+        )
     finally:
         serve.shutdown()
         redis_stack.down(purge=True)

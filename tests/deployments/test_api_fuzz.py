@@ -17,7 +17,9 @@ JUNK = st.one_of(
     st.integers(-(10**12), 10**12).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(str),
     st.text(max_size=80),
-    st.sampled_from(["", "VIDEO", "AUDIO", "MIXED", "en", "u1", "1e309", "-0", "null", "\x00", "u" * 65]),
+    st.sampled_from(
+        ["", "VIDEO", "AUDIO", "MIXED", "en", "u1", "1e309", "-0", "null", "\x00", "u" * 65]
+    ),
 )
 
 
@@ -25,7 +27,9 @@ def _value(schema: dict) -> st.SearchStrategy[str]:
     options = [JUNK]
     for alt in schema.get("anyOf", [schema]):
         if alt.get("type") == "integer":
-            options.append(st.integers(alt.get("minimum", -5) - 5, alt.get("maximum", 200) + 5).map(str))
+            options.append(
+                st.integers(alt.get("minimum", -5) - 5, alt.get("maximum", 200) + 5).map(str)
+            )
         elif alt.get("type") == "number":
             options.append(st.floats(-2, 3).map(str))
         elif "enum" in alt:
@@ -51,7 +55,7 @@ def test_no_5xx_for_any_query(serving):
         path, params = draw(st.sampled_from(operations))
         query = {}
         for name, schema in params.items():
-            if draw(st.booleans()) or name == "user_id" and draw(st.booleans()):
+            if draw(st.booleans()) or (name == "user_id" and draw(st.booleans())):
                 query[name] = draw(_value(schema))
         if draw(st.integers(0, 9)) == 0:
             query[draw(st.text(min_size=1, max_size=10))] = draw(JUNK)
@@ -59,7 +63,9 @@ def test_no_5xx_for_any_query(serving):
 
     seen: list[int] = []
 
-    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(
+        max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
     @given(request())
     def check(call):
         path, query = call

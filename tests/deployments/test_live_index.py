@@ -36,7 +36,9 @@ def model() -> TwoTower:
 @pytest.mark.parametrize("kind", ["flat", "ivf_flat", "hnsw"])
 def test_search_per_type_and_live_adds(model, kind):
     catalogue = _items(4_000)
-    state = build_live_index(model, "1", catalogue, None, IndexSettings(kind=kind, nlist=32, recall_queries=50))
+    state = build_live_index(
+        model, "1", catalogue, None, IndexSettings(kind=kind, nlist=32, recall_queries=50)
+    )
     assert state.size == 4_000 and state.index.params.kind == kind
     vector = embed_items(model, catalogue.take(np.asarray([0])))[0]
     positions, scores = state.search(vector, {"AUDIO": 50})
@@ -59,20 +61,30 @@ def test_logged_index_is_aligned_to_the_catalogue(model):
     catalogue = _items(1_000)
     shuffled = list(reversed(catalogue.media_ids))  # the index job's own order
     order = np.arange(len(catalogue))[::-1]
-    logged = build_index(embed_items(model, catalogue.take(order)), shuffled, IndexSettings(kind="flat"))
+    logged = build_index(
+        embed_items(model, catalogue.take(order)), shuffled, IndexSettings(kind="flat")
+    )
     state = build_live_index(model, "1", catalogue, logged)
     assert state.index is logged
     for position in (0, 10, 999):
         media_id = logged.ids[position]
         assert state.items.media_ids[position] == media_id
-        assert state.items.content_types[position] == catalogue.content_types[catalogue.media_ids.index(media_id)]
+        assert (
+            state.items.content_types[position]
+            == catalogue.content_types[catalogue.media_ids.index(media_id)]
+        )
 
 
 def test_a_failed_live_add_leaves_the_index_consistent(model):
     """IVF-PQ cannot take live additions: the add fails, positions and attributes stay aligned."""
     catalogue = _items(3_000)
-    state = build_live_index(model, "1", catalogue, None, IndexSettings(kind="ivf_pq", nlist=16, pq_m=8,
-                                                                        recall_queries=20))
+    state = build_live_index(
+        model,
+        "1",
+        catalogue,
+        None,
+        IndexSettings(kind="ivf_pq", nlist=16, pq_m=8, recall_queries=20),
+    )
     with pytest.raises(RuntimeError):
         state.add(_items(2, offset=20_000))
     assert len(state.items) == state.size == 3_000

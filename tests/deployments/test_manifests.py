@@ -49,11 +49,15 @@ def test_serve_config_and_rayservice_carry_the_same_application():
     assert set(a["args"]) == set(b["args"])
     for name, entry in _stages(local).items():
         other = _stages(kube)[name]
-        assert entry.get("user_config", {}).get("models") == other.get("user_config", {}).get("models")
+        assert entry.get("user_config", {}).get("models") == other.get("user_config", {}).get(
+            "models"
+        )
         assert "autoscaling_config" in entry and "autoscaling_config" in other
 
 
-@pytest.mark.parametrize("stages, names", [("remote", {"Ingress", "Retrieval", "Ranking"}), ("local", {"Ingress"})])
+@pytest.mark.parametrize(
+    "stages, names", [("remote", {"Ingress", "Retrieval", "Ranking"}), ("local", {"Ingress"})]
+)
 def test_app_builder_builds_the_bind_graph(stages, names):
     from deployments.app import app_builder
 
@@ -62,8 +66,11 @@ def test_app_builder_builds_the_bind_graph(stages, names):
     while todo:
         deployment = todo.pop()
         found.add(deployment.name)
-        todo.extend(a._bound_deployment for a in (*deployment.init_args, *deployment.init_kwargs.values())
-                    if hasattr(a, "_bound_deployment"))
+        todo.extend(
+            a._bound_deployment
+            for a in (*deployment.init_args, *deployment.init_kwargs.values())
+            if hasattr(a, "_bound_deployment")
+        )
     assert found == names
     with pytest.raises(ValueError, match="stages"):
         app_builder({"stages": "sideways"})

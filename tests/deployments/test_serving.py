@@ -12,7 +12,6 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 
-import numpy as np
 import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -52,12 +51,27 @@ def test_feed_end_to_end_and_exposure(serving):
     response = serving.get("/api/v1/content/feed", user_id=user, limit=15)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"request_id", "user_id", "items", "model_versions", "arm", "degraded", "timings_ms"}
+    assert set(body) == {
+        "request_id",
+        "user_id",
+        "items",
+        "model_versions",
+        "arm",
+        "degraded",
+        "timings_ms",
+    }
     assert body["user_id"] == user and body["arm"] in ("champion", "canary")
     assert body["degraded"] == []
     assert set(body["model_versions"]) == {"retrieval", "ranking"}
     assert set(body["timings_ms"]) == {"features", "retrieval", "ranking", "rerank", "total"}
-    assert set(body["items"][0]) == {"media_id", "score", "content_type", "creator_id", "category", "source"}
+    assert set(body["items"][0]) == {
+        "media_id",
+        "score",
+        "content_type",
+        "creator_id",
+        "category",
+        "source",
+    }
     assert {i["source"] for i in body["items"]} == {"retrieval"}
     _check_feed(body, 15, _recent(serving, user))
     assert len(body["items"]) == 15
@@ -65,7 +79,11 @@ def test_feed_end_to_end_and_exposure(serving):
     # The exposure reaches Kafka.
     from confluent_kafka import Consumer
 
-    consumer = Consumer(serving.settings.kafka.client_config(**{"group.id": f"t-{body['request_id']}", "auto.offset.reset": "earliest"}))
+    consumer = Consumer(
+        serving.settings.kafka.client_config(
+            **{"group.id": f"t-{body['request_id']}", "auto.offset.reset": "earliest"}
+        )
+    )
     consumer.subscribe([serving.settings.kafka.topics.exposures])
     found = None
     deadline = time.monotonic() + 30
@@ -98,11 +116,13 @@ def test_diversity_monotone_for_audio_first_user(serving):
     user = _user(serving, preferred="AUDIO")
     shares = []
     for diversity in (0.0, 0.25, 0.5, 0.75, 1.0):
-        body = serving.get("/api/v1/content/feed", user_id=user, limit=20, diversity=diversity).json()
+        body = serving.get(
+            "/api/v1/content/feed", user_id=user, limit=20, diversity=diversity
+        ).json()
         assert body["degraded"] == []
         shares.append(sum(i["content_type"] == "VIDEO" for i in body["items"]) / len(body["items"]))
     assert shares[0] == 0.0 and shares[-1] > 0.3
-    assert all(a <= b for a, b in zip(shares, shares[1:])), shares
+    assert all(a <= b for a, b in zip(shares, shares[1:], strict=False)), shares
 
 
 @pytest.mark.parametrize(
@@ -125,7 +145,9 @@ def test_bad_parameters_are_422_naming_the_parameter(serving, params, name):
 
 
 def test_unknown_user_gets_cold_start_feed(serving):
-    body = serving.get("/api/v1/content/feed", user_id="never-seen-user-42", limit=20, language="es").json()
+    body = serving.get(
+        "/api/v1/content/feed", user_id="never-seen-user-42", limit=20, language="es"
+    ).json()
     assert body["degraded"] == []
     sources = Counter(i["source"] for i in body["items"])
     assert sources["cold_start"] > 0 and sources["trending"] > 0, sources
@@ -133,7 +155,9 @@ def test_unknown_user_gets_cold_start_feed(serving):
 
 
 def test_trending_and_health(serving):
-    body = serving.get("/api/v1/content/trending", content_type="VIDEO", language="en", limit=10).json()
+    body = serving.get(
+        "/api/v1/content/trending", content_type="VIDEO", language="en", limit=10
+    ).json()
     assert len(body["items"]) == 10 and {i["content_type"] for i in body["items"]} == {"VIDEO"}
     scores = [i["score"] for i in body["items"]]
     assert scores == sorted(scores, reverse=True)
@@ -200,7 +224,8 @@ def _swap_under_load(serving, tower: str, ranker: str, threads: int) -> list[tup
         serving.update("Ranking", models={"champion": ranker, "canary": ranker})
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (
-            results and results[-1][1].get("model_versions") == {"retrieval": tower, "ranking": ranker}
+            results
+            and results[-1][1].get("model_versions") == {"retrieval": tower, "ranking": ranker}
         ):
             time.sleep(0.2)
         time.sleep(1.0)
@@ -214,20 +239,27 @@ def _swap_under_load(serving, tower: str, ranker: str, threads: int) -> list[tup
 def test_hot_swap_under_load_has_no_errors(serving):
     from ray import serve
 
-    tower1, ranker1 = _refs(serving, 1)
+    tower1, _ranker1 = _refs(serving, 1)
     tower2, ranker2 = _refs(serving, 2)
-    handles = {n: serve.get_deployment_handle(n, app_name="feedray") for n in ("Retrieval", "Ranking")}
+    handles = {
+        n: serve.get_deployment_handle(n, app_name="feedray") for n in ("Retrieval", "Ranking")
+    }
     before = {n: h.replica_info.remote().result() for n, h in handles.items()}
     results = _swap_under_load(serving, tower2, ranker2, threads=2)
     assert len(results) > 10
     assert all(code == 200 for code, _ in results)
-    assert all(not body["degraded"] for _, body in results), [b["degraded"] for _, b in results if b["degraded"]]
+    assert all(not body["degraded"] for _, body in results), [
+        b["degraded"] for _, b in results if b["degraded"]
+    ]
     versions = [body["model_versions"]["retrieval"] for _, body in results]
     assert versions[0] == tower1 and versions[-1] == tower2
     assert results[-1][1]["model_versions"]["ranking"] == ranker2
     after = {n: h.replica_info.remote().result() for n, h in handles.items()}
     for name in handles:  # reconfigured in place: same process, same start time
-        assert (after[name]["pid"], after[name]["started_at"]) == (before[name]["pid"], before[name]["started_at"])
+        assert (after[name]["pid"], after[name]["started_at"]) == (
+            before[name]["pid"],
+            before[name]["started_at"],
+        )
         assert after[name]["refs"] != before[name]["refs"]
 
 
@@ -245,7 +277,11 @@ def test_published_item_becomes_retrievable(serving):
     assert retrieval.contains.remote(["m-new-1"]).result() == {"m-new-1": False}
     producer = Producer(serving.settings.kafka.client_config())
     t0 = time.monotonic()
-    producer.produce(serving.settings.kafka.topics.published, key=b"m-new-1", value=item.model_dump_json().encode())
+    producer.produce(
+        serving.settings.kafka.topics.published,
+        key=b"m-new-1",
+        value=item.model_dump_json().encode(),
+    )
     producer.flush(10)
     while time.monotonic() - t0 < 60:
         if retrieval.contains.remote(["m-new-1"]).result()["m-new-1"]:
@@ -305,7 +341,7 @@ def test_local_stages_serve_the_feed_without_hops(serving):
 
     from deployments.deploy import with_stages
 
-    tower2, ranker2 = _refs(serving, 2)
+    _tower2, _ranker2 = _refs(serving, 2)
     tower3, ranker3 = _refs(serving, 3)
     serving.redeploy(with_stages(serving.config, "local"))
     status = serve.status().applications["feedray"]
@@ -318,14 +354,18 @@ def test_local_stages_serve_the_feed_without_hops(serving):
 
     serving.update("Ranking", fault="error")
     body = serving.get("/api/v1/content/feed", user_id=user, limit=10).json()
-    assert "ranking_unavailable" in body["degraded"] and {i["source"] for i in body["items"]} == {"trending"}
+    assert "ranking_unavailable" in body["degraded"] and {i["source"] for i in body["items"]} == {
+        "trending"
+    }
     serving.update("Ranking", fault=None)
 
     # Hot swap under requests: zero errors, in place (the ingress replica keeps its process).
     ingress = serve.get_deployment_handle("Ingress", app_name="feedray")
     results = _swap_under_load(serving, tower3, ranker3, threads=1)
     assert len(results) > 5 and all(code == 200 for code, _ in results)
-    assert all(not b["degraded"] for _, b in results), [b["degraded"] for _, b in results if b["degraded"]]
+    assert all(not b["degraded"] for _, b in results), [
+        b["degraded"] for _, b in results if b["degraded"]
+    ]
     assert results[-1][1]["model_versions"] == {"retrieval": tower3, "ranking": ranker3}
 
     # Live index inside the ingress.
@@ -333,14 +373,28 @@ def test_local_stages_serve_the_feed_without_hops(serving):
 
     from app.schemas import MediaPublished
 
-    item = MediaPublished(media_id="m-new-local", creator_id="c-new", content_type="VIDEO", category="music",
-                          language="en", duration_s=120.0, published_at=datetime.now(UTC))
+    item = MediaPublished(
+        media_id="m-new-local",
+        creator_id="c-new",
+        content_type="VIDEO",
+        category="music",
+        language="en",
+        duration_s=120.0,
+        published_at=datetime.now(UTC),
+    )
     assert ingress.index_contains.remote(["m-new-local"]).result() == {"m-new-local": False}
     producer = Producer(serving.settings.kafka.client_config())
-    producer.produce(serving.settings.kafka.topics.published, key=b"m-new-local", value=item.model_dump_json().encode())
+    producer.produce(
+        serving.settings.kafka.topics.published,
+        key=b"m-new-local",
+        value=item.model_dump_json().encode(),
+    )
     producer.flush(10)
     t0 = time.monotonic()
-    while time.monotonic() - t0 < 60 and not ingress.index_contains.remote(["m-new-local"]).result()["m-new-local"]:
+    while (
+        time.monotonic() - t0 < 60
+        and not ingress.index_contains.remote(["m-new-local"]).result()["m-new-local"]
+    ):
         time.sleep(0.1)
     assert time.monotonic() - t0 < 60
 

@@ -40,4 +40,6 @@ def test_store_reads_catalogue_items_users_and_trending(broker_stack, tmp_path):
     lists = store.read_trending([("VIDEO", "all"), ("AUDIO", "en")], 10)
     assert len(lists) == 2
     for entries in lists:  # empty until events arrive; every entry fully described when present
-        assert all(e.creator_id.startswith("c") and e.content_type in ("VIDEO", "AUDIO") for e in entries)
+        assert all(
+            e.creator_id.startswith("c") and e.content_type in ("VIDEO", "AUDIO") for e in entries
+        )

@@ -7,7 +7,7 @@ import re
 import numpy as np
 
 from app.features import definitions as d
-from app.features.layout import ITEM_LAYOUT, ITEM_STATIC_SIZE, USER_CORE_LAYOUT, KINDS
+from app.features.layout import ITEM_LAYOUT, ITEM_STATIC_SIZE, KINDS, USER_CORE_LAYOUT
 
 
 def test_item_layout_has_every_raw_counter_and_ring_sizes_from_definitions() -> None:
@@ -47,16 +47,25 @@ def test_user_core_keeps_engagement_counts_and_reads_its_first_version() -> None
     for series in ("completes", "likes", "dislikes"):
         assert USER_CORE_LAYOUT.dtype[f"d7_{series}"].shape == (d.WINDOW_7D_S // d.BUCKET_7D_S,)
     # the first version is a byte prefix: the new series were appended at the end
-    assert USER_CORE_LAYOUT.columns()[: len(USER_CORE_LAYOUT_V1.columns())] == USER_CORE_LAYOUT_V1.columns()
+    assert (
+        USER_CORE_LAYOUT.columns()[: len(USER_CORE_LAYOUT_V1.columns())]
+        == USER_CORE_LAYOUT_V1.columns()
+    )
     assert USER_CORE_LAYOUT.legacy_sizes == (USER_CORE_LAYOUT_V1.size,)
     assert f"legacy={{[{USER_CORE_LAYOUT_V1.size}]=true}}" in USER_CORE_LAYOUT.lua_table()
     old = USER_CORE_LAYOUT_V1.zeros(1)
     old["d7_id"][0, 3] = 20_000
     old["d7_video"][0, 3] = 5
     old["d7_sessions"][0, 3] = 2
-    rec, found = USER_CORE_LAYOUT.decode([old.tobytes(), None, b"x" * (USER_CORE_LAYOUT_V1.size - 1)])
+    rec, found = USER_CORE_LAYOUT.decode(
+        [old.tobytes(), None, b"x" * (USER_CORE_LAYOUT_V1.size - 1)]
+    )
     assert found.tolist() == [True, False, False]
-    assert rec["d7_video"][0, 3] == 5 and rec["d7_sessions"][0, 3] == 2 and rec["d7_id"][0, 3] == 20_000
+    assert (
+        rec["d7_video"][0, 3] == 5
+        and rec["d7_sessions"][0, 3] == 2
+        and rec["d7_id"][0, 3] == 20_000
+    )
     assert rec["d7_completes"][0].sum() == 0 and rec["d7_likes"][0].sum() == 0
 
 
@@ -67,5 +76,13 @@ def test_last_second_before_makes_user_windows_half_open() -> None:
     assert d.last_second_before(midnight + 1) == midnight
     ids, counts = np.arange(19_993, 20_001), np.ones(8)  # days T-7 .. T
     # at a midnight T: the 7 full days before T (day T itself is not in the window yet)
-    assert d.windowed_sum(ids, counts * (ids < 20_000), d.last_second_before(midnight), d.WINDOW_7D_S, d.DAY_S) == 7
-    assert d.window_start_s(d.last_second_before(midnight), d.WINDOW_7D_S, d.DAY_S) == midnight - d.WINDOW_7D_S
+    assert (
+        d.windowed_sum(
+            ids, counts * (ids < 20_000), d.last_second_before(midnight), d.WINDOW_7D_S, d.DAY_S
+        )
+        == 7
+    )
+    assert (
+        d.window_start_s(d.last_second_before(midnight), d.WINDOW_7D_S, d.DAY_S)
+        == midnight - d.WINDOW_7D_S
+    )

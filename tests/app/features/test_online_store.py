@@ -42,7 +42,14 @@ def _event(i: int, etype: str, user: str, media: str, ts: float, **extra) -> byt
     return orjson.dumps(record)
 
 
-def _apply(store: OnlineStore, raws: list[bytes], group: str = "g", topic: str = "t", partition: int = 0, first: int = 0) -> None:
+def _apply(
+    store: OnlineStore,
+    raws: list[bytes],
+    group: str = "g",
+    topic: str = "t",
+    partition: int = 0,
+    first: int = 0,
+) -> None:
     events = [parse_engagement_event(r) for r in raws]
     meta = store.item_metadata(sorted({e.media_id for e in events}))
     batch = store.new_batch()
@@ -52,21 +59,39 @@ def _apply(store: OnlineStore, raws: list[bytes], group: str = "g", topic: str =
     store.apply(batch, group)
 
 
-def _catalogue(store: OnlineStore, items: dict[str, tuple[str, str, str, str, float, float]]) -> None:
+def _catalogue(
+    store: OnlineStore, items: dict[str, tuple[str, str, str, str, float, float]]
+) -> None:
     ids = list(items)
     cols = list(zip(*items.values(), strict=True))
-    store.upsert_items(ids, list(cols[0]), list(cols[1]), list(cols[2]), list(cols[3]), np.array(cols[4]), np.array(cols[5]))
+    store.upsert_items(
+        ids,
+        list(cols[0]),
+        list(cols[1]),
+        list(cols[2]),
+        list(cols[3]),
+        np.array(cols[4]),
+        np.array(cols[5]),
+    )
 
 
 def test_windows_expire_without_any_background_job(store: OnlineStore) -> None:
-    _catalogue(store, {"m1": ("c1", "music", "en", "VIDEO", 100.0, T0 - DAY), "m2": ("c1", "news", "fr", "AUDIO", 50.0, T0)})
+    _catalogue(
+        store,
+        {
+            "m1": ("c1", "music", "en", "VIDEO", 100.0, T0 - DAY),
+            "m2": ("c1", "news", "fr", "AUDIO", 50.0, T0),
+        },
+    )
     _apply(
         store,
         [
             _event(0, "media_started", "u1", "m1", T0 + 10),
             _event(1, "media_started", "u1", "m2", T0 + 20),
             _event(2, "media_started", "u2", "m1", T0 + 30),
-            _event(3, "media_completed", "u1", "m1", T0 + 40, consumed_fraction=1.0, session_id="s1"),
+            _event(
+                3, "media_completed", "u1", "m1", T0 + 40, consumed_fraction=1.0, session_id="s1"
+            ),
         ],
     )
     items = store.read_items(["m1", "m2"], now=T0 + 60)
@@ -114,7 +139,9 @@ def test_layout_is_one_definition_for_numpy_and_lua(store: OnlineStore) -> None:
         # Lua's struct.size of the generated format equals numpy's itemsize.
         size = store.client.eval(f"return struct.size('{layout.lua_format}')", 0)
         assert size == layout.size == layout.dtype.itemsize
-        assert layout.n_values == sum(int(np.prod(layout.dtype[n].shape or (1,))) for n in layout.dtype.names)
+        assert layout.n_values == sum(
+            int(np.prod(layout.dtype[n].shape or (1,))) for n in layout.dtype.names
+        )
 
 
 def test_features_equal_what_a_simulated_stream_implies(store: OnlineStore) -> None:
@@ -156,7 +183,10 @@ def test_features_equal_what_a_simulated_stream_implies(store: OnlineStore) -> N
                 plays7[u]["type:" + str(world.item_content_type[i])] += 1
             if t > now - 7 * DAY:
                 last_play[u][i] = max(last_play[u].get(i, 0), t)
-        if e in ("media_completed", "media_paused_early", "media_skipped") and t // DAY > now // DAY - 7:
+        if (
+            e in ("media_completed", "media_paused_early", "media_skipped")
+            and t // DAY > now // DAY - 7
+        ):
             consumed[u] += float(chunk.consumed_fraction[k]) * float(world.item_duration_s[i])
         if e == "subscription_to_creator":
             subs_of_creator[int(chunk.creator[k])].add(u)
@@ -167,13 +197,22 @@ def test_features_equal_what_a_simulated_stream_implies(store: OnlineStore) -> N
     sample = sorted(set(items))[:600]
     got = store.read_items([f"m{i}" for i in sample], now=now)
     assert got.found.all()
-    for col, name in (("starts", "media_started"), ("likes", "media_liked"), ("completes", "media_completed"), ("skips", "media_skipped")):
+    for col, name in (
+        ("starts", "media_started"),
+        ("likes", "media_liked"),
+        ("completes", "media_completed"),
+        ("skips", "media_skipped"),
+    ):
         assert got.raw[col].tolist() == [counts[(i, name)] for i in sample], col
     assert got.play_count_24h.tolist() == [float(plays24[i]) for i in sample]
-    assert got.creator_subscriber_count.tolist() == [len(subs_of_creator[int(world.item_creator[i])]) for i in sample]
+    assert got.creator_subscriber_count.tolist() == [
+        len(subs_of_creator[int(world.item_creator[i])]) for i in sample
+    ]
     starts = np.array([counts[(i, "media_started")] for i in sample], dtype=float)
     completes = np.array([counts[(i, "media_completed")] for i in sample], dtype=float)
-    np.testing.assert_allclose(got.completion_rate, (completes + 1) / (np.maximum(starts, completes) + 4))
+    np.testing.assert_allclose(
+        got.completion_rate, (completes + 1) / (np.maximum(starts, completes) + 4)
+    )
 
     from data.simulate.world import CATEGORY_NAMES
 
@@ -181,12 +220,18 @@ def test_features_equal_what_a_simulated_stream_implies(store: OnlineStore) -> N
         feats = store.read_user(f"u{u}", now=now)
         assert feats.subscriber_count == len(subs_of_user[u])
         cats = {CATEGORY_NAMES[int(k[4:])]: v for k, v in plays7[u].items() if k.startswith("cat:")}
-        assert feats.top_categories_7d == [c for c, _ in sorted(cats.items(), key=lambda kv: (-kv[1], kv[0]))[:3]]
+        assert feats.top_categories_7d == [
+            c for c, _ in sorted(cats.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+        ]
         video, audio = plays7[u]["type:0"], plays7[u]["type:1"]
         share = video / (video + audio) if video + audio else 0.5
-        assert feats.preferred_content_type == ("VIDEO" if share >= 0.7 else "AUDIO" if share <= 0.3 else "MIXED")
+        assert feats.preferred_content_type == (
+            "VIDEO" if share >= 0.7 else "AUDIO" if share <= 0.3 else "MIXED"
+        )
         sessions = sum(1 for (uu, _), day in first_seen.items() if uu == u and day > now // DAY - 7)
-        assert feats.avg_session_duration == pytest.approx(consumed[u] / sessions if sessions else 0.0, rel=1e-5)
+        assert feats.avg_session_duration == pytest.approx(
+            consumed[u] / sessions if sessions else 0.0, rel=1e-5
+        )
         recent = sorted(last_play[u].items(), key=lambda kv: -kv[1])[:200]
         assert set(feats.recent_media_7d) == {f"m{i}" for i, _ in recent}
         order = [last_play[u][int(m[1:])] for m in feats.recent_media_7d]
@@ -204,7 +249,9 @@ def test_engagement_counts_and_positive_history(store: OnlineStore) -> None:
         _event(2, "media_started", "u1", "m2", T0 + DAY + 10),
         _event(3, "media_liked", "u1", "m2", T0 + DAY + 20),
         _event(4, "media_disliked", "u1", "m3", T0 + DAY + 30),
-        _event(5, "media_skipped", "u1", "m3", T0 + DAY + 31, consumed_fraction=0.1),  # not positive
+        _event(
+            5, "media_skipped", "u1", "m3", T0 + DAY + 31, consumed_fraction=0.1
+        ),  # not positive
         _event(6, "media_shared", "u1", "m10", T0 + 2 * DAY),
         _event(7, "media_replay", "u1", "m1", T0 + 3 * DAY),  # m1 again: its latest time moves
         _event(8, "subscription_to_creator", "u1", "m3", T0 + 3 * DAY + 5, creator_id="c2"),
@@ -218,13 +265,34 @@ def test_engagement_counts_and_positive_history(store: OnlineStore) -> None:
 
     def read(now: float) -> tuple:
         f = store.read_user("u1", now=now)
-        return f.plays_7d, f.video_plays_7d, f.completes_7d, f.likes_7d, f.dislikes_7d, f.recent_positive_7d
+        return (
+            f.plays_7d,
+            f.video_plays_7d,
+            f.completes_7d,
+            f.likes_7d,
+            f.dislikes_7d,
+            f.recent_positive_7d,
+        )
 
     everything = (2.0, 1.0, 1.0, 2.0, 1.0, ["m2", "m3", "m1", "m10"])
     assert read(T0 + 4 * DAY) == everything
     assert read(T0 + 7 * DAY) == everything  # midnight: the window is the 7 full days before it
-    assert read(T0 + 7 * DAY + HOUR) == (1.0, 0.0, 0.0, 2.0, 1.0, ["m2", "m3", "m1", "m10"])  # day 0 gone
-    assert read(T0 + 8 * DAY + HOUR) == (0.0, 0.0, 0.0, 1.0, 0.0, ["m2", "m3", "m1", "m10"])  # day 1 gone
+    assert read(T0 + 7 * DAY + HOUR) == (
+        1.0,
+        0.0,
+        0.0,
+        2.0,
+        1.0,
+        ["m2", "m3", "m1", "m10"],
+    )  # day 0 gone
+    assert read(T0 + 8 * DAY + HOUR) == (
+        0.0,
+        0.0,
+        0.0,
+        1.0,
+        0.0,
+        ["m2", "m3", "m1", "m10"],
+    )  # day 1 gone
     assert read(T0 + 9 * DAY + HOUR) == (0.0, 0.0, 0.0, 1.0, 0.0, ["m2", "m3", "m1"])  # day 2 gone
     assert read(T0 + 10 * DAY + HOUR) == (0.0, 0.0, 0.0, 0.0, 0.0, [])
     assert store.read_user("u2", now=T0 + 4 * DAY).recent_positive_7d == ["m3"]

@@ -29,7 +29,9 @@ def test_flat_is_exact_and_supports_live_adds(tmp_path):
 def test_ivf_reaches_recall_500_against_exact_search():
     x = _clustered(40_000, seed=1)
     ids = [f"m{i}" for i in range(len(x))]
-    index = build_index(x, ids, IndexSettings(kind="ivf_flat", recall_k=500, recall_queries=50, train_sample=20_000))
+    index = build_index(
+        x, ids, IndexSettings(kind="ivf_flat", recall_k=500, recall_queries=50, train_sample=20_000)
+    )
     assert index.params.nlist and index.params.nprobe
     rng = np.random.default_rng(5)
     q = x[rng.choice(len(x), 50, replace=False)]

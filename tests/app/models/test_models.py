@@ -1,7 +1,12 @@
 import numpy as np
 import torch
 
-from app.models.config import FeatureSettings, RankerSettings, TwoTowerSettings, default_head_weights
+from app.models.config import (
+    FeatureSettings,
+    RankerSettings,
+    TwoTowerSettings,
+    default_head_weights,
+)
 from app.models.evaluation import gate
 from app.models.features import stable_hash
 from app.models.metrics import auc, log_loss, ndcg_at_k, recall_at_k
@@ -14,11 +19,25 @@ F = FeatureSettings(user_buckets=1000, item_buckets=1000, creator_buckets=100)
 def _batch(b=16):
     g = torch.Generator().manual_seed(0)
     r = lambda hi, *s: torch.randint(1, hi, s or (b,), generator=g)  # noqa: E731
-    return {"u_hash": r(1000), "u_hist": r(1000, b, 20), "u_cats": r(100, b, 3), "u_lang": r(100),
-            "u_pref": r(4), "u_dense": torch.rand(b, 4), "i_hash": torch.arange(1, b + 1), "i_cat": r(100),
-            "i_creator": r(100), "i_type": r(3), "i_lang": r(100), "i_dur": r(13), "i_dense": torch.rand(b, 5),
-            "label_completed": torch.rand(b).round(), "label_strong": torch.rand(b).round(),
-            "label_negative": torch.rand(b).round(), "log_q": torch.full((b,), -5.0)}
+    return {
+        "u_hash": r(1000),
+        "u_hist": r(1000, b, 20),
+        "u_cats": r(100, b, 3),
+        "u_lang": r(100),
+        "u_pref": r(4),
+        "u_dense": torch.rand(b, 4),
+        "i_hash": torch.arange(1, b + 1),
+        "i_cat": r(100),
+        "i_creator": r(100),
+        "i_type": r(3),
+        "i_lang": r(100),
+        "i_dur": r(13),
+        "i_dense": torch.rand(b, 5),
+        "label_completed": torch.rand(b).round(),
+        "label_strong": torch.rand(b).round(),
+        "label_negative": torch.rand(b).round(),
+        "log_q": torch.full((b,), -5.0),
+    }
 
 
 def test_stable_hash_is_deterministic_and_reserves_zero():

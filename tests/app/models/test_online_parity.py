@@ -37,8 +37,14 @@ DAY_S = 86_400
 DAY_MS = DAY_S * 1000
 CONFIGS = (
     FeatureSettings(),
-    FeatureSettings(user_buckets=1 << 10, item_buckets=1 << 12, category_buckets=64, language_buckets=16,
-                    history_len=4, top_categories=2),
+    FeatureSettings(
+        user_buckets=1 << 10,
+        item_buckets=1 << 12,
+        category_buckets=64,
+        language_buckets=16,
+        history_len=4,
+        top_categories=2,
+    ),
 )
 
 
@@ -67,13 +73,23 @@ class Collector:
             self.store.apply(batch, "parity")
 
 
-def _assert_same_columns(online: dict[str, np.ndarray], offline: dict[str, np.ndarray], users: list[str]) -> None:
+def _assert_same_columns(
+    online: dict[str, np.ndarray], offline: dict[str, np.ndarray], users: list[str]
+) -> None:
     assert set(online) == set(offline) == set(USER_COLUMNS)
     for name in USER_COLUMNS:
         got, want = online[name], offline[name]
-        assert got.shape == want.shape and got.dtype == want.dtype, (name, got.shape, want.shape, got.dtype, want.dtype)
+        assert got.shape == want.shape and got.dtype == want.dtype, (
+            name,
+            got.shape,
+            want.shape,
+            got.dtype,
+            want.dtype,
+        )
         bad = np.flatnonzero((got != want).reshape(len(users), -1).any(axis=1))
-        assert bad.size == 0, f"{name}: {bad.size} users differ, e.g. {users[bad[0]]}: {got[bad[0]]} != {want[bad[0]]}"
+        assert bad.size == 0, (
+            f"{name}: {bad.size} users differ, e.g. {users[bad[0]]}: {got[bad[0]]} != {want[bad[0]]}"
+        )
 
 
 def test_online_user_columns_equal_training_columns(store: OnlineStore, tmp_path) -> None:
@@ -87,7 +103,10 @@ def test_online_user_columns_equal_training_columns(store: OnlineStore, tmp_path
     world = World.generate(WorldConfig(seed=11, n_users=300, n_items=2_000, n_creators=150))
     start_ms = world.config.start_ms
     assert start_ms % DAY_MS == 0  # the simulation starts at a midnight
-    t1_ms, t2_ms = start_ms + 8 * DAY_MS, start_ms + 9 * DAY_MS  # two midnights, a full window behind each
+    t1_ms, t2_ms = (
+        start_ms + 8 * DAY_MS,
+        start_ms + 9 * DAY_MS,
+    )  # two midnights, a full window behind each
 
     sink = ParquetSink(tmp_path / "store")
     payloads: list[str] = []
@@ -119,12 +138,21 @@ def test_online_user_columns_equal_training_columns(store: OnlineStore, tmp_path
 
         # not vacuous: most users have history, engagement counts and categories ...
         assert sum(len(r.recent_positive_7d) > 0 for r in read) > 0.8 * len(users)
-        assert sum(r.completes_7d > 0 and r.likes_7d > 0 and r.dislikes_7d > 0 for r in read) > 0.5 * len(users)
-        assert sum(len(r.recent_positive_7d) > 20 for r in read) > 0  # history_len truncation happens
+        assert sum(
+            r.completes_7d > 0 and r.likes_7d > 0 and r.dislikes_7d > 0 for r in read
+        ) > 0.5 * len(users)
+        assert (
+            sum(len(r.recent_positive_7d) > 20 for r in read) > 0
+        )  # history_len truncation happens
         # ... and the window's first day matters: a 6-day window (the store read as of `at`
         # itself, or training from `at - 6 d`) gives different columns.
-        six_days = user_features(events[events["ts"] >= at_ms - 6 * DAY_MS], catalogue, np.array(users, dtype=object),
-                                 at_ms, CONFIGS[0])
+        six_days = user_features(
+            events[events["ts"] >= at_ms - 6 * DAY_MS],
+            catalogue,
+            np.array(users, dtype=object),
+            at_ms,
+            CONFIGS[0],
+        )
         full = user_features(events, catalogue, np.array(users, dtype=object), at_ms, CONFIGS[0])
         assert not np.array_equal(six_days["u_dense"], full["u_dense"])
         assert not np.array_equal(six_days["u_hist"], full["u_hist"])

@@ -18,7 +18,9 @@ def test_floor_keeps_the_minority_type():
     assert set(chosen[types[chosen] == "AUDIO"]) == set(range(400))  # the best 400 audio
 
 
-@given(n=st.integers(0, 300), k=st.integers(1, 200), floor=st.integers(0, 150), seed=st.integers(0, 99))
+@given(
+    n=st.integers(0, 300), k=st.integers(1, 200), floor=st.integers(0, 150), seed=st.integers(0, 99)
+)
 def test_selection_properties(n, k, floor, seed):
     rng = np.random.default_rng(seed)
     scores = rng.random(n)

@@ -14,9 +14,13 @@ CFG = FeatureSettings(user_buckets=1_024, item_buckets=4_096, creator_buckets=25
 
 def _candidates(n: int) -> CandidateBatch:
     return CandidateBatch(
-        media_ids=[f"m{i}" for i in range(n)], scores=np.linspace(1, 0, n).astype(np.float32),
-        content_types=["VIDEO", "AUDIO"] * (n // 2), creator_ids=[f"c{i % 7}" for i in range(n)],
-        categories=["music"] * n, languages=["en"] * n, durations=np.full(n, 300.0, np.float32),
+        media_ids=[f"m{i}" for i in range(n)],
+        scores=np.linspace(1, 0, n).astype(np.float32),
+        content_types=["VIDEO", "AUDIO"] * (n // 2),
+        creator_ids=[f"c{i % 7}" for i in range(n)],
+        categories=["music"] * n,
+        languages=["en"] * n,
+        durations=np.full(n, 300.0, np.float32),
         published_s=np.full(n, 1.7e9),
     )
 
@@ -31,7 +35,9 @@ def test_ranking_batch_has_the_training_columns_and_scores():
     n = 40
     user = UserFeatures("u1", True, "AUDIO", "en", ("music",), (), ("m3",), 5.0, 1.0, 2.0, 1.0, 0.0)
     counters = ItemCounters(*(np.arange(n, dtype=np.float64) for _ in range(4)))
-    batch = ranking_batch(user_columns(user, RequestContext(), CFG), _candidates(n), counters, 1.7e9 + 3600, CFG)
+    batch = ranking_batch(
+        user_columns(user, RequestContext(), CFG), _candidates(n), counters, 1.7e9 + 3600, CFG
+    )
     wanted = [c for c in RANKING_COLUMNS if not c.startswith("label_")]
     assert set(batch) == set(wanted)
     assert all(len(batch[c]) == n for c in wanted)
@@ -52,16 +58,40 @@ def test_item_columns_equal_training_item_features():
         "language": ["en", "es", "en"], "content_type": ["VIDEO", "AUDIO", "VIDEO"],
         "duration_s": [30.0, 600.0, 4000.0], "published_ms": [1_000_000, 2_000_000, 3_000_000],
     })  # fmt: skip
-    kinds = [EventType.MEDIA_STARTED, EventType.MEDIA_STARTED, EventType.MEDIA_COMPLETED, EventType.MEDIA_LIKED,
-             EventType.MEDIA_DISLIKED, EventType.MEDIA_STARTED]
-    events = pd.DataFrame({"event_type": [str(k) for k in kinds], "media_id": ["m0", "m1", "m0", "m0", "m1", "m2"],
-                           "ts": [5_000_000] * 6})
+    kinds = [
+        EventType.MEDIA_STARTED,
+        EventType.MEDIA_STARTED,
+        EventType.MEDIA_COMPLETED,
+        EventType.MEDIA_LIKED,
+        EventType.MEDIA_DISLIKED,
+        EventType.MEDIA_STARTED,
+    ]
+    events = pd.DataFrame(
+        {
+            "event_type": [str(k) for k in kinds],
+            "media_id": ["m0", "m1", "m0", "m0", "m1", "m2"],
+            "ts": [5_000_000] * 6,
+        }
+    )
     at_ms = 90_000_000
     trained = item_features(events, catalogue, at_ms, CFG).set_index("media_id")
-    counters = ItemCounters(np.array([1.0, 1, 1]), np.array([1.0, 0, 0]), np.array([1.0, 0, 0]), np.array([0.0, 1, 0]))
-    served = item_columns(catalogue["media_id"], catalogue["content_type"], catalogue["creator_id"],
-                          catalogue["category"], catalogue["language"], catalogue["duration_s"].to_numpy(),
-                          catalogue["published_ms"].to_numpy() / 1000.0, counters, at_ms / 1000.0, CFG)
+    counters = ItemCounters(
+        np.array([1.0, 1, 1]), np.array([1.0, 0, 0]), np.array([1.0, 0, 0]), np.array([0.0, 1, 0])
+    )
+    served = item_columns(
+        catalogue["media_id"],
+        catalogue["content_type"],
+        catalogue["creator_id"],
+        catalogue["category"],
+        catalogue["language"],
+        catalogue["duration_s"].to_numpy(),
+        catalogue["published_ms"].to_numpy() / 1000.0,
+        counters,
+        at_ms / 1000.0,
+        CFG,
+    )
     for name in ("i_hash", "i_cat", "i_creator", "i_type", "i_lang", "i_dur"):
         assert served[name].tolist() == trained[name].tolist(), name
-    np.testing.assert_allclose(served["i_dense"], np.stack(trained["i_dense"].to_numpy()), rtol=1e-6)
+    np.testing.assert_allclose(
+        served["i_dense"], np.stack(trained["i_dense"].to_numpy()), rtol=1e-6
+    )

@@ -60,12 +60,16 @@ def _batch(n: int, rng: np.random.Generator, creators: int = 7) -> CandidateBatc
 
 def _trending(n: int, offset: int = 0) -> list[TrendingEntry]:
     return [
-        TrendingEntry(f"m{offset + i}", float(n - i), "VIDEO" if i % 3 else "AUDIO", f"c{i % 5}", "news", "en")
+        TrendingEntry(
+            f"m{offset + i}", float(n - i), "VIDEO" if i % 3 else "AUDIO", f"c{i % 5}", "news", "en"
+        )
         for i in range(n)
     ]
 
 
-def _assert_feed(items, limit: int, exclude: set[str], cap: int, content_type: str | None = None) -> None:
+def _assert_feed(
+    items, limit: int, exclude: set[str], cap: int, content_type: str | None = None
+) -> None:
     ids = [i.media_id for i in items]
     assert len(ids) <= limit and len(ids) == len(set(ids))
     assert not set(ids) & exclude
@@ -84,13 +88,17 @@ def _assert_feed(items, limit: int, exclude: set[str], cap: int, content_type: s
     preferred=st.sampled_from(["VIDEO", "AUDIO", "MIXED"]),
     seed=st.integers(0, 1000),
 )
-def test_every_path_keeps_the_feed_guarantees(n, limit, diversity, cap, content_type, preferred, seed):
+def test_every_path_keeps_the_feed_guarantees(
+    n, limit, diversity, cap, content_type, preferred, seed
+):
     rng = np.random.default_rng(seed)
     batch = _batch(n, rng)
     recent = tuple(f"m{i}" for i in range(0, n, 4))
     user = UserFeatures("u1", True, preferred, "en", ("music",), recent)
     params = FeedParams(limit, diversity, cap, content_type)
-    _assert_feed(ranked_feed(batch, batch.scores, user, params), limit, set(recent), cap, content_type)
+    _assert_feed(
+        ranked_feed(batch, batch.scores, user, params), limit, set(recent), cap, content_type
+    )
     _assert_feed(trending_feed(_trending(n), user, params), limit, set(recent), cap, content_type)
     blended = blended_feed(batch, batch.scores, _trending(n, offset=1_000), user, params, 0.5)
     _assert_feed(blended, limit, set(recent), cap, content_type)
@@ -100,7 +108,9 @@ def test_cold_start_blend_alternates_sources():
     rng = np.random.default_rng(0)
     batch = _batch(50, rng, creators=50)
     user = UserFeatures("new", False)
-    items = blended_feed(batch, batch.scores, _trending(50, offset=100), user, FeedParams(10, 0.0, 10), 0.5)
+    items = blended_feed(
+        batch, batch.scores, _trending(50, offset=100), user, FeedParams(10, 0.0, 10), 0.5
+    )
     sources = Counter(i.source for i in items)
     assert sources == {"cold_start": 5, "trending": 5}
     only_model = blended_feed(batch, batch.scores, [], user, FeedParams(10, 0.0, 10), 0.5)
@@ -111,7 +121,10 @@ def test_trending_keys_follow_filter_language_and_preference():
     user = UserFeatures("u", True, "AUDIO", "fr")
     assert trending_keys(user, None, None) == [("AUDIO", "fr"), ("VIDEO", "fr")]
     assert trending_keys(user, "es", "VIDEO") == [("VIDEO", "es")]
-    assert trending_keys(UserFeatures("n", False), None, None) == [("VIDEO", "all"), ("AUDIO", "all")]
+    assert trending_keys(UserFeatures("n", False), None, None) == [
+        ("VIDEO", "all"),
+        ("AUDIO", "all"),
+    ]
     merged = merge_trending([_trending(3), _trending(3, offset=2)])
     assert [e.media_id for e in merged] == ["m0", "m1", "m2", "m3", "m4"]
 
@@ -119,17 +132,36 @@ def test_trending_keys_follow_filter_language_and_preference():
 def _online(**fields):
     from app.features.online_store import UserFeatures as OnlineUser
 
-    base = dict(user_id="u", recent_media_7d=[], top_categories_7d=[], avg_session_duration=0.0,
-                preferred_language=None, preferred_content_type="MIXED", subscriber_count=0)
+    base = dict(
+        user_id="u",
+        recent_media_7d=[],
+        top_categories_7d=[],
+        avg_session_duration=0.0,
+        preferred_language=None,
+        preferred_content_type="MIXED",
+        subscriber_count=0,
+    )
     return OnlineUser(**{**base, **fields})
 
 
 def test_user_features_from_online_store():
     assert not UserFeatures.from_online(_online()).known  # never seen: cold start
-    f = UserFeatures.from_online(_online(preferred_content_type="BOGUS", recent_media_7d=["m1"], plays_7d=3.0,
-                                         completes_7d=1.0, recent_positive_7d=["m1"], video_plays_7d=2.0))
+    f = UserFeatures.from_online(
+        _online(
+            preferred_content_type="BOGUS",
+            recent_media_7d=["m1"],
+            plays_7d=3.0,
+            completes_7d=1.0,
+            recent_positive_7d=["m1"],
+            video_plays_7d=2.0,
+        )
+    )
     assert f.known and f.preferred_content_type == "MIXED" and f.recent_media == ("m1",)
-    assert f.recent_positive == ("m1",) and (f.plays_7d, f.video_plays_7d, f.completes_7d) == (3.0, 2.0, 1.0)
+    assert f.recent_positive == ("m1",) and (f.plays_7d, f.video_plays_7d, f.completes_7d) == (
+        3.0,
+        2.0,
+        1.0,
+    )
 
 
 def test_user_columns_match_the_model_encoder():
@@ -141,8 +173,16 @@ def test_user_columns_match_the_model_encoder():
     from app.serving.types import RequestContext
 
     cfg = FeatureSettings(user_buckets=1_024, item_buckets=4_096)
-    online = _online(plays_7d=4.0, video_plays_7d=4.0, completes_7d=2.0, likes_7d=1.0, top_categories_7d=["music"],
-                     preferred_language="en", preferred_content_type="VIDEO", recent_positive_7d=["m1", "m2"])
+    online = _online(
+        plays_7d=4.0,
+        video_plays_7d=4.0,
+        completes_7d=2.0,
+        likes_7d=1.0,
+        top_categories_7d=["music"],
+        preferred_language="en",
+        preferred_content_type="VIDEO",
+        recent_positive_7d=["m1", "m2"],
+    )
     served = user_columns(UserFeatures.from_online(online), RequestContext(language="es"), cfg)
     expected = encode_online_users([online], cfg)
     assert set(served) == set(expected)
@@ -158,7 +198,9 @@ def test_degradations_and_timing():
     d.add(degrade.stage_failure("ranking", TimeoutError()))
     d.add(degrade.stage_failure("ranking", TimeoutError()))
     d.add(degrade.stage_failure("retrieval", RuntimeError("x")))
-    assert d.kinds == ["ranking_timeout", "retrieval_unavailable"] and all(k in degrade.KINDS for k in d.kinds)
+    assert d.kinds == ["ranking_timeout", "retrieval_unavailable"] and all(
+        k in degrade.KINDS for k in d.kinds
+    )
     watch = Stopwatch()
     with watch.stage("a"):
         pass

@@ -85,7 +85,11 @@ def test_committed_offsets_are_per_group(broker_stack: FeedraySettings) -> None:
     producer.produce(topic, value=b"first")
     assert producer.flush(30) == 0
     config = kafka.client_config(
-        **{"group.id": f"fresh-{uuid.uuid4().hex}", "auto.offset.reset": "earliest", "enable.auto.commit": False}
+        **{
+            "group.id": f"fresh-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
     )
     consumer = Consumer(config)
     consumer.assign([TopicPartition(topic, 0)])

@@ -77,13 +77,17 @@ def test_full_stack_up_status_down_keeps_data_and_purge_clears_it(tmp_path: Path
         restarted = Stack(settings, only=["redis", "kafka"])
         restarted.up()
         assert redis.Redis(**settings.redis.client_kwargs()).get("feedray:test:kept") == b"yes"
-        consumer = Consumer(settings.kafka.client_config(**{"group.id": "kept", "auto.offset.reset": "earliest"}))
+        consumer = Consumer(
+            settings.kafka.client_config(**{"group.id": "kept", "auto.offset.reset": "earliest"})
+        )
         consumer.assign([TopicPartition(settings.kafka.topics.published, 0, 0)])
         values = [m.value() for m in consumer.consume(num_messages=10, timeout=10) if not m.error()]
         consumer.close()
         assert b"kept-message" in values
 
-        (settings.state_dir / "offline" / "events").mkdir(parents=True)  # derived data goes with a purge
+        (settings.state_dir / "offline" / "events").mkdir(
+            parents=True
+        )  # derived data goes with a purge
         purged = feedray(settings, "down", "--purge")
         assert purged.returncode == 0, purged.stderr
         assert not (settings.state_dir / "data").exists()
@@ -110,13 +114,26 @@ def test_missing_java_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent))  # python and ray, but no java
     result = feedray(settings, "up", "--only", "kafka")
     assert result.returncode == 1
-    assert result.stderr.strip() == "feedray: kafka: java not found; install Java 17 (Debian: openjdk-17-jre-headless)"
+    assert (
+        result.stderr.strip()
+        == "feedray: kafka: java not found; install Java 17 (Debian: openjdk-17-jre-headless)"
+    )
 
 
 def test_down_stops_only_what_up_started(tmp_path: Path) -> None:
     settings = scratch_settings(tmp_path / "state")
     foreign = subprocess.Popen(
-        ["redis-server", "--port", str(settings.redis.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [
+            "redis-server",
+            "--port",
+            str(settings.redis.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
         stdout=subprocess.DEVNULL,
     )
     try:
@@ -133,7 +150,9 @@ def test_down_stops_only_what_up_started(tmp_path: Path) -> None:
         assert result.returncode == 0 and "not started by feedray" in result.stdout
         assert client.ping()  # still there
         status = json.loads(feedray(settings, "status", "--json", "--only", "redis").stdout)
-        assert status["components"][0]["state"] == "up" and status["components"][0]["managed"] is False
+        assert (
+            status["components"][0]["state"] == "up" and status["components"][0]["managed"] is False
+        )
     finally:
         foreign.terminate()
         foreign.wait(10)
@@ -156,7 +175,9 @@ def test_configured_credentials_are_enforced(tmp_path: Path) -> None:
         producer = Producer(settings.kafka.client_config())
         producer.produce(settings.kafka.topics.published, value=b"authenticated")
         assert producer.flush(30) == 0
-        anonymous = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers, "log_level": 0})
+        anonymous = AdminClient(
+            {"bootstrap.servers": settings.kafka.bootstrap_servers, "log_level": 0}
+        )
         with pytest.raises(KafkaException):
             anonymous.list_topics(timeout=3)
     finally:

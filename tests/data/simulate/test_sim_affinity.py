@@ -25,13 +25,22 @@ def test_affinity_is_a_probability_and_forms_agree():
     assert a.dtype == np.float32 and np.all((a > 0) & (a < 1))
     assert a.std() > 0.1  # spread, not a constant
     # Row form, candidate form and pair form give the same numbers.
-    assert np.allclose(user_affinity(WORLD, int(users[0]))[items[:5]],
-                       pair_affinity(WORLD, np.repeat(users[0], 5), items[:5]), atol=1e-5)
+    assert np.allclose(
+        user_affinity(WORLD, int(users[0]))[items[:5]],
+        pair_affinity(WORLD, np.repeat(users[0], 5), items[:5]),
+        atol=1e-5,
+    )
     grid = items[:12].reshape(3, 4)
-    assert np.allclose(candidate_logits(WORLD, users[:3], grid),
-                       pair_logits(WORLD, users[:3, None], grid), atol=1e-4)
-    assert np.allclose(user_logits(WORLD, users[:3], items[:7]),
-                       pair_logits(WORLD, users[:3, None], items[None, :7]), atol=1e-4)
+    assert np.allclose(
+        candidate_logits(WORLD, users[:3], grid),
+        pair_logits(WORLD, users[:3, None], grid),
+        atol=1e-4,
+    )
+    assert np.allclose(
+        user_logits(WORLD, users[:3], items[:7]),
+        pair_logits(WORLD, users[:3, None], items[None, :7]),
+        atol=1e-4,
+    )
 
 
 def _with(world: World, **arrays: np.ndarray) -> World:
@@ -48,8 +57,9 @@ def test_language_match_raises_affinity():
     same[:] = WORLD.item_language[item]
     other = (same + 1) % len(WORLD.config.languages)
     a_same = pair_affinity(_with(WORLD, user_language=same), users, np.full_like(users, item))
-    a_other = pair_affinity(_with(WORLD, user_language=other.astype(np.int8)), users,
-                            np.full_like(users, item))
+    a_other = pair_affinity(
+        _with(WORLD, user_language=other.astype(np.int8)), users, np.full_like(users, item)
+    )
     assert np.all(a_same > a_other)
 
 

@@ -11,8 +11,7 @@ import pytest
 from data.simulate.sessions import SessionConfig, simulate_chunks
 from data.simulate.world import World, WorldConfig, world_memory_bytes
 
-CONFIG = WorldConfig(seed=1, n_users=100_000, n_items=300_000, n_creators=10_000,
-                     chunk_rows=50_000)
+CONFIG = WorldConfig(seed=1, n_users=100_000, n_items=300_000, n_creators=10_000, chunk_rows=50_000)
 
 
 @pytest.mark.slow

@@ -59,8 +59,9 @@ def test_unpublished_items_are_never_started(small_world):
 
 def test_response_events_validate_and_are_ordered(small_world):
     users, good, _, at = _feeds(small_world)
-    r = respond_many(small_world, users, good, np.random.default_rng(3), at_ms=at,
-                     sessions=np.arange(N_USERS))
+    r = respond_many(
+        small_world, users, good, np.random.default_rng(3), at_ms=at, sessions=np.arange(N_USERS)
+    )
     assert len(r.events) > N_USERS
     assert np.all(r.events.timestamp_ms >= at)
     for user in range(5):

@@ -39,8 +39,10 @@ def test_parquet_sink_writes_a_partitioned_dataset(tmp_path):
     assert events.num_rows == report.events
     assert len(set(events["event_id"].to_pylist())) == report.events
     assert {"date", "hour", "user_id", "media_id", "timestamp"} <= set(events.column_names)
-    hours = {(str(d), int(h)) for d, h in zip(events["date"].to_pylist(),
-                                             events["hour"].to_pylist(), strict=True)}
+    hours = {
+        (str(d), int(h))
+        for d, h in zip(events["date"].to_pylist(), events["hour"].to_pylist(), strict=True)
+    }
     assert len(hours) >= 20  # one partition per simulated hour
     pubs = ds.dataset(tmp_path / "publications", format="parquet").to_table()
     assert pubs.num_rows == report.publications > CONFIG.n_items // 2  # backlog + new
@@ -54,9 +56,15 @@ def drain(settings: FeedraySettings, topic: str, expected: int, timeout_s: float
 
     from confluent_kafka import Consumer
 
-    consumer = Consumer(settings.kafka.client_config(
-        **{"group.id": f"drain-{topic}", "auto.offset.reset": "earliest", "enable.auto.commit": False}
-    ))
+    consumer = Consumer(
+        settings.kafka.client_config(
+            **{
+                "group.id": f"drain-{topic}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+    )
     consumer.subscribe([topic])
     messages = []
     deadline = time.monotonic() + timeout_s
@@ -94,8 +102,24 @@ def test_kafka_sink_raises_on_failed_delivery(kafka_topics):
 def test_cli_prints_a_json_report(tmp_path):
     result = CliRunner().invoke(
         simulate_app,
-        ["--users", "300", "--items", "2000", "--creators", "50", "--days", "0.25",
-         "--seed", "4", "--sink", "parquet", "--path", str(tmp_path), "--max-events", "2000"],
+        [
+            "--users",
+            "300",
+            "--items",
+            "2000",
+            "--creators",
+            "50",
+            "--days",
+            "0.25",
+            "--seed",
+            "4",
+            "--sink",
+            "parquet",
+            "--path",
+            str(tmp_path),
+            "--max-events",
+            "2000",
+        ],
     )
     assert result.exit_code == 0, result.output
     report = orjson.loads(result.stdout.strip().splitlines()[-1])

@@ -119,8 +119,9 @@ def test_publications_fall_in_their_slice(small_chunks, small_world):
         assert np.all((published >= chunk.t0_ms) & (published < chunk.t1_ms))
         total += len(chunk.publications)
     start = small_world.config.start_ms
-    expected = ((small_world.item_publish_ms >= start)
-                & (small_world.item_publish_ms < start + 2 * DAY_MS)).sum()
+    expected = (
+        (small_world.item_publish_ms >= start) & (small_world.item_publish_ms < start + 2 * DAY_MS)
+    ).sum()
     assert total == expected > 0
 
 

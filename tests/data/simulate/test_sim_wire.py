@@ -37,7 +37,9 @@ def test_every_event_message_validates_and_matches_its_columns(small_events, sma
 
 
 def test_event_ids_are_unique_on_the_wire(small_events):
-    ids = [orjson.loads(v)["event_id"] for _, v in event_messages(small_events.take(slice(0, 20_000)))]
+    ids = [
+        orjson.loads(v)["event_id"] for _, v in event_messages(small_events.take(slice(0, 20_000)))
+    ]
     assert len(set(ids)) == len(ids)
 
 

@@ -88,9 +88,7 @@ def test_memory_footprint_is_the_sum_of_arrays_and_fits_the_layout():
     per_user = 2 * d + 1 + 1 + 1 + 4 + 4
     per_creator = 2 * d + 1 + 2 + 4
     per_item = 2 * d + 4 + 2 + 1 + 1 + 4 + 8 + 4 + 2
-    expected = (
-        2_000 * per_user + 300 * per_creator + 8_000 * per_item + CONFIG.n_categories * d * 4
-    )
+    expected = 2_000 * per_user + 300 * per_creator + 8_000 * per_item + CONFIG.n_categories * d * 4
     assert world_memory_bytes(w) == expected
     assert world_memory_bytes(w) == sum(a.nbytes for a in w.arrays().values())
 
