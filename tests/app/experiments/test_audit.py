@@ -18,6 +18,10 @@ def test_a_fair_candidate_passes() -> None:
     verdict = audit_bias(*served_frames(None), settings=BiasAuditSettings())
     assert verdict.passed, verdict.reasons
     assert verdict.failed == 0 and verdict.tests > 300
+    # user-level variances keep the cells' plain p-values near uniform (binomial ones over
+    # impressions, which ignore that a user's impressions are alike, put 12 % below 0.05)
+    p_values = np.array([c.p_value for c in verdict.cells])
+    assert (p_values < 0.05).mean() < 0.08
     groups = {(c.group, c.group_value) for c in verdict.cells}
     assert ("all", "all") in groups and ("language", "fr") in groups and ("age_band", "3") in groups
     assert {c.dimension for c in verdict.cells} == {
