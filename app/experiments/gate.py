@@ -353,8 +353,10 @@ def _settle_guardrails(results: list[MetricResult], alpha: float) -> list[Metric
 def _decide(
     decisions: list[MetricResult], guardrails: list[MetricResult]
 ) -> tuple[Decision, list[str]]:
-    def named(results: list[MetricResult], *outcomes: str) -> list[str]:
-        return [r.name for r in results if r.outcome in outcomes]
+    """The decision from the settled metrics, with the reasons behind it."""
+
+    def named(results: list[MetricResult], outcome: str) -> list[str]:
+        return [r.name for r in results if r.outcome == outcome]
 
     regressed, breached = named(decisions, "regressed"), named(guardrails, "breached")
     if regressed or breached:
@@ -362,32 +364,29 @@ def _decide(
         reasons += [f"guardrail {n} regressed beyond its tolerance" for n in breached]
         return "reject", reasons
     improved = named(decisions, "improved")
-    reasons = []
+    blockers = []
     for r in decisions:
         if r.outcome == "unavailable":
-            reasons.append(f"{r.name} unavailable: {r.note}")
+            blockers.append(f"{r.name} unavailable: {r.note}")
         elif not r.powered:
             state = "significantly better" if r.outcome == "improved" else "not significant"
-            reasons.append(
+            blockers.append(
                 f"{r.name} {state} in an underpowered run: power {r.power:.2f} to detect its "
                 f"{100 * r.threshold:g} % MDE; about {r.users_needed:,} users needed"
             )
-    open_guardrails = named(guardrails, "inconclusive")
-    reasons += [f"guardrail {n} not yet shown within its tolerance" for n in open_guardrails]
-    if improved and not reasons:
-        return "promote", [f"{n} significantly better" for n in improved] + [
-            f"guardrail {r.name} unavailable: {r.note}"
-            for r in guardrails
-            if r.outcome == "unavailable"
-        ]
-    if not improved:
-        reasons.insert(0, "no decision metric significantly better")
-    reasons += [
+    blockers += [
+        f"guardrail {n} not yet shown within its tolerance"
+        for n in named(guardrails, "inconclusive")
+    ]
+    notes = [
         f"guardrail {r.name} unavailable: {r.note}"
         for r in guardrails
         if r.outcome == "unavailable"
     ]
-    return "undecided", reasons
+    if improved and not blockers:
+        return "promote", [f"{n} significantly better" for n in improved] + notes
+    lead = [] if improved else ["no decision metric significantly better"]
+    return "undecided", lead + blockers + notes
 
 
 def with_audit(verdict: GateVerdict, audit: AuditVerdict) -> GateVerdict:

@@ -11,10 +11,11 @@ distribution N(0, tau^2) over the true difference has the closed-form likelihood
 
 and ``min(1, 1 / Lambda)`` is a p-value valid at every look, however often the data is
 looked at; inverting it gives a confidence sequence. ``tau`` is the metric's minimum
-detectable effect (the size of effect the run is meant to find). The PyPI packages that
-wrap this (``msprt``, ``confseq``) are unmaintained single-author releases, and the formula
-is one line, so it lives here; every distribution comes from ``scipy`` /
-``statsmodels``.
+detectable effect (the size of effect the run is meant to find). ``V`` is the plug-in
+user-level variance, so the guarantee is the large-sample one (the calibration tests check
+it at ten looks). The PyPI wrappers (``msprt`` 0.1.2, ``confseq`` 0.0.11, both last
+released in 2023) add nothing to a two-line formula, so it lives here; every distribution
+comes from ``scipy`` / ``statsmodels``.
 """
 
 from __future__ import annotations

@@ -62,7 +62,9 @@ class MetricResult(Record):
     regression: float | None = None  # guardrails: how much worse, in ``difference`` units
     p_beyond_tolerance: float | None = None  # guardrails: Holm-adjusted, "regression = tolerance"
     power: float | None = None  # to detect the MDE / to show non-inferiority at no change
-    powered: bool | None = None  # decision metrics: not shown short of the target power
+    # decision metrics: not shown short of the target power (``inference.powered``); a
+    # significant metric may be unpowered, and then the run is undecided all the same
+    powered: bool | None = None
     users_needed: int | None = None  # total users for the configured power
     outcome: Outcome
     note: str = ""
