@@ -203,8 +203,8 @@ class MinimumDetectableEffects(BaseModel):
     """Per decision metric, the smallest relative change the run must be able to detect.
 
     0.02 means 2 % of the champion's value (a CTR of 0.150 vs 0.153). The power check asks
-    whether the run had ``ExperimentSettings.power`` to detect this change; a metric that is
-    not significant in a run without that power says nothing, so the run is ``undecided``.
+    whether the run had ``ExperimentSettings.power`` to detect this change; a run without it
+    is ``undecided``, never promoted, even when a metric came out significant.
     """
 
     ctr: float = Field(0.02, gt=0.0, lt=1.0)
@@ -217,8 +217,9 @@ class GuardrailTolerances(BaseModel):
 
     Relative to the champion's value, except ``degraded_share`` (absolute share of feeds,
     because the champion's share may be 0). A guardrail passes when the confidence bound of
-    the regression is inside the tolerance (non-inferiority), and blocks the run when the
-    regression is significant and its estimate exceeds the tolerance.
+    the regression is inside the tolerance (non-inferiority); it rejects the run when the
+    regression is significantly beyond the tolerance (Holm across the guardrails); in
+    between the run is ``undecided``.
     """
 
     dislike_rate: float = Field(0.05, gt=0.0)
