@@ -1,1 +1,7 @@
-"""Experimentation: arm assignment, exposure logging, statistics, bias audit."""
+"""Experimentation, pure logic: arm assignment and the statistics of a canary run.
+
+``assignment`` (stable arm hash) -> ``metrics`` (per-user counts from exposures and
+engagement events) -> ``estimators`` (delta method, CUPED, user bootstrap) ->
+``inference`` (fixed z-test, mSPRT, power) -> ``gate`` (the promotion verdict, typed in
+``verdict``); ``audit`` (exposure bias by user group); ``report`` (Markdown + PNG + JSON).
+"""
