@@ -92,10 +92,6 @@ def set_alias(uri: str, name: str, alias: str, version: str | int) -> None:
     configure(uri).set_registered_model_alias(name, alias, str(version))
 
 
-def delete_alias(uri: str, name: str, alias: str) -> None:
-    configure(uri).delete_registered_model_alias(name, alias)
-
-
 def get_version(uri: str, name: str, alias_or_version: str | int) -> ModelVersion | None:
     """The version behind an alias (``champion``) or a version number; None if absent."""
     client = configure(uri)

@@ -32,7 +32,6 @@ import logging
 import sys
 import threading
 import time
-import uuid
 from collections import Counter as CounterDict
 from typing import Any
 
@@ -620,10 +619,6 @@ def collect_command(
         max_seconds=max_seconds,
     )
     sys.stdout.write(report.model_dump_json() + "\n")
-
-
-def unique_group(prefix: str = "feedray-collector") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ about 20 KB, which keeps the two hops of the hot path cheap.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -110,15 +110,3 @@ class RankedBatch:
     compute_ms: float = 0.0
     feature_misses: int = 0  # candidates without online features (defaults used)
     features_unavailable: bool = False  # the item feature read failed as a whole
-
-
-@dataclass
-class StageTimings:
-    """Wall-clock milliseconds per stage as seen by the ingress (hops included)."""
-
-    features: float = 0.0
-    retrieval: float = 0.0
-    ranking: float = 0.0
-    rerank: float = 0.0
-    total: float = 0.0
-    compute: dict[str, float] = field(default_factory=dict)  # stage -> replica-side ms
