@@ -194,6 +194,10 @@ class ServingSettings(BaseModel):
     diversity_default: float = Field(0.2, ge=0.0, le=1.0)
     max_items_per_creator: int = Field(2, ge=1)
     embedding_dim: int = Field(64, ge=4)
+    # Before an ingress replica reports ready it sends one warm-up request through retrieval
+    # and ranking (their replicas warm their own models, index and Redis client on load); it
+    # waits at most this long for them, then starts anyway and says so in its warm-up report.
+    warmup_timeout_s: float = Field(300.0, gt=0)
 
 
 DecisionMetric = Literal["ctr", "completion_rate", "session_depth"]

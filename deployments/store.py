@@ -50,17 +50,23 @@ class ServingStore:
         features = self.store.read_items(list(media_ids))
         return ItemCounters.from_store(features), features.found
 
-    def read_trending(self, keys: Sequence[tuple[str, str]], k: int) -> list[list[TrendingEntry]]:
-        from data.trending import read_trending
+    def read_lists(self, keys: Sequence[tuple[str, str, str]], k: int) -> list[list[TrendingEntry]]:
+        """The top ``k`` entries of each fallback list (``app.serving.fallback.ListKey``),
+        described by one ``item_metadata`` read each; newest items show score 0."""
+        from app.serving.fallback import ALL, NEWEST
+        from data.trending import read_newest, read_trending
 
         out = []
-        for content_type, language in keys:
-            rows = read_trending(
-                store=self.store,
-                content_type=content_type,
-                language=None if language == "all" else language,
-                limit=k,
-            )
+        for source, content_type, language in keys:
+            if source == NEWEST:
+                rows = [(m, 0.0) for m, _ in read_newest(self.store, content_type, k)]
+            else:
+                rows = read_trending(
+                    store=self.store,
+                    content_type=None if content_type == ALL else content_type,
+                    language=None if language == ALL else language,
+                    limit=k,
+                )
             meta = self.store.item_metadata([m for m, _ in rows])
             described = [(m, s, meta[m]) for m, s in rows if m in meta]
             creators = self.store.names(
