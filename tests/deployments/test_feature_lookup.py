@@ -16,8 +16,8 @@ from app.stack.process import free_port
 
 
 def test_lookup_fails_fast_then_the_open_breaker_answers_without_trying() -> None:
+    from deployments.fallback_lists import TrendingReader
     from deployments.feature_lookup import FeatureLookup
-    from deployments.ingress import TrendingReader
 
     settings = FeedraySettings(redis={"port": free_port()})
     lookup = FeatureLookup(settings, ServingExtras())
