@@ -194,6 +194,10 @@ class ServingSettings(BaseModel):
     diversity_default: float = Field(0.2, ge=0.0, le=1.0)
     max_items_per_creator: int = Field(2, ge=1)
     embedding_dim: int = Field(64, ge=4)
+    # Before an ingress replica reports ready it sends one warm-up request through retrieval
+    # and ranking (their replicas warm their own models, index and Redis client on load); it
+    # waits at most this long for them, then starts anyway and says so in its warm-up report.
+    warmup_timeout_s: float = Field(300.0, gt=0)
 
 
 DecisionMetric = Literal["ctr", "completion_rate", "session_depth"]
@@ -344,11 +348,36 @@ class CatalogueConfig(BaseModel):
 
 
 class TrendingSettings(BaseModel):
-    """Trending lists: refresh period and list sizes."""
+    """Trending lists: refresh period and list sizes.
+
+    Live lists never expire: each stays until a refresh replaces it with a non-empty list.
+    ``temp_ttl_s`` only bounds the temporary keys a refresh builds (so a refresher killed
+    mid-write leaves nothing behind). ``newest_list_length`` items per content type are kept,
+    newest first, by every catalogue upsert: the last fallback when trending is empty.
+    """
 
     refresh_interval_s: float = Field(900.0, gt=0)
     max_list_length: int = Field(1_000, ge=1)  # items kept per list
     read_chunk: int = Field(5_000, ge=1)
+    temp_ttl_s: float = Field(600.0, gt=0)
+    newest_list_length: int = Field(1_000, ge=1)
+
+
+class ServingRedisSettings(BaseModel):
+    """Redis on the request path (features, trending, item counters), per replica.
+
+    Every call has a connect and a read timeout that fit inside the request's budgets and is
+    never retried (redis-py's default retries with backoff would stall a request for
+    seconds while Redis is down). One circuit breaker per replica opens after
+    ``breaker_failures`` consecutive failures; while open, requests answer at once from the
+    replica's last-known data or defaults, and after ``breaker_retry_after_s`` one probe
+    call decides whether it closes again.
+    """
+
+    connect_timeout_s: float = Field(0.02, gt=0)
+    read_timeout_s: float = Field(0.05, gt=0)
+    breaker_failures: int = Field(3, ge=1)
+    breaker_retry_after_s: float = Field(2.0, ge=0)
 
 
 class FeedraySettings(BaseSettings):
@@ -368,6 +397,7 @@ class FeedraySettings(BaseSettings):
     events: EventSettings = EventSettings()
     latency: LatencyBudgets = LatencyBudgets()
     serving: ServingSettings = ServingSettings()
+    serving_redis: ServingRedisSettings = ServingRedisSettings()
     experiments: ExperimentSettings = ExperimentSettings()
     trending: TrendingSettings = TrendingSettings()
     models: ModelSettings = ModelSettings()

@@ -40,6 +40,7 @@ from app.features.online_store import OnlineStore
 from app.schemas import InvalidEvent, MediaPublished, parse_media_published
 from app.storage import CATALOGUE_SCHEMA, catalogue_root, resolve_fs
 from data.collector import REDIS_RETRYABLE, produce_dead_letter, reason_code
+from data.trending import record_newest
 
 log = logging.getLogger("feedray.catalogue")
 
@@ -97,19 +98,25 @@ def records_table(records: list[MediaPublished]) -> pa.Table:
     )
 
 
-def store_table(store: OnlineStore, table: pa.Table) -> int:
-    """Upsert catalogue rows (``CATALOGUE_SCHEMA``) into the Redis item records."""
+def store_table(store: OnlineStore, table: pa.Table, newest_list_length: int = 1_000) -> int:
+    """Upsert catalogue rows (``CATALOGUE_SCHEMA``) into the Redis item records and the
+    per-type newest lists (``data.trending.record_newest``)."""
     cols = table.to_pydict()
     published_ms = table.column("published_at").cast(pa.int64()).to_numpy(zero_copy_only=False)
-    return store.upsert_items(
+    published_s = published_ms.astype(np.float64) / 1000.0
+    stored = store.upsert_items(
         cols["media_id"],
         cols["creator_id"],
         cols["category"],
         cols["language"],
         cols["content_type"],
         np.asarray(cols["duration_s"], dtype=np.float64),
-        published_ms.astype(np.float64) / 1000.0,
+        published_s,
     )
+    record_newest(
+        store, cols["media_id"], cols["content_type"], published_s, newest_list_length
+    )
+    return stored
 
 
 class CatalogueReport(BaseModel):
@@ -188,7 +195,7 @@ class CatalogueConsumer:
             attempt = 0
             while True:
                 try:
-                    store_table(self.store, table)
+                    store_table(self.store, table, self.settings.trending.newest_list_length)
                     break
                 except REDIS_RETRYABLE as error:
                     attempt += 1
@@ -328,7 +335,7 @@ def seed_catalogue_from_world(
     root = catalogue_root(settings, root)
     for lo in range(0, table.num_rows, chunk):
         part = table.slice(lo, chunk)
-        store_table(store, part)
+        store_table(store, part, settings.trending.newest_list_length)
         if write_parquet:
             append_catalogue(root, part)
     return table.num_rows

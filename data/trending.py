@@ -12,9 +12,14 @@ like ratios smoothed as in the item features) and written as sorted sets:
 * ``fr:trending:l:<language>``         one language
 * ``fr:trending:t:<type>:l:<language>`` both
 
-Each list is built under a temporary key and swapped in with ``RENAME`` inside one
-MULTI/EXEC, so readers see either the old lists or the new ones, never a half-built one;
-lists that have no items any more are deleted in the same transaction.
+Each list is built under a temporary key (TTL ``temp_ttl_s``, so an interrupted refresh
+leaves nothing behind) and swapped in with ``RENAME`` + ``PERSIST`` inside one MULTI/EXEC,
+so readers see either the old lists or the new ones, never a half-built one, and a live
+list never expires. A list this refresh found no items for keeps its previous contents:
+an empty refresh never replaces a non-empty list.
+
+The catalogue upsert also keeps ``fr:newest:t:<VIDEO|AUDIO>`` (score = publication time,
+``newest_list_length`` kept): the serving path's last fallback when trending is empty.
 """
 
 from __future__ import annotations
@@ -58,6 +63,34 @@ def list_key(
     return key
 
 
+def newest_key(store: OnlineStore, content_type: str) -> str:
+    return f"{store.config.prefix}:newest:t:{content_type}"
+
+
+def record_newest(
+    store: OnlineStore,
+    media_ids: list[str],
+    content_types: list[str],
+    published_s: np.ndarray,
+    keep: int,
+) -> None:
+    """Add items to their type's newest list and trim it to the ``keep`` newest (one round trip)."""
+    by_type: dict[str, dict[str, float]] = {}
+    for media_id, ctype, ts in zip(media_ids, content_types, published_s, strict=True):
+        by_type.setdefault(str(ctype), {})[media_id] = float(ts)
+    pipe = store.client.pipeline(transaction=False)
+    for ctype, members in by_type.items():
+        pipe.zadd(newest_key(store, ctype), members)
+        pipe.zremrangebyrank(newest_key(store, ctype), 0, -keep - 1)
+    pipe.execute()
+
+
+def read_newest(store: OnlineStore, content_type: str, limit: int) -> list[tuple[str, float]]:
+    """The ``limit`` newest (media_id, published_s) of a content type, newest first."""
+    rows = store.client.zrevrange(newest_key(store, content_type), 0, limit - 1, withscores=True)
+    return [(m.decode(), float(s)) for m, s in rows]
+
+
 def score_items(
     store: OnlineStore, media_ids: list[str], now: float, chunk: int = 5_000
 ) -> dict[str, np.ndarray]:
@@ -98,7 +131,7 @@ def refresh_trending(
     store: OnlineStore | None = None,
     config: TrendingSettings | None = None,
 ) -> TrendingReport:
-    """Recompute every trending list once (atomically replaced)."""
+    """Recompute every trending list once (atomically replaced; lists left empty are kept)."""
     started = time.perf_counter()
     now = time.time() if now is None else float(now)
     config = config or settings.trending
@@ -129,17 +162,14 @@ def refresh_trending(
     for key, members in lists.items():
         if members:
             pipe.zadd(f"{key}:tmp:{token}", {candidates[i]: float(score[i]) for i in members})
-            pipe.expire(f"{key}:tmp:{token}", 600)
+            pipe.pexpire(f"{key}:tmp:{token}", int(config.temp_ttl_s * 1000))
     pipe.execute()
     registry = f"{_prefix(store)}:keys"
-    previous = {k.decode() for k in client.smembers(registry)}
     current = {k for k, members in lists.items() if members}
     tx = client.pipeline(transaction=True)
     for key in current:
         tx.rename(f"{key}:tmp:{token}", key)
-    for key in previous - current:
-        tx.delete(key)
-    tx.delete(registry)
+        tx.persist(key)  # RENAME keeps the temporary key's TTL
     if current:
         tx.sadd(registry, *current)
     tx.hset(f"{_prefix(store)}:meta", mapping={"refreshed_at": now, "items": len(order)})

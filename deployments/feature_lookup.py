@@ -14,12 +14,12 @@ shipping them through the ingress would add ~500 records to two hop payloads.
 from __future__ import annotations
 
 import logging
-import time
 
 from ray import serve
 
 from app.config import FeedraySettings
 from app.serving import degrade
+from app.serving.breaker import CircuitBreaker
 from app.serving.cache import TTLCache
 from app.serving.config import ServingExtras
 from app.serving.types import UserFeatures
@@ -28,38 +28,23 @@ from deployments.store import ServingStore
 log = logging.getLogger(__name__)
 
 
-class CircuitBreaker:
-    """After a failure, skip the dependency for ``retry_after_s`` instead of waiting on it."""
-
-    def __init__(self, retry_after_s: float) -> None:
-        self.retry_after_s = retry_after_s
-        self.open_until = 0.0
-
-    def allow(self) -> bool:
-        return time.monotonic() >= self.open_until
-
-    def failed(self) -> None:
-        self.open_until = time.monotonic() + self.retry_after_s
-
-    def succeeded(self) -> None:
-        self.open_until = 0.0
-
-
 class FeatureLookup:
     """The user's online features, else the last-known ones, else defaults."""
 
     def __init__(
         self, settings: FeedraySettings, extras: ServingExtras, store: ServingStore | None = None
     ) -> None:
-        self.store = store or ServingStore(settings, extras.redis_timeout_s)
+        self.store = store or ServingStore(settings)
         self.cache: TTLCache[str, UserFeatures] = TTLCache(
             extras.feature_cache_size, extras.feature_cache_ttl_s
         )
-        self.breaker = CircuitBreaker(extras.redis_retry_after_s)
+        hot = settings.serving_redis
+        self.breaker = CircuitBreaker(hot.breaker_failures, hot.breaker_retry_after_s)
 
     def lookup(self, user_id: str) -> tuple[UserFeatures, list[str], str | None]:
         """(features, degraded kinds, cache result 'hit'|'miss'|None)."""
-        if self.breaker.allow():
+        tried = self.breaker.allow()
+        if tried:
             try:
                 online = self.store.read_user(user_id)
             except Exception as error:  # noqa: BLE001 - any Redis failure degrades, never fails
@@ -71,12 +56,13 @@ class FeatureLookup:
                 if features.known:
                     self.cache.put(user_id, features)
                 return features, [], None
+        circuit = [] if tried else [degrade.REDIS_CIRCUIT_OPEN]
         cached = self.cache.get(user_id)
         if cached is not None:
-            return cached, [degrade.FEATURES_UNAVAILABLE, degrade.FEATURES_CACHED], "hit"
+            return cached, [degrade.FEATURES_UNAVAILABLE, degrade.FEATURES_CACHED, *circuit], "hit"
         return (
             UserFeatures(user_id=user_id, known=False),
-            [degrade.FEATURES_UNAVAILABLE, degrade.FEATURES_DEFAULT],
+            [degrade.FEATURES_UNAVAILABLE, degrade.FEATURES_DEFAULT, *circuit],
             "miss",
         )
 

@@ -11,6 +11,7 @@ the ranking stage; candidates travel as numpy arrays.
 
 import asyncio
 import logging
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated
@@ -29,15 +30,15 @@ from app.serving.assembly import (
     FeedParams,
     TrendingEntry,
     blended_feed,
-    merge_trending,
     ranked_feed,
     trending_feed,
     trending_keys,
 )
-from app.serving.cache import TTLCache
 from app.serving.config import ServingExtras
+from app.serving.fallback import ALL, wanted
 from app.serving.timing import Stopwatch, stage_timeout_s
 from app.serving.types import CandidateBatch, RankedBatch, RequestContext, UserFeatures
+from deployments.fallback_lists import TrendingReader
 from deployments.feature_lookup import FeatureLookup
 
 log = logging.getLogger(__name__)
@@ -50,42 +51,6 @@ fastapi_app = FastAPI(
     version="1",
     description="Personalised video + audio feeds: retrieval (two-tower + FAISS), ranking (TorchRec DLRM), re-rank.",
 )
-
-
-class TrendingReader:
-    """Trending lists per (type, language), one pipelined Redis read, cached per replica."""
-
-    def __init__(self, lookup: FeatureLookup, extras: ServingExtras) -> None:
-        self.lookup = lookup  # shares the store and the circuit breaker
-        self.extras = extras
-        self.cache: TTLCache[tuple[str, str], list[TrendingEntry]] = TTLCache(
-            256, extras.trending_cache_ttl_s
-        )
-        self.stale: dict[tuple[str, str], list[TrendingEntry]] = {}  # last known, no expiry
-
-    def read(self, keys: list[tuple[str, str]]) -> tuple[list[TrendingEntry], bool]:
-        """(merged entries, available). Falls back to the last-known lists when Redis is down."""
-        keys = keys + [(t, "all") for t, lang in keys if lang != "all"]
-        found = {k: v for k in keys if (v := self.cache.get(k)) is not None}
-        missing = [k for k in keys if k not in found]
-        available = True
-        if missing and self.lookup.breaker.allow():
-            try:
-                for key, entries in zip(
-                    missing, self.lookup.store.read_trending(missing, self.extras.trending_fetch), strict=False
-                ):
-                    self.cache.put(key, entries)
-                    self.stale[key] = entries
-                    found[key] = entries
-                self.lookup.breaker.succeeded()
-            except Exception as error:  # noqa: BLE001
-                log.warning("trending read failed: %s", error)
-                self.lookup.breaker.failed()
-        for key in missing:
-            if key not in found:
-                available = False
-                found[key] = self.stale.get(key, [])
-        return merge_trending([found[k] for k in keys]), available or any(found.values())
 
 
 @serve.deployment(
@@ -125,6 +90,10 @@ class Ingress:
         self.canary_share = self.settings.experiments.canary_share
         self.experiment = "default"
         self.last_versions: dict[str, dict[str, str]] = {}
+        t0 = time.perf_counter()
+        self.features.lookup("warmup")  # opens the Redis connection
+        self.trending.warm()  # fills the replica's last-known fallback lists
+        self.warmup: dict = {"redis_ms": round((time.perf_counter() - t0) * 1000.0, 2)}
 
     async def reconfigure(self, config: dict) -> None:
         self.canary_share = float(
@@ -132,6 +101,35 @@ class Ingress:
         )
         self.experiment = str(config.get("experiment", "default"))
         await self.stages.reconfigure(config)
+        if "stages_ms" not in self.warmup:
+            await self._warm_stages()
+
+    async def _warm_stages(self) -> None:
+        """One request through retrieval and ranking before this replica reports ready."""
+        user, context = UserFeatures(user_id="warmup", known=False), RequestContext()
+        t0 = time.perf_counter()
+        try:
+            candidates = await asyncio.wait_for(
+                self._await(self.stages.retrieve(user, context, "champion", 50)),
+                self.settings.serving.warmup_timeout_s,
+            )
+            await asyncio.wait_for(
+                self._await(self.stages.rank(user, context, candidates, "champion")),
+                self.settings.serving.warmup_timeout_s,
+            )
+            self.warmup["error"] = None
+        except Exception as error:  # noqa: BLE001 - a replica that could not warm still serves
+            log.warning("warm-up request failed: %r", error)
+            self.warmup["error"] = repr(error)
+        self.warmup["stages_ms"] = round((time.perf_counter() - t0) * 1000.0, 2)
+
+    @staticmethod
+    async def _await(call):
+        return await call
+
+    def warmup_report(self) -> dict:
+        """What this replica warmed before it reported ready, and how long it took."""
+        return dict(self.warmup)
 
     # ------------------------------------------------------------------ operator calls (handles)
     async def index_stats(self) -> dict:
@@ -163,7 +161,9 @@ class Ingress:
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
     ) -> TrendingResponse:
         types = [content_type.value] if content_type else ["VIDEO", "AUDIO"]
-        entries, available = self.trending.read([(t, language or "all") for t in types])
+        entries, kinds = self.trending.gather(
+            [(t, language or ALL) for t in types], limit, newest=False
+        )
         entries = sorted(entries, key=lambda e: -e.score)[:limit]
         return TrendingResponse(
             content_type=content_type,
@@ -178,7 +178,7 @@ class Ingress:
                 )
                 for e in entries
             ],
-            degraded=[] if available else [degrade.TRENDING_UNAVAILABLE],
+            degraded=kinds,
         )
 
     @fastapi_app.get("/api/v1/content/feed", response_model=FeedResponse)
@@ -327,11 +327,12 @@ class Ingress:
         need_trending = not model_ok or not user.known
         trending: list[TrendingEntry] = []
         if need_trending:
-            trending, available = self.trending.read(
-                trending_keys(user, language, params.content_type)
+            trending, kinds = self.trending.gather(
+                trending_keys(user, language, params.content_type),
+                wanted(params.limit, len(user.recent_media)),
             )
-            if not available:
-                degraded.add(degrade.TRENDING_UNAVAILABLE)
+            for kind in kinds:
+                degraded.add(kind)
         if model_ok and user.known:
             return ranked_feed(candidates, ranked.scores, user, params)
         if model_ok:

@@ -25,10 +25,10 @@ import numpy as np
 from ray import serve
 
 from app.config import FeedraySettings
+from app.serving.breaker import CircuitBreaker
 from app.serving.config import ServingExtras
 from app.serving.encoding import ItemCounters, ranking_batch, user_columns
 from app.serving.types import CandidateBatch, RankedBatch, RequestContext, UserFeatures
-from deployments.feature_lookup import CircuitBreaker
 from deployments.models import load_model, resolve_arms
 from deployments.stages import StageControls
 from deployments.store import ServingStore
@@ -45,11 +45,13 @@ class RankingCore:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.settings = settings
         self.model_name = settings.models.ranking_model_name
-        self.store = ServingStore(settings, extras.redis_timeout_s)
-        self.breaker = CircuitBreaker(extras.redis_retry_after_s)
+        self.store = ServingStore(settings)
+        hot = settings.serving_redis
+        self.breaker = CircuitBreaker(hot.breaker_failures, hot.breaker_retry_after_s)
         self.refs: dict[str, str] = {}
         self.models: dict[str, tuple[object, str]] = {}  # arm -> (Ranker, version)
         self._load_lock = threading.Lock()
+        self.warmup: dict = {}  # arm -> {"ms", "redis"} of the warm-up after the last load
 
     def load(self, models: dict[str, str]) -> None:
         with self._load_lock:
@@ -60,6 +62,35 @@ class RankingCore:
                 by_version[version] = (model.to(self.device), version)
             self.models = {arm: by_version[v] for arm, v in versions.items()}  # one reference swap
             self.refs = dict(models)
+        try:
+            self.warm()
+        except Exception:  # noqa: BLE001 - a failed warm-up must not fail the load
+            log.exception("ranking warm-up failed")
+
+    def warm(self, n: int = 8) -> dict:
+        """One forward per arm over ``n`` placeholder candidates, with their Redis read."""
+        candidates = CandidateBatch(
+            media_ids=[f"warmup-{i}" for i in range(n)],
+            scores=np.zeros(n, np.float32),
+            content_types=["VIDEO", "AUDIO"] * (n // 2) + ["VIDEO"] * (n % 2),
+            creator_ids=["warmup"] * n,
+            categories=["warmup"] * n,
+            languages=["en"] * n,
+            durations=np.full(n, 60.0, np.float32),
+            published_s=np.zeros(n, np.float64),
+        )
+        report = {}
+        for arm in self.models:
+            t0 = time.perf_counter()
+            ranked = self.rank(
+                UserFeatures(user_id="warmup", known=False), RequestContext(), candidates, arm
+            )
+            report[arm] = {
+                "ms": round((time.perf_counter() - t0) * 1000.0, 2),
+                "redis": not ranked.features_unavailable,
+            }
+        self.warmup = report
+        return report
 
     def rank(
         self, user: UserFeatures, context: RequestContext, candidates: CandidateBatch, arm: str
@@ -127,4 +158,9 @@ class Ranking:
         return {arm: v for arm, (_, v) in self.core.models.items()}
 
     def replica_info(self) -> dict:
-        return {"pid": os.getpid(), "started_at": self.started_at, "refs": self.core.refs}
+        return {
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "refs": self.core.refs,
+            "warmup": self.core.warmup,
+        }

@@ -52,7 +52,7 @@ class RetrievalCore:
         self.settings = settings
         self.extras = extras
         self.model_name = settings.models.retrieval_model_name
-        self.store = ServingStore(settings, 30.0)
+        self.store = ServingStore(settings, timeout_s=30.0)
         self.refs: dict[str, str] = {}
         self.states: dict[str, LiveIndex] = {}  # arm -> index (swapped as a whole)
         self._published: list[ItemAttributes] = []  # items from media.published since start
@@ -61,6 +61,7 @@ class RetrievalCore:
         self._consumer_positions = self._published_positions() if consume_published else None
         self.catalogue = ItemAttributes.from_table(self.store.read_catalogue())
         self.last_publish_lag_s: float | None = None
+        self.warmup: dict = {}  # arm -> {"ms", "n"} of the warm-up after the last load
         if consume_published:
             threading.Thread(target=self._consume_published, daemon=True, name="published").start()
         if extras.index_rebuild_interval_s > 0:
@@ -98,6 +99,25 @@ class RetrievalCore:
                 by_version[version] = self._build(version)
             self.states = {arm: by_version[v] for arm, v in versions.items()}
             self.refs = dict(models)
+        try:
+            self.warm()
+        except Exception:  # noqa: BLE001 - a failed warm-up must not fail the load
+            log.exception("retrieval warm-up failed")
+
+    def warm(self) -> dict:
+        """One user-tower forward and one FAISS search per arm (first-call costs paid here)."""
+        report = {}
+        for arm in self.states:
+            t0 = time.perf_counter()
+            batch = self.retrieve(
+                UserFeatures(user_id="warmup", known=False),
+                RequestContext(),
+                arm,
+                self.settings.serving.candidate_count,
+            )
+            report[arm] = {"ms": round((time.perf_counter() - t0) * 1000.0, 2), "n": len(batch)}
+        self.warmup = report
+        return report
 
     def rebuild(self) -> None:
         """Full rebuild of every loaded version's index from the catalogue and current counters."""
@@ -324,8 +344,13 @@ class Retrieval:
         return self.core.contains(media_ids)
 
     def replica_info(self) -> dict:
-        """Process id and start time: an in-place reconfigure keeps both."""
-        return {"pid": os.getpid(), "started_at": self.started_at, "refs": self.core.refs}
+        """Process id and start time (an in-place reconfigure keeps both), warm-up report."""
+        return {
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "refs": self.core.refs,
+            "warmup": self.core.warmup,
+        }
 
     def rebuild(self) -> dict:
         self.core.rebuild()

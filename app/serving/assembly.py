@@ -98,10 +98,12 @@ def ranked_feed(
 def trending_feed(
     trending: Sequence[TrendingEntry], user: UserFeatures, params: FeedParams
 ) -> list[FeedItem]:
-    """The fallback path: the trending list for the user's language and type, re-ranked."""
+    """The fallback path: the fallback chain's entries (most specific list first), re-ranked
+    in that order; each item shows its own score."""
     scores = np.asarray([t.score for t in trending], dtype=np.float64)
+    order = -np.arange(len(trending), dtype=np.float64)
     return _feed(
-        [t.media_id for t in trending], scores, scores, [t.content_type for t in trending],
+        [t.media_id for t in trending], order, scores, [t.content_type for t in trending],
         [t.creator_id for t in trending], [t.category for t in trending],
         ["trending"] * len(trending), user, params,
     )  # fmt: skip
@@ -158,15 +160,3 @@ def trending_keys(
     if content_type is None and wanted in ("VIDEO", "AUDIO"):
         types.append("AUDIO" if wanted == "VIDEO" else "VIDEO")  # diversity needs the other type
     return [(t, lang) for t in types]
-
-
-def merge_trending(lists: Sequence[Sequence[TrendingEntry]]) -> list[TrendingEntry]:
-    """Concatenate trending lists, keeping the first occurrence of each item."""
-    seen: set[str] = set()
-    out: list[TrendingEntry] = []
-    for entries in lists:
-        for entry in entries:
-            if entry.media_id not in seen:
-                seen.add(entry.media_id)
-                out.append(entry)
-    return out

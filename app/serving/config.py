@@ -23,10 +23,6 @@ class ServingExtras(BaseModel):
     # Trending lists cached per replica (read on every fallback and every cold start).
     trending_cache_ttl_s: float = Field(30.0, gt=0)
     trending_fetch: int = Field(200, ge=1)
-    # Redis client timeout on the hot path: fail fast, then use the cache.
-    redis_timeout_s: float = Field(0.05, gt=0)
-    # After a Redis failure, do not try Redis again for this long (circuit breaker).
-    redis_retry_after_s: float = Field(2.0, ge=0)
     # Live index: how often each retrieval replica fully rebuilds its index (0 = never).
     index_rebuild_interval_s: float = Field(900.0, ge=0)
     # Live index: how the retrieval replica consumes media.published.

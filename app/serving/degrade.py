@@ -9,6 +9,9 @@ FEATURES_DEFAULT = "features_default"  # ... nothing cached: defaults (cold-star
 ITEM_FEATURES_UNAVAILABLE = "item_features_unavailable"  # ranking ran on feature defaults
 TRENDING_UNAVAILABLE = "trending_unavailable"  # trending list could not be read
 NO_CANDIDATES = "no_candidates"  # retrieval answered with nothing (empty index, all excluded)
+REDIS_CIRCUIT_OPEN = "redis_circuit_open"  # the replica's Redis breaker is open: not even tried
+TRENDING_LAST_KNOWN = "trending_last_known"  # a fallback list from the replica's memory
+NEWEST_FALLBACK = "newest_fallback"  # trending had too few items: the newest items filled in
 KINDS = (
     NO_CANDIDATES,
     FEATURES_UNAVAILABLE,
@@ -16,6 +19,9 @@ KINDS = (
     FEATURES_DEFAULT,
     ITEM_FEATURES_UNAVAILABLE,
     TRENDING_UNAVAILABLE,
+    REDIS_CIRCUIT_OPEN,
+    TRENDING_LAST_KNOWN,
+    NEWEST_FALLBACK,
     "retrieval_unavailable",
     "retrieval_timeout",
     "ranking_unavailable",

@@ -84,8 +84,60 @@ def test_trending_order_follows_the_formula(broker_stack) -> None:
     assert [m for m, _ in read_trending(store=store, language="fr")] == ["d"]
     assert [m for m, _ in read_trending(store=store, content_type="AUDIO", language="en")] == ["c"]
     assert report.scored == 4
+    # Live lists never expire (RENAME alone would keep the temporary key's TTL).
+    keys = [list_key(store, *k) for k in ((None, None), ("VIDEO", None), ("AUDIO", "en"))]
+    assert [store.client.ttl(k) for k in keys] == [-1, -1, -1]
+    assert not list(store.client.scan_iter(f"{store.config.prefix}:trending:*:tmp:*"))
 
-    # An hour later nothing has views in the last hour: every list is emptied atomically.
+    # Two hours later nothing has views in the last hour: the empty refresh replaces nothing.
+    before = {k: store.client.zrange(k, 0, -1, withscores=True) for k in keys}
     refresh_trending(broker_stack, NOW + 2 * HOUR, store=store)
-    assert read_trending(store=store) == []
-    assert not store.client.exists(list_key(store, "VIDEO"))
+    assert {k: store.client.zrange(k, 0, -1, withscores=True) for k in keys} == before
+    assert [m for m, _ in read_trending(store=store, content_type="VIDEO")] == ["a", "b"]
+
+
+def test_temporary_keys_expire_after_the_setting(broker_stack) -> None:
+    """A refresher that dies between its two writes leaves only keys that expire."""
+    from app.config import TrendingSettings
+
+    store = OnlineStore(
+        redis.Redis(**broker_stack.redis.client_kwargs()),
+        OnlineStoreConfig(prefix=f"t{uuid.uuid4().hex[:8]}"),
+    )
+    store.upsert_items(
+        ["a"], ["c1"], ["music"], ["en"], ["VIDEO"], np.full(1, 100.0), np.array([NOW - HOUR])
+    )
+    batch = store.new_batch()
+    batch.cover("t", 0, 0)
+    event = parse_engagement_event(_event(0, "media_started", "a", NOW - 60))
+    batch.add(event, store.item_metadata(["a"])["a"])
+    store.apply(batch, "g")
+    config = TrendingSettings(temp_ttl_s=30.0)
+    seen: list[int] = []
+    real_pipeline = store.client.pipeline
+
+    def spy(transaction=True):  # the TTL of the temporary keys, just before the swap
+        if transaction:
+            seen.extend(store.client.pttl(k) for k in store.client.scan_iter("*:tmp:*"))
+        return real_pipeline(transaction=transaction)
+
+    store.client.pipeline = spy
+    refresh_trending(broker_stack, NOW, store=store, config=config)
+    assert seen and all(0 < ttl <= 30_000 for ttl in seen), seen
+    assert store.client.ttl(list_key(store)) == -1
+
+
+def test_newest_lists_per_type_keep_the_newest(broker_stack) -> None:
+    from data.trending import read_newest, record_newest
+
+    store = OnlineStore(
+        redis.Redis(**broker_stack.redis.client_kwargs()),
+        OnlineStoreConfig(prefix=f"t{uuid.uuid4().hex[:8]}"),
+    )
+    ids = [f"m{i}" for i in range(6)]
+    types = ["VIDEO", "AUDIO"] * 3
+    record_newest(store, ids, types, np.arange(6, dtype=np.float64) + NOW, keep=2)
+    assert [m for m, _ in read_newest(store, "VIDEO", 10)] == ["m4", "m2"]
+    assert [m for m, _ in read_newest(store, "AUDIO", 10)] == ["m5", "m3"]
+    record_newest(store, ["m9"], ["AUDIO"], np.array([NOW + 100.0]), keep=2)
+    assert read_newest(store, "AUDIO", 10) == [("m9", NOW + 100.0), ("m5", NOW + 5.0)]

@@ -48,6 +48,7 @@ class Serving:
     base_url: str
     config: dict
     redis_stack: Stack
+    first_feed: dict | None = None  # the first feed answered after the deploy
 
     def get(self, path: str, **params):
         import requests
@@ -92,6 +93,8 @@ def test_config(settings: FeedraySettings, port: int) -> dict:
         # delays far beyond it.
         "extras": {
             "hop_allowance_ms": 1500,
+            # Short: the fallback tests need the replica to re-read the lists from Redis.
+            "trending_cache_ttl_s": 1.0,
             "index_rebuild_interval_s": 0,
             "published_poll_s": 0.1,
         },
@@ -183,9 +186,20 @@ def serving(ray_local, broker_stack, tmp_path_factory) -> Iterator[Serving]:
     t0 = time.monotonic()
     deploy(config, wait_s=420)
     print(f"feed service ready in {time.monotonic() - t0:.1f}s")
+    import requests
+
+    first = requests.get(
+        f"http://127.0.0.1:{port}/api/v1/content/feed", params={"user_id": "u1"}, timeout=30
+    )
     try:
         yield Serving(
-            settings, boot.world, boot.versions, f"http://127.0.0.1:{port}", config, redis_stack
+            settings,
+            boot.world,
+            boot.versions,
+            f"http://127.0.0.1:{port}",
+            config,
+            redis_stack,
+            {"status": first.status_code, **first.json()},
         )
     finally:
         serve.shutdown()

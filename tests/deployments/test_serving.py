@@ -46,6 +46,23 @@ def _check_feed(body: dict, limit: int, exclude: set[str], max_per_creator: int 
     assert max(Counter(i["creator_id"] for i in items).values()) <= max_per_creator
 
 
+def test_first_feed_after_deploy_is_warm(serving):
+    """Replicas warm models, index and Redis before they report ready (and say so)."""
+    from ray import serve
+
+    first = serving.first_feed
+    assert first["status"] == 200 and first["degraded"] == [], first
+    assert len(first["items"]) == 20
+    report = serve.get_deployment_handle("Ingress", app_name="feedray").warmup_report.remote()
+    report = report.result()
+    assert report["error"] is None and report["stages_ms"] > 0 and report["redis_ms"] > 0
+    for name in ("Retrieval", "Ranking"):
+        info = serve.get_deployment_handle(name, app_name="feedray").replica_info.remote().result()
+        assert info["warmup"]["champion"]["ms"] > 0, info
+    ranking = serve.get_deployment_handle("Ranking", app_name="feedray")
+    assert ranking.replica_info.remote().result()["warmup"]["champion"]["redis"]
+
+
 def test_feed_end_to_end_and_exposure(serving):
     user = _user(serving)
     response = serving.get("/api/v1/content/feed", user_id=user, limit=15)
@@ -399,6 +416,58 @@ def test_local_stages_serve_the_feed_without_hops(serving):
     assert time.monotonic() - t0 < 60
 
 
+def _trending_keys(serving) -> list[bytes]:
+    from app.features.online_store import OnlineStore
+
+    store = OnlineStore.from_settings(serving.settings)
+    return [k for k in store.client.scan_iter(f"{store.config.prefix}:trending:*")]
+
+
+def test_fallback_is_a_full_feed_after_ttls_and_without_lists(serving):
+    """No refresher runs after the bootstrap's one refresh. Every trending key that carries
+    a TTL is expired now (what waiting past it would do), the retrieval stage is failed:
+    the fallback is still a full feed, from Redis, then from the replica's memory once the
+    lists are gone, then with the newest items when trending cannot fill it."""
+    from app.features.online_store import OnlineStore
+
+    client = OnlineStore.from_settings(serving.settings).client
+    user = _user(serving, preferred="VIDEO")
+    keys = _trending_keys(serving)
+    saved = {k: client.dump(k) for k in keys}
+    assert keys, "the bootstrap wrote no trending list"
+    serving.update("Retrieval", fault="error")
+    try:
+        for key in keys:
+            if client.pttl(key) > 0:
+                client.pexpire(key, 1)
+        time.sleep(1.5)  # past the replica's trending cache TTL (1 s in the test config)
+        body = serving.get("/api/v1/content/feed", user_id=user, limit=20).json()
+        assert "retrieval_unavailable" in body["degraded"], body["degraded"]
+        assert len(body["items"]) == 20, body
+        assert {i["source"] for i in body["items"]} == {"trending"}
+        assert not {"trending_unavailable", "trending_last_known"} & set(body["degraded"])
+        _check_feed(body, 20, _recent(serving, user))
+
+        client.delete(*_trending_keys(serving))  # lists lost: the replica's memory serves
+        time.sleep(1.5)
+        body = serving.get("/api/v1/content/feed", user_id=user, limit=20).json()
+        assert {"retrieval_unavailable", "trending_last_known"} <= set(body["degraded"])
+        assert len(body["items"]) == 20
+        _check_feed(body, 20, _recent(serving, user))
+
+        # More AUDIO than trending holds: the newest AUDIO items fill the feed.
+        body = serving.get(
+            "/api/v1/content/feed", user_id=user, limit=100, content_type="AUDIO"
+        ).json()
+        assert {"retrieval_unavailable", "newest_fallback"} <= set(body["degraded"])
+        assert len(body["items"]) == 100 and {i["content_type"] for i in body["items"]} == {"AUDIO"}
+        _check_feed(body, 100, _recent(serving, user))
+    finally:
+        serving.update("Retrieval", fault=None)
+        for key, blob in saved.items():
+            client.restore(key, 0, blob, replace=True)
+
+
 def test_redis_down_uses_cached_then_default_features(serving):
     """Runs last in the module: it stops the service's Redis."""
     known = _user(serving, preferred="AUDIO", start=300)
@@ -410,3 +479,19 @@ def test_redis_down_uses_cached_then_default_features(serving):
     assert body["items"]
     body = serving.get("/api/v1/content/feed", user_id="u599-never-cached", limit=10).json()
     assert {"features_unavailable", "features_default"} <= set(body["degraded"])
+    # After breaker_failures failed calls the breaker is open: Redis is not even tried and the
+    # answer comes from the replica at once (a generous bound: a behavioural check only).
+    failures = serving.settings.serving_redis.breaker_failures
+    for _ in range(failures + 1):
+        body = serving.get("/api/v1/content/feed", user_id=known, limit=10).json()
+        if "redis_circuit_open" in body["degraded"]:
+            break
+    assert "redis_circuit_open" in body["degraded"], body["degraded"]
+    for _ in range(3):  # well inside breaker_retry_after_s: no half-open probe among them
+        t0 = time.monotonic()
+        response = serving.get("/api/v1/content/feed", user_id=known, limit=10)
+        elapsed = time.monotonic() - t0
+        body = response.json()
+        assert response.status_code == 200 and len(body["items"]) == 10
+        assert {"redis_circuit_open", "features_cached"} <= set(body["degraded"])
+        assert body["timings_ms"]["features"] < 50 and elapsed < 1.0, (body["timings_ms"], elapsed)

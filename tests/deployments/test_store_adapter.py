@@ -27,7 +27,8 @@ def test_store_reads_catalogue_items_users_and_trending(broker_stack, tmp_path):
     seed_catalogue_from_world(settings, world)
     refresh_trending(settings)
 
-    store = ServingStore(settings, 1.0)
+    store = ServingStore(settings)  # the request-path client: short timeouts, no retries
+    assert store.store.client.connection_pool.connection_kwargs["retry"].get_retries() == 0
     assert not UserFeatures.from_online(store.read_user("u-never-seen")).known  # cold start
     counters, found = store.read_item_counters(["m0", "m1", "m-missing"])
     assert found.tolist() == [True, True, False]
@@ -37,9 +38,23 @@ def test_store_reads_catalogue_items_users_and_trending(broker_stack, tmp_path):
     assert catalogue.published_s.min() > 1e9  # epoch seconds
     aligned = align(catalogue, ["m3", "m-missing", "m1"])
     assert aligned.media_ids == ["m3", "m-missing", "m1"] and aligned.content_types[1] == ""
-    lists = store.read_trending([("VIDEO", "all"), ("AUDIO", "en")], 10)
-    assert len(lists) == 2
+    lists = store.read_lists(
+        [("trending", "VIDEO", "all"), ("trending", "AUDIO", "en"), ("newest", "AUDIO", "all")], 10
+    )
+    assert len(lists) == 3
     for entries in lists:  # empty until events arrive; every entry fully described when present
         assert all(
             e.creator_id.startswith("c") and e.content_type in ("VIDEO", "AUDIO") for e in entries
         )
+    # The catalogue upsert keeps the newest items per type, newest first, score 0.
+    newest = lists[2]
+    assert len(newest) == 10 and {e.content_type for e in newest} == {"AUDIO"}
+    published = dict(zip(catalogue.media_ids, catalogue.published_s, strict=True))
+    times = [published[e.media_id] for e in newest]
+    assert times == sorted(times, reverse=True) and {e.score for e in newest} == {0.0}
+    audio = [
+        t
+        for t, c in zip(catalogue.published_s, catalogue.content_types, strict=True)
+        if c == "AUDIO"
+    ]
+    assert times[0] == max(audio)

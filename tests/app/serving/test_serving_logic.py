@@ -14,7 +14,6 @@ from app.serving.assembly import (
     FeedParams,
     TrendingEntry,
     blended_feed,
-    merge_trending,
     ranked_feed,
     trending_feed,
     trending_keys,
@@ -125,8 +124,6 @@ def test_trending_keys_follow_filter_language_and_preference():
         ("VIDEO", "all"),
         ("AUDIO", "all"),
     ]
-    merged = merge_trending([_trending(3), _trending(3, offset=2)])
-    assert [e.media_id for e in merged] == ["m0", "m1", "m2", "m3", "m4"]
 
 
 def _online(**fields):
