@@ -1,4 +1,4 @@
-"""``feedray demo``: the whole platform from an empty stack to a personalised feed, timed step by step.
+"""``feedray demo``: the platform from an empty stack to a personalised feed, timed step by step.
 
 Each step is one ``feedray`` command run as a child process, its output in
 ``<state_dir>/logs/demo/<step>.log`` (Ray Data progress bars off), and one line on the console
@@ -42,27 +42,15 @@ def demo_steps(
     """The demo's commands, in order."""
     demo = settings.demo
     held_out = {"FEEDRAY_MODELS__TRAINING__EVAL_DAYS": str(demo.eval_days)}
+    world = ["--users", str(users), "--items", str(items), "--creators", str(creators),
+             "--days", str(days)]  # fmt: skip
     servers = ["--only", "redis", "--only", "kafka", "--only", "ray", "--only", "mlflow"]
     return [
         Step("stack up", ["up", *servers]),
         Step(
             "simulate",
-            [
-                "simulate",
-                "--users",
-                str(users),
-                "--items",
-                str(items),
-                "--creators",
-                str(creators),
-                "--days",
-                str(days),
-                "--start-now",
-                "--publish-catalogue",
-                "--sink",
-                "kafka",
-            ],
-        ),  # fmt: skip
+            ["simulate", *world, "--start-now", "--publish-catalogue", "--sink", "kafka"],
+        ),
         Step("catalogue", ["catalogue", "--until-idle"]),
         Step("collect", ["collect", "--workers", "2", "--until-idle"]),
         Step("trending", ["trending", "--once"]),

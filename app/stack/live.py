@@ -1,4 +1,4 @@
-"""The live loop: long-running ``feedray`` commands that ``feedray up`` keeps going beside the servers.
+"""The live loop: long-running ``feedray`` commands that ``feedray up`` runs beside the servers.
 
 Each live service is one detached ``feedray <command>`` process with its own log file and pid
 record, like the servers: the catalogue consumer, the event collector, the trending refresher,

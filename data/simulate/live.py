@@ -95,7 +95,7 @@ def audience_command(
         None, "--max-seconds", min=0.0, help="Stop after this long (default: until stopped)."
     ),
 ) -> None:
-    """Keep the recorded world's users engaging in real time, into Kafka; a JSON report at the end."""
+    """Keep the recorded world's users engaging live into Kafka; a JSON report at the end."""
     from app.config import get_settings
     from app.stack.live import world_record_path
     from data.simulate.sinks import KafkaSink
@@ -104,7 +104,8 @@ def audience_command(
     record = world_record_path(settings)
     if not record.is_file():
         typer.echo(
-            f"feedray audience: no world recorded at {record}; run `feedray simulate --sink kafka` first",
+            f"feedray audience: no world recorded at {record}; "
+            "run `feedray simulate --sink kafka` first",
             err=True,
         )
         raise typer.Exit(code=1)
