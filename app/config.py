@@ -384,7 +384,9 @@ class DemoSettings(BaseModel):
     users: int = Field(5_000, ge=1)
     items: int = Field(20_000, ge=1)
     creators: int = Field(1_000, ge=1)
-    days: float = Field(1.0, gt=0)
+    # Training sets use whole UTC days (the first only feeds features): 2 days of history
+    # give training examples at any hour.
+    days: float = Field(2.0, gt=0)
     eval_days: float = Field(0.25, gt=0)  # held out for the offline evaluation gate
     retrieval_epochs: int = Field(1, ge=1)
     ranking_epochs: int = Field(1, ge=1)
