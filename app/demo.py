@@ -111,9 +111,14 @@ def user_with_history(
 
 
 def feed(base_url: str, user_id: str, limit: int, timeout_s: float = 30.0) -> dict:
+    """One feed request; exit 1 with the reason when the service does not answer 200."""
     url = f"{base_url}/api/v1/content/feed?user_id={user_id}&limit={limit}"
-    with urllib.request.urlopen(url, timeout=timeout_s) as response:
-        return json.loads(response.read())
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError) as error:
+        typer.echo(f"feedray demo: GET {url} failed: {error}", err=True)
+        raise typer.Exit(code=1) from None
 
 
 def serve_url() -> str:
