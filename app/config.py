@@ -391,6 +391,7 @@ class DemoSettings(BaseModel):
     retrieval_epochs: int = Field(1, ge=1)
     ranking_epochs: int = Field(1, ge=1)
     feed_limit: int = Field(5, ge=1, le=100)  # items asked for in the example request
+    feed_attempts: int = Field(5, ge=1)  # requests until one answers with nothing degraded
 
 
 class FeedraySettings(BaseSettings):

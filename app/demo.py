@@ -133,11 +133,17 @@ def example_request(settings: FeedraySettings, n_users: int, base_url: str) -> N
     if played == 0:
         typer.echo("feedray demo: no user has history in the online store", err=True)
         raise typer.Exit(code=1)
-    warm = feed(base_url, "u1" if user_id != "u1" else "u2", limit)
-    typer.echo(f"warm-up request: degraded {warm.get('degraded')}")
     typer.echo(f"example request ({user_id}, {played} items in its recent history):")
     typer.echo(f"  curl '{base_url}/api/v1/content/feed?user_id={user_id}&limit={limit}'")
-    answer = feed(base_url, user_id, limit)
+    # The first answers after a deploy may still time out in a stage while replicas warm up
+    # on a busy host: each such attempt is shown, and the last one decides.
+    for attempt in range(1, settings.demo.feed_attempts + 1):
+        answer = feed(base_url, user_id, limit)
+        full = not answer.get("degraded") and len(answer.get("items") or []) == limit
+        if full or attempt == settings.demo.feed_attempts:
+            break
+        typer.echo(f"  attempt {attempt}: degraded {answer.get('degraded')}; asking again")
+        time.sleep(1.0)
     typer.echo(json.dumps(answer, indent=2))
     if answer.get("degraded") or len(answer.get("items") or []) < limit:
         typer.echo(
