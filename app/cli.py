@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from typing import Annotated
@@ -24,7 +25,9 @@ cli = typer.Typer(
 OnlyOption = Annotated[
     list[str] | None,
     typer.Option(
-        "--only", help="Limit to these components (redis, kafka, ray, mlflow); repeatable."
+        "--only",
+        help="Limit to these components (redis, kafka, ray, mlflow; live services catalogue, "
+        "collector, trending, ingest, audience); repeatable.",
     ),
 ]
 
@@ -44,14 +47,15 @@ def _fail(message: str) -> None:
 
 @cli.command()
 def up(only: OnlyOption = None) -> None:
-    """Start Redis, Kafka (KRaft, topics created), a Ray head and MLflow on loopback. Idempotent."""
+    """Start Redis, Kafka (KRaft, topics created), a Ray head and MLflow on loopback, then the
+    live services of `stack.live_services`. Idempotent."""
     started = time.perf_counter()
     try:
         results = Stack(_settings(), only).up()
     except StackError as error:
         _fail(str(error))
     for name, outcome in results.items():
-        typer.echo(f"{name:7s} {outcome}")
+        typer.echo(f"{name:9s} {outcome}")
     typer.echo(f"stack up in {time.perf_counter() - started:.1f}s")
 
 
@@ -71,7 +75,7 @@ def down(
     except StackError as error:
         _fail(str(error))
     for name, outcome in results.items():
-        typer.echo(f"{name:7s} {outcome}")
+        typer.echo(f"{name:9s} {outcome}")
 
 
 @cli.command()
@@ -93,7 +97,11 @@ def status(
             managed = (
                 "managed" if entry["managed"] else "external" if entry["state"] == "up" else ""
             )
-            typer.echo(f"{entry['name']:7s} {entry['state']:5s} {entry['address']:22s} {managed}")
+            pid = f"pid {entry['pid']}" if entry["pid"] else ""
+            line = (
+                f"{entry['name']:9s} {entry['state']:5s} {entry['address']:22s} {managed:8s} {pid}"
+            )
+            typer.echo(f"{line.rstrip()}  {entry['detail']}" if entry["detail"] else line.rstrip())
     if not report["all_up"]:
         raise typer.Exit(code=1)
 
@@ -134,6 +142,18 @@ def _mount_trending() -> None:
     cli.command("trending")(trending_command)
 
 
+def _mount_audience() -> None:
+    from data.simulate.live import audience_command
+
+    cli.command("audience")(audience_command)
+
+
+def _mount_demo() -> None:
+    from app.demo import demo_command
+
+    cli.command("demo")(demo_command)
+
+
 def _mount_train() -> None:
     from train.cli import app as train_app
 
@@ -156,10 +176,18 @@ LAZY_COMMANDS = {
     "ingest": _mount_ingest,
     "train": _mount_train,
     "serve": _mount_serve,
+    "audience": _mount_audience,
+    "demo": _mount_demo,
 }
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # `feedray down` stops live services with SIGTERM: they shut down as on Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
     invoked = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
     for name, mount in LAZY_COMMANDS.items():
         if invoked is None or invoked == name:

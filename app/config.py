@@ -380,6 +380,49 @@ class ServingRedisSettings(BaseModel):
     breaker_retry_after_s: float = Field(2.0, ge=0)
 
 
+LiveServiceName = Literal["catalogue", "collector", "trending", "ingest", "audience"]
+LIVE_SERVICE_NAMES: tuple[LiveServiceName, ...] = (
+    "catalogue",
+    "collector",
+    "trending",
+    "ingest",
+    "audience",
+)
+
+
+class StackSettings(BaseModel):
+    """What ``feedray up`` runs besides the servers: the live loop of long-running commands."""
+
+    # Started (in this order) after the servers by `feedray up`, stopped first by `down`.
+    live_services: tuple[LiveServiceName, ...] = LIVE_SERVICE_NAMES
+    collector_workers: int = Field(1, ge=1)
+    # A live service still running this long after its start counts as started.
+    live_start_grace_s: float = Field(3.0, ge=0)
+
+
+class AudienceSettings(BaseModel):
+    """The simulated audience that keeps producing events in real time (``feedray audience``)."""
+
+    events_per_s: float = Field(5.0, gt=0)  # mean rate (the diurnal cycle moves it +-50 %)
+    tick_s: float = Field(1.0, gt=0)  # how often events that came due are produced
+
+
+class DemoSettings(BaseModel):
+    """The world and training lengths of ``feedray demo`` (sized for 10 minutes on 2 cores)."""
+
+    users: int = Field(5_000, ge=1)
+    items: int = Field(20_000, ge=1)
+    creators: int = Field(1_000, ge=1)
+    # Training sets use whole UTC days (the first only feeds features): 2 days of history
+    # give training examples at any hour.
+    days: float = Field(2.0, gt=0)
+    eval_days: float = Field(0.25, gt=0)  # held out for the offline evaluation gate
+    retrieval_epochs: int = Field(1, ge=1)
+    ranking_epochs: int = Field(1, ge=1)
+    feed_limit: int = Field(5, ge=1, le=100)  # items asked for in the example request
+    feed_attempts: int = Field(5, ge=1)  # requests until one answers with nothing degraded
+
+
 class FeedraySettings(BaseSettings):
     """The platform's configuration: every address, topic, weight and budget."""
 
@@ -406,6 +449,9 @@ class FeedraySettings(BaseSettings):
     collector: CollectorConfig = CollectorConfig()
     catalogue: CatalogueConfig = CatalogueConfig()
     serving_runtime: ServingExtras = ServingExtras()
+    stack: StackSettings = StackSettings()
+    audience: AudienceSettings = AudienceSettings()
+    demo: DemoSettings = DemoSettings()
 
     @model_validator(mode="after")
     def _ports_distinct(self) -> FeedraySettings:

@@ -372,7 +372,10 @@ def build_training_set(
     # a trailing sliver (sessions running past the last midnight) is not a day of its own
     last_day = first_day + int(np.flatnonzero(per_day >= 0.2 * per_day.max()).max())
     end_ms = (last_day + 1) * DAY_MS
-    eval_from = end_ms - int(eval_days * DAY_MS)
+    # The held-out days end with the data, which may stop part-way through its last day
+    # (a world simulated up to now): counted from that day's midnight they could be empty.
+    data_end_ms = min(end_ms, int(events["ts"].max()) + 1)
+    eval_from = data_end_ms - int(eval_days * DAY_MS)
     parts = []
     for day in range(first_day + history_days, last_day + 1):
         at = day * DAY_MS

@@ -134,6 +134,17 @@ def make_sink(kind: SinkKind, path: Path | None = None) -> Sink:
     return NullSink()
 
 
+def record_world(config: WorldConfig) -> Path:
+    """Record the world streamed into the stack, for ``feedray audience`` and ``feedray demo``."""
+    from app.config import get_settings
+    from app.stack.live import world_record_path
+
+    path = world_record_path(get_settings())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(config.model_dump_json())
+    return path
+
+
 simulate_app = typer.Typer(help="Simulate users engaging with a video+audio catalogue.")
 
 
@@ -167,6 +178,8 @@ def simulate_command(
     elif start is not None:
         extra["start"] = start.replace(tzinfo=UTC)
     config = WorldConfig(seed=seed, n_users=users, n_items=items, n_creators=creators, **extra)
+    if sink is SinkKind.KAFKA:
+        record_world(config)
     report = simulate(
         config,
         days,

@@ -59,16 +59,17 @@ class SimulationChunk:
 
 class ExposureSampler:
     """Draws items in proportion to popularity (inverse CDF), optionally backlog only,
-    and session owners in proportion to their session rate (``users_cdf``)."""
+    and session owners in proportion to their session rate (``users_cdf``, whose total is the
+    sessions per day: ``session_rate_scale`` multiplies it)."""
 
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: World, session_rate_scale: float = 1.0) -> None:
         pop = world.item_popularity.astype(np.float64)
         self._all = np.cumsum(pop)
         backlog = world.item_publish_ms <= world.config.start_ms
         self._backlog = np.cumsum(np.where(backlog, pop, 0.0))
         if self._backlog[-1] <= 0:  # nothing published before start: fall back to all
             self._backlog = self._all
-        self.users_cdf = np.cumsum(world.user_session_rate, dtype=np.float64)
+        self.users_cdf = np.cumsum(world.user_session_rate, dtype=np.float64) * session_rate_scale
 
     @staticmethod
     def _draw(cdf: np.ndarray, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -94,13 +95,18 @@ def diurnal(t_ms: float, amplitude: float) -> float:
     return 1.0 + amplitude * float(np.sin(2 * np.pi * (hour - 14.0) / 24.0))
 
 
-def slice_ms(world: World, config: SessionConfig) -> int:
-    """Slice length so one slice holds about ``config.target_chunk_events`` events."""
-    per_day = (
+def expected_events_per_day(world: World) -> float:
+    """About how many events the world's users produce per day (before the diurnal cycle)."""
+    return (
         float(world.user_session_rate.sum())
         * float(world.user_session_items.mean())
         * _EVENTS_PER_SLOT
     )
+
+
+def slice_ms(world: World, config: SessionConfig) -> int:
+    """Slice length so one slice holds about ``config.target_chunk_events`` events."""
+    per_day = expected_events_per_day(world)
     seconds = config.target_chunk_events / max(per_day, 1e-9) * 86_400
     return int(1000 * min(max(seconds, config.min_slice_s), config.max_slice_s))
 

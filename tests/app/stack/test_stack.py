@@ -22,8 +22,11 @@ from tests.conftest import scratch_settings
 pytestmark = pytest.mark.integration
 
 
-def feedray(settings: FeedraySettings, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI with the scratch stack's settings passed through the environment."""
+def feedray(
+    settings: FeedraySettings, *args: str, live_services: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI with the scratch stack's settings passed through the environment
+    (the servers only, unless ``live_services`` names some)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDRAY_")}
     env.update(
         FEEDRAY_STATE_DIR=str(settings.state_dir),
@@ -36,6 +39,7 @@ def feedray(settings: FeedraySettings, *args: str) -> subprocess.CompletedProces
         FEEDRAY_RAY__DASHBOARD_PORT=str(settings.ray.dashboard_port),
         FEEDRAY_RAY__NUM_CPUS="2",
         FEEDRAY_MLFLOW__PORT=str(settings.mlflow.port),
+        FEEDRAY_STACK__LIVE_SERVICES=json.dumps(list(live_services)),
     )
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *args],

@@ -1,0 +1,46 @@
+"""`feedray demo`: its steps, one timed line each, and a failed step stops it with its log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer
+
+from app.config import FeedraySettings
+from app.demo import Step, demo_steps, run_step
+
+
+def test_the_demo_keeps_every_step_in_order() -> None:
+    steps = demo_steps(FeedraySettings(), users=100, items=200, days=2.0, creators=10)
+    names = [s.name for s in steps]
+    assert names == [
+        "stack up", "simulate", "catalogue", "collect", "trending", "ingest", "train retrieval",
+        "train ranking", "train index", "serve", "live services", "status",
+    ]  # fmt: skip
+    simulate = steps[1].arguments
+    assert simulate[simulate.index("--users") + 1] == "100"
+    assert "--sink" in simulate and "--start-now" in simulate
+    # the first `up` starts the servers only; the live loop starts once everything is served
+    assert set(steps[0].arguments) == {"up", "--only", "redis", "kafka", "ray", "mlflow"}
+    assert steps[10].arguments == ["up"]
+
+
+def test_a_step_prints_one_line_with_its_time_and_logs_its_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    elapsed = run_step(Step("config", ["config"]), 1, 2, tmp_path)
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("[ 1/2] config") and line.endswith(f"{elapsed:.1f}s  ok")
+    assert '"state_dir"' in (tmp_path / "01-config.log").read_text()
+
+
+def test_a_failed_step_stops_the_demo_and_shows_its_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(typer.Exit) as stopped:
+        run_step(Step("bad", ["no-such-command"]), 3, 5, tmp_path)
+    assert stopped.value.exit_code == 1
+    out, err = capsys.readouterr()
+    assert "[ 3/5] bad" in out and "FAILED (exit 2)" in out
+    assert "No such command" in err and str(tmp_path / "03-bad.log") in err
