@@ -6,7 +6,7 @@ For the serving tests and the serving benchmark, which need everything a feed re
 touches without the minutes Ray Train and the streaming jobs take to start on 2 cores:
 
 1. the world's catalogue into Redis and the Parquet catalogue (``data.catalogue``);
-2. ``days`` of simulated events ending now: into the online store through
+2. ``days`` of simulated events ending now (``settings.clock``): into the online store through
    ``OnlineStore.new_batch`` / ``apply`` (what the collector does per Kafka batch) and
    into a Parquet event store;
 3. the trending lists (``data.trending.refresh_trending``);
@@ -26,13 +26,14 @@ import json
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from app.clock import Clock, clock_from_settings
 from app.config import FeedraySettings
 
 
@@ -143,9 +144,17 @@ def register_version(
 
 
 def bootstrap(
-    settings: FeedraySettings, world_config, days: float = 3.0, epochs: int = 2, log=print
+    settings: FeedraySettings,
+    world_config,
+    days: float = 3.0,
+    epochs: int = 2,
+    log=print,
+    clock: Clock | None = None,
 ) -> Bootstrapped:
-    """Fill Redis, the offline store and the registry for ``world_config`` (see the module docstring)."""
+    """Fill Redis, the offline store and the registry for ``world_config`` (module docstring).
+
+    The world's events end at ``clock.now()`` (default: the clock ``settings.clock`` names).
+    """
     from app import registry
     from app.features.online_store import OnlineStore
     from app.index import build_index
@@ -166,7 +175,7 @@ def bootstrap(
 
     seconds: dict[str, float] = {}
     t = time.perf_counter()
-    now = datetime.now(UTC)
+    now = (clock or clock_from_settings(settings)).now()
     world = World.generate(
         world_config.model_copy(update={"start": now - timedelta(days=days), "new_item_days": days})
     )
