@@ -26,7 +26,7 @@ import json
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,15 @@ class Bootstrapped:
     versions: dict[str, int]  # model name -> registered version
     seconds: dict[str, float]
     models: dict[str, Any]  # "two_tower", "ranker", "index": what was registered
+
+
+def world_at(world_config, now: datetime, days: float):
+    """The world of ``world_config`` whose simulated ``days`` end at ``now``."""
+    from data.simulate.world import World
+
+    return World.generate(
+        world_config.model_copy(update={"start": now - timedelta(days=days), "new_item_days": days})
+    )
 
 
 def apply_events(store, world, days: float, sink=None, batch_size: int = 5_000) -> int:
@@ -166,7 +175,6 @@ def bootstrap(
     from app.storage import catalogue_root
     from data.catalogue import read_catalogue, seed_catalogue_from_world
     from data.simulate.sinks import ParquetSink
-    from data.simulate.world import World
     from data.trending import refresh_trending
     from deployments.live_index import ItemAttributes, embed_items
     from train.common import RANKING_COLUMNS, RETRIEVAL_COLUMNS
@@ -176,9 +184,7 @@ def bootstrap(
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     now = (clock or clock_from_settings(settings)).now()
-    world = World.generate(
-        world_config.model_copy(update={"start": now - timedelta(days=days), "new_item_days": days})
-    )
+    world = world_at(world_config, now, days)
     store = OnlineStore.from_settings(settings, socket_timeout=30.0)
     seed_catalogue_from_world(settings, world, store=store)
     seconds["catalogue"] = time.perf_counter() - t
