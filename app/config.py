@@ -10,6 +10,7 @@ below, which suit a single machine on loopback.
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -423,6 +424,35 @@ class DemoSettings(BaseModel):
     feed_attempts: int = Field(5, ge=1)  # requests until one answers with nothing degraded
 
 
+class ClockSettings(BaseModel):
+    """Which clock decides "now" (``app.clock``). ``FeedraySettings.clock``.
+
+    ``system`` (default): the wall clock. ``fixed``: always ``at``. ``simulated``: ``at`` when
+    the wall clock read ``anchor_s`` (default: when each process builds its clock), then
+    ``rate`` simulated seconds per real second. Giving ``at`` without ``kind`` means
+    ``simulated`` (``FEEDRAY_CLOCK__AT=2027-03-28T01:30:00Z`` runs anything at that instant).
+    """
+
+    kind: Literal["system", "fixed", "simulated"] = "system"
+    at: datetime | None = None
+    anchor_s: float | None = None
+    rate: float = Field(1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _instant(self) -> ClockSettings:
+        if self.at is not None and "kind" not in self.model_fields_set:
+            self.kind = "simulated"
+        if self.kind == "system":
+            if self.at is not None:
+                raise ValueError("clock.at needs clock.kind 'fixed' or 'simulated'")
+            return self
+        if self.at is None:
+            raise ValueError(f"clock.kind '{self.kind}' needs clock.at")
+        if self.at.tzinfo is None:
+            raise ValueError("clock.at must be timezone-aware (e.g. 2027-01-01T00:00:00Z)")
+        return self
+
+
 class FeedraySettings(BaseSettings):
     """The platform's configuration: every address, topic, weight and budget."""
 
@@ -452,6 +482,7 @@ class FeedraySettings(BaseSettings):
     stack: StackSettings = StackSettings()
     audience: AudienceSettings = AudienceSettings()
     demo: DemoSettings = DemoSettings()
+    clock: ClockSettings = ClockSettings()
 
     @model_validator(mode="after")
     def _ports_distinct(self) -> FeedraySettings:

@@ -133,9 +133,9 @@ def refresh_trending(
 ) -> TrendingReport:
     """Recompute every trending list once (atomically replaced; lists left empty are kept)."""
     started = time.perf_counter()
-    now = time.time() if now is None else float(now)
     config = config or settings.trending
     store = store or OnlineStore.from_settings(settings)
+    now = store.clock.time() if now is None else float(now)
     client = store.client
     hour = int(now) // d.HOUR_S
     candidates = sorted(

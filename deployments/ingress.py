@@ -13,7 +13,6 @@ import asyncio
 import logging
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated
 
 import numpy as np
@@ -21,6 +20,7 @@ from fastapi import FastAPI, Query
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from app.clock import clock_from_settings
 from app.config import FeedraySettings
 from app.experiments.assignment import assign_arm
 from app.schemas import ContentType, ExposedItem, Exposure
@@ -75,6 +75,7 @@ class Ingress:
         from deployments.stages import LocalStages, RemoteStages
 
         self.settings = FeedraySettings(**settings)
+        self.clock = clock_from_settings(self.settings)
         self.extras = ServingExtras(**extras)
         if stages == "local":
             self.stages = LocalStages(self.settings, self.extras)
@@ -362,7 +363,7 @@ class Ingress:
                     )
                     for p, i in enumerate(response.items)
                 ],
-                served_at=datetime.now(UTC),
+                served_at=self.clock.now(),
                 degraded=response.degraded,
             )
             self.exposures.log(exposure)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from app.clock import Clock, SystemClock
 from app.index import FeedIndex, build_index
 from app.models.config import IndexSettings
 from app.serving.encoding import ItemCounters, item_columns
@@ -198,6 +199,7 @@ class LiveIndex:
     index: FeedIndex
     items: ItemAttributes  # aligned with index.ids (position -> attributes)
     built_at: float = field(default_factory=time.time)
+    clock: Clock = field(default_factory=SystemClock)  # "now" of new items' features
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -267,7 +269,7 @@ class LiveIndex:
         if not fresh:
             return 0
         new = items.take(np.asarray(fresh))
-        vectors = embed_items(self.model, new)
+        vectors = embed_items(self.model, new, now_s=self.clock.time())
         with self.lock:
             # attributes first: a position readers can see (outside the lock) always has its row
             before = self.items
@@ -289,7 +291,7 @@ class LiveIndex:
             if position is None:
                 return False
             item = self.items.take(np.asarray([position]))
-        vector = embed_items(self.model, item)[0]
+        vector = embed_items(self.model, item, now_s=self.clock.time())[0]
         found, _ = self.search(vector, {str(item.content_types[0]): 10})
         return position in set(found.tolist())
 
@@ -301,19 +303,22 @@ def build_live_index(
     logged: FeedIndex | None,
     settings: IndexSettings | None = None,
     counters: ItemCounters | None = None,
+    clock: Clock | None = None,
 ) -> LiveIndex:
     """The replica's index for ``version``: the logged one when there is one, else built here.
 
     Built here: every catalogue item embedded with the version's content tower (current
-    counters when given) and indexed with ``app.index.build_index`` (kind by catalogue size).
+    counters when given) and indexed with ``app.index.build_index`` (kind by catalogue size);
+    item ages as of ``clock`` (default: the wall clock).
     """
+    clock = clock or SystemClock()
     if logged is not None:
-        return LiveIndex(model, version, logged, align(catalogue, logged.ids))
+        return LiveIndex(model, version, logged, align(catalogue, logged.ids), clock=clock)
     if len(catalogue) == 0:
         raise RuntimeError(
             "the catalogue is empty: nothing to index (run `feedray catalogue` first)"
         )
-    vectors = embed_items(model, catalogue, counters)
+    vectors = embed_items(model, catalogue, counters, now_s=clock.time())
     index = build_index(vectors, list(catalogue.media_ids), settings)
     log.info(
         "built %s index over %d items for v%s (recall@%s %.3f)",
@@ -323,4 +328,4 @@ def build_live_index(
         index.params.recall_k,
         index.params.recall_at_k or 0.0,
     )
-    return LiveIndex(model, version, index, catalogue)
+    return LiveIndex(model, version, index, catalogue, clock=clock)

@@ -24,6 +24,7 @@ import time
 import numpy as np
 from ray import serve
 
+from app.clock import clock_from_settings
 from app.config import FeedraySettings
 from app.serving.breaker import CircuitBreaker
 from app.serving.config import ServingExtras
@@ -44,6 +45,7 @@ class RankingCore:
         # A replica placed on a GPU node (num_gpus > 0) scores there; not exercised on CPU-only hosts.
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.settings = settings
+        self.clock = clock_from_settings(settings)
         self.model_name = settings.models.ranking_model_name
         self.store = ServingStore(settings)
         hot = settings.serving_redis
@@ -115,7 +117,7 @@ class RankingCore:
             counters = ItemCounters.zeros(len(candidates))
         cfg = model.features
         batch = ranking_batch(
-            user_columns(user, context, cfg), candidates, counters, time.time(), cfg
+            user_columns(user, context, cfg), candidates, counters, self.clock.time(), cfg
         )
         with torch.inference_mode():
             scores = (

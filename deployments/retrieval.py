@@ -25,6 +25,7 @@ import uuid
 import numpy as np
 from ray import serve
 
+from app.clock import clock_from_settings
 from app.config import FeedraySettings
 from app.serving.candidates import select_with_type_floor
 from app.serving.config import ServingExtras
@@ -50,6 +51,7 @@ class RetrievalCore:
         faiss.omp_set_num_threads(1)
         torch.set_num_threads(1)
         self.settings = settings
+        self.clock = clock_from_settings(settings)
         self.extras = extras
         self.model_name = settings.models.retrieval_model_name
         self.store = ServingStore(settings, timeout_s=30.0)
@@ -78,7 +80,9 @@ class RetrievalCore:
         model, version = load_model(self.settings, self.model_name, version)
         logged = load_logged_index(self.settings, self.model_name, version)
         items = self._all_items()
-        state = build_live_index(model, version, items, logged, self.settings.models.index)
+        state = build_live_index(
+            model, version, items, logged, self.settings.models.index, clock=self.clock
+        )
         if logged is not None:  # published after the index job ran: embed and add them now
             missing = np.asarray(
                 [i for i, m in enumerate(items.media_ids) if m not in state.index], np.int64
@@ -135,7 +139,13 @@ class RetrievalCore:
             rebuilt = {}
             for state in {id(s): s for s in self.states.values()}.values():
                 fresh = build_live_index(
-                    state.model, state.version, items, None, self.settings.models.index, counters
+                    state.model,
+                    state.version,
+                    items,
+                    None,
+                    self.settings.models.index,
+                    counters,
+                    clock=self.clock,
                 )
                 late = [
                     m for m in state.index.ids if m not in fresh.index
@@ -214,7 +224,9 @@ class RetrievalCore:
         added = 0
         for state in {id(s): s for s in self.states.values()}.values():
             added = max(added, state.add(items))
-        self.last_publish_lag_s = max(time.time() - p.published_at.timestamp() for p in published)
+        self.last_publish_lag_s = max(
+            self.clock.time() - p.published_at.timestamp() for p in published
+        )
         return added
 
     # ---------------------------------------------------------------- serving

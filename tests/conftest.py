@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from app.config import FeedraySettings
+from app.config import ClockSettings, FeedraySettings
 from app.stack.manager import Stack
 from app.stack.process import free_port
 
@@ -24,9 +26,23 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 KAFKA_DISTRIBUTION = PROJECT_ROOT / ".feedray" / "dist" / "kafka"
 
+# The instant the test run's simulated clock starts at: FEEDRAY_CLOCK__AT when set (run the
+# suite at any date and hour), else a fixed instant; at the default, the serving tests' world
+# has no AUDIO-preferring user (tests construct the users they need).
+TEST_AT = datetime.fromisoformat(
+    os.environ.get("FEEDRAY_CLOCK__AT") or "2026-12-01T09:00:00+00:00"
+).astimezone(UTC)
+_ANCHOR_S = time.time()
+
+
+def run_clock(at: datetime | None = None) -> ClockSettings:
+    """The run's clock: simulated, ``at`` (default ``TEST_AT``) when this test run started, then
+    advancing with real time; every process given these settings reads the same time."""
+    return ClockSettings(kind="simulated", at=at or TEST_AT, anchor_s=_ANCHOR_S)
+
 
 def scratch_settings(state_dir: Path, **overrides: object) -> FeedraySettings:
-    """Settings for a private stack: its own state folder and free loopback ports."""
+    """Settings for a private stack: its own state folder, free loopback ports, the test clock."""
     redis = {"port": free_port()} | dict(overrides.pop("redis", {}))  # type: ignore[arg-type]
     kafka = {
         "port": free_port(),
@@ -36,6 +52,7 @@ def scratch_settings(state_dir: Path, **overrides: object) -> FeedraySettings:
     } | dict(overrides.pop("kafka", {}))  # type: ignore[arg-type]
     ray = {"port": free_port(), "dashboard_port": free_port(), "num_cpus": 2}
     mlflow = {"port": free_port()}
+    overrides.setdefault("clock", run_clock())
     return FeedraySettings(
         state_dir=state_dir, redis=redis, kafka=kafka, ray=ray, mlflow=mlflow, **overrides
     )

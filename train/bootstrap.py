@@ -6,7 +6,7 @@ For the serving tests and the serving benchmark, which need everything a feed re
 touches without the minutes Ray Train and the streaming jobs take to start on 2 cores:
 
 1. the world's catalogue into Redis and the Parquet catalogue (``data.catalogue``);
-2. ``days`` of simulated events ending now: into the online store through
+2. ``days`` of simulated events ending now (``settings.clock``): into the online store through
    ``OnlineStore.new_batch`` / ``apply`` (what the collector does per Kafka batch) and
    into a Parquet event store;
 3. the trending lists (``data.trending.refresh_trending``);
@@ -26,13 +26,14 @@ import json
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from app.clock import Clock, clock_from_settings
 from app.config import FeedraySettings
 
 
@@ -44,6 +45,15 @@ class Bootstrapped:
     versions: dict[str, int]  # model name -> registered version
     seconds: dict[str, float]
     models: dict[str, Any]  # "two_tower", "ranker", "index": what was registered
+
+
+def world_at(world_config, now: datetime, days: float):
+    """The world of ``world_config`` whose simulated ``days`` end at ``now``."""
+    from data.simulate.world import World
+
+    return World.generate(
+        world_config.model_copy(update={"start": now - timedelta(days=days), "new_item_days": days})
+    )
 
 
 def apply_events(store, world, days: float, sink=None, batch_size: int = 5_000) -> int:
@@ -143,9 +153,17 @@ def register_version(
 
 
 def bootstrap(
-    settings: FeedraySettings, world_config, days: float = 3.0, epochs: int = 2, log=print
+    settings: FeedraySettings,
+    world_config,
+    days: float = 3.0,
+    epochs: int = 2,
+    log=print,
+    clock: Clock | None = None,
 ) -> Bootstrapped:
-    """Fill Redis, the offline store and the registry for ``world_config`` (see the module docstring)."""
+    """Fill Redis, the offline store and the registry for ``world_config`` (module docstring).
+
+    The world's events end at ``clock.now()`` (default: the clock ``settings.clock`` names).
+    """
     from app import registry
     from app.features.online_store import OnlineStore
     from app.index import build_index
@@ -157,7 +175,6 @@ def bootstrap(
     from app.storage import catalogue_root
     from data.catalogue import read_catalogue, seed_catalogue_from_world
     from data.simulate.sinks import ParquetSink
-    from data.simulate.world import World
     from data.trending import refresh_trending
     from deployments.live_index import ItemAttributes, embed_items
     from train.common import RANKING_COLUMNS, RETRIEVAL_COLUMNS
@@ -166,10 +183,8 @@ def bootstrap(
 
     seconds: dict[str, float] = {}
     t = time.perf_counter()
-    now = datetime.now(UTC)
-    world = World.generate(
-        world_config.model_copy(update={"start": now - timedelta(days=days), "new_item_days": days})
-    )
+    now = (clock or clock_from_settings(settings)).now()
+    world = world_at(world_config, now, days)
     store = OnlineStore.from_settings(settings, socket_timeout=30.0)
     seed_catalogue_from_world(settings, world, store=store)
     seconds["catalogue"] = time.perf_counter() - t

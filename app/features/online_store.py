@@ -65,7 +65,6 @@ offline store):
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +73,7 @@ import numpy as np
 import orjson
 import redis
 
+from app.clock import Clock, SystemClock, clock_from_settings
 from app.config import OnlineStoreConfig
 from app.features import definitions as d
 from app.features.layout import (
@@ -365,9 +365,15 @@ class OffsetConflict(Exception):
 class OnlineStore:
     """Typed, batched access to the online features in Redis."""
 
-    def __init__(self, client: redis.Redis, config: OnlineStoreConfig | None = None) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        config: OnlineStoreConfig | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self.client = client
         self.config = config or OnlineStoreConfig()
+        self.clock = clock or SystemClock()  # "now" of reads given no ``now``
         self._apply = client.register_script(_script("apply_events.lua"))
         self._read_items = client.register_script(_script("read_items.lua"))
         self._vocab = client.register_script(_script("vocab.lua"))
@@ -387,6 +393,7 @@ class OnlineStore:
         return cls(
             redis.Redis(**(settings.redis.client_kwargs() | kwargs)),
             config or settings.online_store,
+            clock_from_settings(settings),
         )
 
     @staticmethod
@@ -560,7 +567,7 @@ class OnlineStore:
     # feature reads
     def read_user(self, user_id: str, now: float | None = None) -> UserFeatures:
         """One user's features in one round trip (one pipeline of four commands)."""
-        now = time.time() if now is None else float(now)
+        now = self.clock.time() if now is None else float(now)
         # the positive history covers the days the 7-day counts cover: [window start, now)
         start_ms = (
             int(d.window_start_s(d.last_second_before(now), d.WINDOW_7D_S, d.BUCKET_7D_S)) * 1000
@@ -594,7 +601,7 @@ class OnlineStore:
         creators' subscriber counts). Otherwise one ``EVALSHA`` of ``read_items.lua`` that
         finds the creator codes server-side, and the codes are cached for next time.
         """
-        now = time.time() if now is None else float(now)
+        now = self.clock.time() if now is None else float(now)
         if not media_ids:
             return self.item_features_from_raw([], [], [], now)
         cache = self._creator_of

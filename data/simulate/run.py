@@ -18,6 +18,8 @@ import orjson
 import typer
 from pydantic import BaseModel
 
+from app.clock import clock_from_settings
+from app.config import get_settings
 from app.schemas import EventType
 from data.simulate.events import EVENT_TYPES, EventChunk, PublicationChunk
 from data.simulate.sessions import SessionConfig, SimulationChunk, simulate_chunks
@@ -168,13 +170,15 @@ def simulate_command(
         formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"],
     ),
     start_now: bool = typer.Option(
-        False, "--start-now", help="Start the simulated clock `--days` before now (live demos)."
+        False,
+        "--start-now",
+        help="Start the simulated clock `--days` before now (settings.clock; live demos).",
     ),
 ) -> None:
     """Simulate and stream events; progress on stderr, a one-line JSON report on stdout."""
     extra: dict = {}
     if start_now:
-        extra["start"] = datetime.now(UTC) - timedelta(days=days)
+        extra["start"] = clock_from_settings(get_settings()).now() - timedelta(days=days)
     elif start is not None:
         extra["start"] = start.replace(tzinfo=UTC)
     config = WorldConfig(seed=seed, n_users=users, n_items=items, n_creators=creators, **extra)

@@ -2,7 +2,7 @@
 Ray via the shared ``ray_local`` fixture, Serve deployed from ``serve_config.yaml``'s shape
 with small fractional CPUs, over a small simulated world whose catalogue, events,
 trending lists and trained, registered models (MLflow on SQLite) come from
-``train.bootstrap``."""
+``train.bootstrap``, at the test run's simulated clock (``tests.conftest.TEST_AT``)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from app.config import FeedraySettings
 from app.stack.components import ensure_topics
 from app.stack.manager import Stack
 from app.stack.process import free_port
-from tests.conftest import scratch_settings
+from tests.conftest import TEST_AT, scratch_settings
 
 # The shared ``ray_local`` fixture calls ``ray.init()`` without an address, which joins any
 # Ray cluster already running on the host (another engineer's, an operator's ``feedray up``)
@@ -146,6 +146,7 @@ def ray_local() -> Iterator[None]:
 def serving(ray_local, broker_stack, tmp_path_factory) -> Iterator[Serving]:
     from ray import serve
 
+    from app.clock import FixedClock
     from data.simulate.world import WorldConfig
     from deployments.deploy import deploy
     from train.bootstrap import bootstrap
@@ -162,7 +163,8 @@ def serving(ray_local, broker_stack, tmp_path_factory) -> Iterator[Serving]:
     )
     ensure_topics(settings)
     t0 = time.monotonic()
-    boot = bootstrap(settings, WorldConfig(**WORLD), days=2.0, epochs=2)
+    # The world ends exactly at TEST_AT; the service's clock (settings.clock) runs on from there.
+    boot = bootstrap(settings, WorldConfig(**WORLD), days=2.0, epochs=2, clock=FixedClock(TEST_AT))
     print(f"world bootstrapped in {time.monotonic() - t0:.1f}s: {boot.seconds}")
     # Two more versions of each model (the same weights, registered again) for the hot-swap
     # and canary tests; no alias, so the service starts on the champion.

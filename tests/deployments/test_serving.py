@@ -10,25 +10,32 @@ import json
 import threading
 import time
 from collections import Counter
-from datetime import UTC, datetime
 
 import pytest
+
+from tests.deployments.constructed_users import write_user
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 RECENT_LIMIT_CHECK = 200
 
 
-def _user(serving, preferred: str | None = None, start: int = 0) -> str:
-    """A user with plays whose *online* preferred content type (the re-rank's signal) is ``preferred``."""
+def _user(serving, user_id: str, preferred: str) -> str:
+    """A new user whose *online* preferred content type (the re-rank's signal) is ``preferred``:
+    a dozen plays of ``preferred`` items in the last hour, written through the store."""
     from app.features.online_store import OnlineStore
 
     store = OnlineStore.from_settings(serving.settings)
-    for u in range(start, serving.world.n_users):
-        features = store.read_user(f"u{u}")
-        if features.plays_7d >= 5 and preferred in (None, features.preferred_content_type):
-            return f"u{u}"
-    raise AssertionError(f"no user preferring {preferred} in the world")
+    write_user(store, serving.world, user_id, preferred, store.clock.time())
+    features = store.read_user(user_id)
+    assert features.preferred_content_type == preferred and features.plays_7d == 12, features
+    return user_id
+
+
+def _now(serving):
+    from app.clock import clock_from_settings
+
+    return clock_from_settings(serving.settings).now()
 
 
 def _recent(serving, user_id: str) -> set[str]:
@@ -64,7 +71,7 @@ def test_first_feed_after_deploy_is_warm(serving):
 
 
 def test_feed_end_to_end_and_exposure(serving):
-    user = _user(serving)
+    user = _user(serving, "t-e2e", "VIDEO")
     response = serving.get("/api/v1/content/feed", user_id=user, limit=15)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -119,7 +126,7 @@ def test_feed_end_to_end_and_exposure(serving):
 
 
 def test_limits_and_content_type(serving):
-    user = _user(serving, preferred="VIDEO")
+    user = _user(serving, "t-limits", "VIDEO")
     for limit in (1, 7, 40):
         body = serving.get("/api/v1/content/feed", user_id=user, limit=limit).json()
         _check_feed(body, limit, _recent(serving, user))
@@ -130,7 +137,7 @@ def test_limits_and_content_type(serving):
 
 
 def test_diversity_monotone_for_audio_first_user(serving):
-    user = _user(serving, preferred="AUDIO")
+    user = _user(serving, "t-audio-first", "AUDIO")
     shares = []
     for diversity in (0.0, 0.25, 0.5, 0.75, 1.0):
         body = serving.get(
@@ -183,7 +190,7 @@ def test_trending_and_health(serving):
 
 
 def test_ranking_failure_falls_back_to_trending(serving):
-    user = _user(serving, preferred="VIDEO")
+    user = _user(serving, "t-ranking-down", "VIDEO")
     serving.update("Ranking", fault="error")
     try:
         for _ in range(3):
@@ -199,7 +206,7 @@ def test_ranking_failure_falls_back_to_trending(serving):
 
 
 def test_stage_over_budget_falls_back(serving):
-    user = _user(serving, preferred="VIDEO")
+    user = _user(serving, "t-over-budget", "VIDEO")
     serving.update("Retrieval", delay_ms=2500)  # beyond budget + hop allowance (10 + 1500 ms)
     try:
         t0 = time.monotonic()
@@ -288,7 +295,7 @@ def test_published_item_becomes_retrievable(serving):
 
     item = MediaPublished(
         media_id="m-new-1", creator_id="c-new", content_type="AUDIO", category="music",
-        language="en", duration_s=200.0, published_at=datetime.now(UTC),
+        language="en", duration_s=200.0, published_at=_now(serving),
     )  # fmt: skip
     retrieval = serve.get_deployment_handle("Retrieval", app_name="feedray")
     assert retrieval.contains.remote(["m-new-1"]).result() == {"m-new-1": False}
@@ -363,7 +370,7 @@ def test_local_stages_serve_the_feed_without_hops(serving):
     serving.redeploy(with_stages(serving.config, "local"))
     status = serve.status().applications["feedray"]
     assert set(status.deployments) == {"Ingress"}
-    user = _user(serving, preferred="VIDEO")
+    user = _user(serving, "t-local-stages", "VIDEO")
     body = serving.get("/api/v1/content/feed", user_id=user, limit=15).json()
     assert body["degraded"] == [] and {i["source"] for i in body["items"]} == {"retrieval"}
     assert set(body["model_versions"]) == {"retrieval", "ranking"}
@@ -397,7 +404,7 @@ def test_local_stages_serve_the_feed_without_hops(serving):
         category="music",
         language="en",
         duration_s=120.0,
-        published_at=datetime.now(UTC),
+        published_at=_now(serving),
     )
     assert ingress.index_contains.remote(["m-new-local"]).result() == {"m-new-local": False}
     producer = Producer(serving.settings.kafka.client_config())
@@ -470,7 +477,7 @@ def test_fallback_is_a_full_feed_after_ttls_and_without_lists(serving):
 
 def test_redis_down_uses_cached_then_default_features(serving):
     """Runs last in the module: it stops the service's Redis."""
-    known = _user(serving, preferred="AUDIO", start=300)
+    known = _user(serving, "t-audio-redis", "AUDIO")
     assert serving.get("/api/v1/content/feed", user_id=known).json()["degraded"] == []  # now cached
     serving.redis_stack.down()
     time.sleep(0.5)

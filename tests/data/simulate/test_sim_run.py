@@ -131,3 +131,24 @@ def test_null_sink_counts():
     sink = NullSink()
     assert isinstance(sink, sinks.Sink)  # the protocol is structural
     assert np.isclose(sink.close().events, 0)
+
+
+def test_start_now_starts_days_before_the_settings_clock(tmp_path, monkeypatch):
+    from app.config import get_settings
+
+    monkeypatch.setenv("FEEDRAY_CLOCK__AT", "2028-02-29T06:00:00Z")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(
+            simulate_app,
+            ["--users", "300", "--items", "2000", "--creators", "50", "--days", "0.25",
+             "--start-now", "--sink", "parquet", "--path", str(tmp_path), "--max-events", "2000"],
+        )  # fmt: skip
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    folders = sorted(
+        p.relative_to(tmp_path / "events").as_posix() for p in tmp_path.glob("events/*/*")
+    )
+    assert folders and folders[0] == "date=2028-02-29/hour=00", folders
+    assert {f.split("/")[0] for f in folders} == {"date=2028-02-29"}
