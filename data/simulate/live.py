@@ -5,7 +5,8 @@
 produces about ``events_per_s``), keeps each session's later events pending until their
 time comes, and returns the events due before ``now_ms`` with the items whose publish time
 passed in the meantime. The clock belongs to the caller: ``feedray audience`` drives it with
-the wall clock into Kafka, for the world that ``feedray simulate --sink kafka`` recorded.
+the settings clock (``settings.clock``, the wall clock by default) into Kafka, for the world
+that ``feedray simulate --sink kafka`` recorded.
 """
 
 from __future__ import annotations
@@ -83,10 +84,6 @@ class LiveAudience:
         return SimulationChunk(t0, now_ms, due, PublicationChunk(published))
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def audience_command(
     events_per_s: float | None = typer.Option(
         None, "--events-per-s", min=0.001, help="Mean event rate (default audience.events_per_s)."
@@ -96,11 +93,13 @@ def audience_command(
     ),
 ) -> None:
     """Keep the recorded world's users engaging live into Kafka; a JSON report at the end."""
+    from app.clock import clock_from_settings
     from app.config import get_settings
     from app.stack.live import world_record_path
     from data.simulate.sinks import KafkaSink
 
     settings = get_settings()
+    clock = clock_from_settings(settings)
     record = world_record_path(settings)
     if not record.is_file():
         typer.echo(
@@ -112,7 +111,7 @@ def audience_command(
     world = World.generate(WorldConfig.model_validate_json(record.read_text()))
     rate = events_per_s or settings.audience.events_per_s
     sink = KafkaSink(settings)
-    audience = LiveAudience(world, rate, _now_ms())
+    audience = LiveAudience(world, rate, int(clock.time() * 1000))
     started = time.monotonic()
     last_print = started
     events = publications = 0
@@ -120,7 +119,7 @@ def audience_command(
     try:
         while max_seconds is None or time.monotonic() - started < max_seconds:
             time.sleep(settings.audience.tick_s)
-            chunk = audience.step(_now_ms())
+            chunk = audience.step(int(clock.time() * 1000))
             sink.write(chunk, world)
             events += len(chunk.events)
             publications += len(chunk.publications)
