@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -12,6 +13,7 @@ import typer
 from app.config import FeedraySettings
 from app.stack.manager import Stack
 from app.stack.process import StackError
+from app.stack.ray_env import DashboardAccess, dashboard_access
 
 cli = typer.Typer(
     name="feedray",
@@ -82,10 +84,13 @@ def status(
     only: OnlyOption = None,
 ) -> None:
     """Report each component's state and address; exit 1 unless all are up."""
+    settings = _settings()
     try:
-        report = Stack(_settings(), only).status_json()
+        report = Stack(settings, only).status_json()
     except StackError as error:
         _fail(str(error))
+    if any(entry["name"] == "ray" for entry in report["components"]):
+        report["ray_dashboard"] = asdict(dashboard_access(settings))
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
@@ -94,6 +99,8 @@ def status(
                 "managed" if entry["managed"] else "external" if entry["state"] == "up" else ""
             )
             typer.echo(f"{entry['name']:7s} {entry['state']:5s} {entry['address']:22s} {managed}")
+        if "ray_dashboard" in report:
+            typer.echo(DashboardAccess(**report["ray_dashboard"]).describe())
     if not report["all_up"]:
         raise typer.Exit(code=1)
 
