@@ -103,3 +103,16 @@ def test_cluster_nodes_start_ray_in_the_project_environment(node_kind: str, tmp_
         ["bash", "-c", prefix + " env"], capture_output=True, text=True, check=True, env=clean
     )
     assert f"FEEDRAY_CONFIG_FILE={tmp_path}/feedray/feedray.yaml" in shown.stdout.splitlines()
+
+
+def test_rayservice_containers_run_with_telemetry_off():
+    from app.telemetry import TELEMETRY_OFF
+
+    manifest = yaml.safe_load((ROOT / "k8s" / "rayservice.yaml").read_text())
+    cluster = manifest["spec"]["rayClusterConfig"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    for group in groups:
+        for container in group["template"]["spec"]["containers"]:
+            env = {e["name"]: e["value"] for e in container["env"]}
+            assert {k: env.get(k) for k in TELEMETRY_OFF} == TELEMETRY_OFF, container["name"]
+    assert len(groups) == 3
