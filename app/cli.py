@@ -6,6 +6,7 @@ import json
 import signal
 import sys
 import time
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -13,6 +14,7 @@ import typer
 from app.config import FeedraySettings
 from app.stack.manager import Stack
 from app.stack.process import StackError
+from app.stack.ray_env import DashboardAccess, dashboard_access
 
 cli = typer.Typer(
     name="feedray",
@@ -86,10 +88,13 @@ def status(
     only: OnlyOption = None,
 ) -> None:
     """Report each component's state and address; exit 1 unless all are up."""
+    settings = _settings()
     try:
-        report = Stack(_settings(), only).status_json()
+        report = Stack(settings, only).status_json()
     except StackError as error:
         _fail(str(error))
+    if any(entry["name"] == "ray" for entry in report["components"]):
+        report["ray_dashboard"] = asdict(dashboard_access(settings))
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
@@ -102,6 +107,8 @@ def status(
                 f"{entry['name']:9s} {entry['state']:5s} {entry['address']:22s} {managed:8s} {pid}"
             )
             typer.echo(f"{line.rstrip()}  {entry['detail']}" if entry["detail"] else line.rstrip())
+        if "ray_dashboard" in report:
+            typer.echo(DashboardAccess(**report["ray_dashboard"]).describe())
     if not report["all_up"]:
         raise typer.Exit(code=1)
 

@@ -30,6 +30,7 @@ from app.stack.process import (
     terminate_session,
     wait_until,
 )
+from app.stack.ray_env import head_environment, write_settings_file
 
 
 @dataclass(frozen=True)
@@ -424,6 +425,7 @@ class RayHead(Component):
                 raise StackError(
                     f"ray: could not create an auth token: {generated.stderr.strip()[-200:]}"
                 )
+        settings_file = write_settings_file(self.settings, self.paths.run)
         # `ray start` daemonises the head's processes and exits. Started in a POSIX session of
         # its own, every process of this head (and the workers it spawns later) stays in that
         # session, so `down` stops exactly this head and not other Ray clusters on the machine
@@ -432,7 +434,7 @@ class RayHead(Component):
             launcher = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": ray_settings.auth_mode},
+                env={**os.environ, **head_environment(self.settings, settings_file)},
             )  # fmt: skip
             returncode = launcher.wait(timeout=180)
         if returncode != 0:

@@ -74,3 +74,45 @@ def test_app_builder_builds_the_bind_graph(stages, names):
     assert found == names
     with pytest.raises(ValueError, match="stages"):
         app_builder({"stages": "sideways"})
+
+
+@pytest.mark.parametrize("node_kind", ["head", "worker"])
+def test_cluster_nodes_start_ray_in_the_project_environment(node_kind: str, tmp_path: Path):
+    """The shell line that starts Ray on each node, run up to `ray start` with `env` in its
+    place: the venv leads PATH and every telemetry switch of app.telemetry is set."""
+    import subprocess
+
+    from app.telemetry import TELEMETRY_OFF
+
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    (start,) = [c for c in config[f"{node_kind}_start_ray_commands"] if "ray start" in c]
+    prefix, ray_start = start.split("~/venv/bin/ray start", 1)
+    assert "--disable-usage-stats" in ray_start
+    clean = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    shown = subprocess.run(
+        ["bash", "-c", prefix + " env"], capture_output=True, text=True, check=True, env=clean
+    )
+    env = dict(line.split("=", 1) for line in shown.stdout.splitlines() if "=" in line)
+    assert env["PATH"].split(":")[0] == f"{tmp_path}/venv/bin"
+    assert env["VIRTUAL_ENV"] == f"{tmp_path}/venv"
+    assert {k: env.get(k) for k in TELEMETRY_OFF} == TELEMETRY_OFF
+    assert "FEEDRAY_CONFIG_FILE" not in env  # no feedray.yaml in the project: defaults
+    (tmp_path / "feedray").mkdir()
+    (tmp_path / "feedray" / "feedray.yaml").write_text("{}\n")
+    shown = subprocess.run(
+        ["bash", "-c", prefix + " env"], capture_output=True, text=True, check=True, env=clean
+    )
+    assert f"FEEDRAY_CONFIG_FILE={tmp_path}/feedray/feedray.yaml" in shown.stdout.splitlines()
+
+
+def test_rayservice_containers_run_with_telemetry_off():
+    from app.telemetry import TELEMETRY_OFF
+
+    manifest = yaml.safe_load((ROOT / "k8s" / "rayservice.yaml").read_text())
+    cluster = manifest["spec"]["rayClusterConfig"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    for group in groups:
+        for container in group["template"]["spec"]["containers"]:
+            env = {e["name"]: e["value"] for e in container["env"]}
+            assert {k: env.get(k) for k in TELEMETRY_OFF} == TELEMETRY_OFF, container["name"]
+    assert len(groups) == 3
