@@ -17,7 +17,7 @@ def test_ease_columns_are_constrained_ridge_regressions():
     x = (rng.random((30, 6)) < 0.4).astype(np.float64)
     x[:, 5] = 0  # an item nobody trained on
     lam = 2.0
-    model = EASE(sp.csr_matrix(x), lam)
+    model = EASE(sp.csr_matrix(x), lam, dual=False)
     b = np.zeros((6, 6))
     b[np.ix_(model.active, model.active)] = model.weights
     assert np.allclose(np.diag(b), 0)
@@ -34,3 +34,12 @@ def test_ease_columns_are_constrained_ridge_regressions():
 def test_ease_rejects_non_positive_lambda():
     with pytest.raises(ValueError, match="lam"):
         EASE(sp.csr_matrix(np.eye(2)), 0.0)
+
+
+def test_ease_dual_form_equals_the_primal():
+    rng = np.random.default_rng(2)
+    x = sp.csr_matrix((rng.random((8, 20)) < 0.3).astype(np.float64))
+    primal, dual = EASE(x, 3.0, dual=False), EASE(x, 3.0)
+    assert dual.dual and not primal.dual
+    users = np.arange(8)
+    assert np.allclose(dual(users), primal(users))
