@@ -195,6 +195,31 @@ def run_evaluation(
     return report
 
 
+def plot_recall(report: dict[str, Any], path: str) -> None:
+    """Test Recall@K against K (log scale) for every model of ``report``, as a PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 3.5), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for name, entry in report["models"].items():
+        ks = sorted(int(k.split("@")[1]) for k in entry["test"] if k.startswith("recall@"))
+        ax.plot(ks, [entry["test"][f"recall@{k}"] for k in ks], marker="o", label=name)
+    p = report["protocol"]
+    ax.set(
+        xscale="log",
+        xlabel="K",
+        ylabel="test Recall@K",
+        title=f"{report['dataset']} ({p['split']})",
+    )
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+
+
 def evaluate_command(
     fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="recbole, lastfm or table.")],
     path: Annotated[str, typer.Argument(help="Dataset file or folder (read in place).")],
@@ -208,6 +233,7 @@ def evaluate_command(
     ] = "popularity,ease,two_tower",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     out: Annotated[str | None, typer.Option(help="Also write the JSON report here.")] = None,
+    plot: Annotated[str | None, typer.Option(help="Write test Recall@K vs K (PNG) here.")] = None,
 ) -> None:
     """Full-ranking evaluation: popularity, EASE and the two-tower on one dataset."""
     from app.config import get_settings
@@ -232,6 +258,8 @@ def evaluate_command(
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text + "\n")
+    if plot:
+        plot_recall(report, plot)
     if as_json:
         typer.echo(text)
     else:

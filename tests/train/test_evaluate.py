@@ -100,10 +100,13 @@ def test_cli_json_and_given_split_error(tmp_path, monkeypatch):
 
     app = typer.Typer()
     app.command()(evaluate_command)
-    out = runner.invoke(app, ["table", str(path), "--models", "popularity,ease", "--json"])
+    png = tmp_path / "recall.png"
+    args = ["table", str(path), "--models", "popularity,ease", "--json", "--plot", str(png)]
+    out = runner.invoke(app, args)
     assert out.exit_code == 0, out.output
     report = json.loads(out.stdout[out.stdout.index("{") :])
     assert set(report["models"]) == {"popularity", "ease"}
     assert 0 <= report["models"]["ease"]["test"]["recall@10"] <= 1
+    assert png.read_bytes()[:4] == b"\x89PNG"
     bad = runner.invoke(app, ["table", str(path), "--split", "given"])
     assert bad.exit_code == 1 and "pre-split" in bad.output
