@@ -118,8 +118,19 @@ def train_two_tower(
                 continue
             losses.append(train_step(model, {k: v[idx] for k, v in inputs.pairs.items()}, opt))
         value = full_ranking(tower_scorer(model, inputs), data, "valid", ev.ks)[ev.select_metric]
-        curve.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), ev.select_metric: value})
-        log(f"two_tower epoch {epoch + 1}: loss {np.mean(losses):.4f} valid {value:.4f}")
+        elapsed = round(time.perf_counter() - t0, 1)
+        curve.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(np.mean(losses)),
+                ev.select_metric: value,
+                "s": elapsed,
+            }
+        )
+        log(
+            f"two_tower epoch {epoch + 1}: loss {np.mean(losses):.4f} "
+            f"valid {value:.4f} at {elapsed}s"
+        )
         if value > best_value:
             best_value, best_epoch, best_state = value, epoch, copy.deepcopy(model.state_dict())
         elif epoch - best_epoch >= ev.patience:
