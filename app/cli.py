@@ -173,6 +173,24 @@ def _mount_serve() -> None:
     cli.command("serve")(serve_command)
 
 
+# --- real datasets: import and offline evaluation ---------------------------------------------
+
+
+def _mount_import() -> None:
+    from data.importers.run import import_command
+
+    cli.command("import")(import_command)
+
+
+def _mount_evaluate() -> None:
+    from train.evaluate import evaluate_command
+
+    cli.command("evaluate")(evaluate_command)
+
+
+DATASET_COMMANDS = {"import": _mount_import, "evaluate": _mount_evaluate}
+
+
 # Commands whose modules import torch, Ray Serve or the simulator are mounted only when
 # invoked (or for the top-level help), so `feedray up|status|down` start in a blink.
 LAZY_COMMANDS = {
@@ -185,6 +203,7 @@ LAZY_COMMANDS = {
     "serve": _mount_serve,
     "audience": _mount_audience,
     "demo": _mount_demo,
+    **DATASET_COMMANDS,
 }
 
 

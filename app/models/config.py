@@ -48,6 +48,9 @@ class TwoTowerSettings(BaseModel):
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(512, ge=2)
     epochs: int = Field(8, ge=1)
+    # width of a dense vector per item (``i_vec``, e.g. audio / visual embeddings) that the
+    # content tower projects to id_dim; 0 = off. Items without one get zeros.
+    item_vector_dim: int = Field(0, ge=0)
 
 
 class RankerSettings(BaseModel):
@@ -103,6 +106,22 @@ class GateSettings(BaseModel):
     bootstrap_champion: bool = True  # the first version of a model becomes champion
 
 
+class EvaluationSettings(BaseModel):
+    """Offline evaluation on interaction datasets (``feedray evaluate``): protocol and selection."""
+
+    model_config = ConfigDict(frozen=True)
+
+    split: str = "random"  # random (per-user ratio) | time (per-user time order) | given
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+    ks: tuple[int, ...] = (10, 20, 50)
+    retrieval_k: int = Field(500, ge=1)  # the retrieval stage's recall@K (the ranker's ceiling)
+    select_metric: str = "ndcg@10"  # on the validation split only
+    max_epochs: int | None = None  # None: two_tower.epochs
+    patience: int = Field(2, ge=1)  # epochs without a better validation metric before stopping
+    ease_lambdas: tuple[float, ...] = (50.0, 200.0, 500.0, 1000.0)  # picked on validation
+
+
 class ModelSettings(BaseModel):
     """``FeedraySettings.models``: names in the MLflow registry and every model hyper-parameter."""
 
@@ -117,6 +136,7 @@ class ModelSettings(BaseModel):
     training: TrainingSettings = TrainingSettings()
     index: IndexSettings = IndexSettings()
     gate: GateSettings = GateSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
 
 
 def model_settings(settings: object | None = None) -> ModelSettings:

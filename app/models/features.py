@@ -45,6 +45,7 @@ ITEM_COLUMNS = ("i_hash", "i_cat", "i_creator", "i_type", "i_lang", "i_dur", "i_
 _FLOAT_COLUMNS = {
     "u_dense",
     "i_dense",
+    "i_vec",
     "log_q",
     "weight",
     "retrieval_score",

@@ -76,6 +76,9 @@ class ContentTower(nn.Module):
 
     Inputs: i_hash [B], i_cat [B], i_creator [B], i_type [B], i_lang [B], i_dur [B],
     i_dense [B, ITEM_DENSE]. ``content_type`` is an input, so one model serves video and audio.
+    With ``item_vector_dim`` > 0 also i_vec [B, item_vector_dim] (a pre-computed content
+    vector, linearly projected to id_dim; zeros when the batch has none), so an item with
+    no interactions yet embeds from its content.
     """
 
     def __init__(
@@ -94,23 +97,29 @@ class ContentTower(nn.Module):
         self.creator = FeatureEmbedding(f.creator_buckets, m.id_dim)
         self.content_type = FeatureEmbedding(3, m.feature_dim)
         self.duration = FeatureEmbedding(DURATION_BUCKETS, m.feature_dim)
-        in_dim = m.id_dim * 2 + m.feature_dim * 4 + ITEM_DENSE
+        self.vector_dim = m.item_vector_dim
+        self.vector = nn.Linear(m.item_vector_dim, m.id_dim) if m.item_vector_dim else None
+        in_dim = m.id_dim * (3 if self.vector else 2) + m.feature_dim * 4 + ITEM_DENSE
         self.net = mlp(in_dim, m.hidden, m.output_dim)
 
     def forward(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
-        x = torch.cat(
-            [
-                self.item_id(b["i_hash"], self.id_dropout),
-                self.creator(b["i_creator"]),
-                self.categories(b["i_cat"]),
-                self.content_type(b["i_type"]),
-                self.languages(b["i_lang"]),
-                self.duration(b["i_dur"]),
-                b["i_dense"],
-            ],
-            dim=1,
-        )
-        return F.normalize(self.net(x), dim=1)
+        parts = [
+            self.item_id(b["i_hash"], self.id_dropout),
+            self.creator(b["i_creator"]),
+            self.categories(b["i_cat"]),
+            self.content_type(b["i_type"]),
+            self.languages(b["i_lang"]),
+            self.duration(b["i_dur"]),
+            b["i_dense"],
+        ]
+        if self.vector is not None:
+            vec = b.get("i_vec")
+            if vec is None:
+                vec = b["i_dense"].new_zeros(b["i_dense"].shape[0], self.vector_dim)
+            elif vec.shape[-1] != self.vector_dim:
+                raise ValueError(f"i_vec has width {vec.shape[-1]}, expected {self.vector_dim}")
+            parts.append(self.vector(vec))
+        return F.normalize(self.net(torch.cat(parts, dim=1)), dim=1)
 
 
 class TwoTower(nn.Module):

@@ -144,6 +144,29 @@ class KafkaSink(_Counting):
         self._producer.poll(0)
         self._count(len(chunk.events), len(chunk.publications))
 
+    def send(
+        self,
+        *,
+        publications: tuple[list[str], list[str]] = ([], []),
+        events: tuple[list[str], list[str]] = ([], []),
+    ) -> None:
+        """Produce pre-encoded (keys, JSON values) to the published and engagement topics."""
+        if publications[0]:
+            self._produce(self._published_topic, *publications)
+        if events[0]:
+            self._produce(self._events_topic, *events)
+        self._producer.poll(0)
+        self._count(len(events[0]), len(publications[0]))
+
+    def flush(self) -> None:
+        """Wait for every queued message; raise ``DeliveryError`` on failures."""
+        remaining = self._producer.flush(self._flush_timeout_s)
+        if remaining or self._failed:
+            raise DeliveryError(
+                f"{self._failed} messages failed, {remaining} undelivered after "
+                f"{self._flush_timeout_s}s; first error: {self._first_error}"
+            )
+
     def close(self) -> SinkStats:
         """Flush; raise ``DeliveryError`` if anything failed or stayed undelivered."""
         remaining = self._producer.flush(self._flush_timeout_s)

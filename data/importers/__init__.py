@@ -1,0 +1,1 @@
+"""Public interaction datasets -> feedray events: readers, the mapping, the import job."""

@@ -1,0 +1,112 @@
+"""``feedray evaluate`` end to end on a small generated dataset, and its two-tower inputs."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from app.evaluation.metrics import Interactions
+from app.evaluation.splits import ratio_split
+from app.models.config import (
+    EvaluationSettings,
+    FeatureSettings,
+    ModelSettings,
+    TwoTowerSettings,
+)
+from app.models.features import stable_hash
+from data.importers.readers import Dataset
+from train.eval_inputs import build_inputs
+from train.evaluate import evaluate_command, run_evaluation
+
+FEATURES = FeatureSettings(
+    user_buckets=1 << 16, item_buckets=1 << 16, creator_buckets=64, history_len=5
+)
+
+
+def clustered(n_users=120, n_items=60, groups=4, per_user=12, seed=0) -> Dataset:
+    """Users of group g interact mostly with items of group g (popularity is uninformative)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        g = u % groups
+        own = [i for i in range(n_items) if i % groups == g]
+        picks = rng.choice(own, size=per_user - 2, replace=False).tolist()
+        picks += rng.choice(n_items, size=2, replace=False).tolist()
+        rows += [(f"u{u}", f"i{i}", u * 100 + j) for j, i in enumerate(dict.fromkeys(picks))]
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    inter["timestamp"] = inter["timestamp"].astype(float)
+    inter["strength"], inter["part"], inter["row"] = np.nan, "", np.arange(len(inter))
+    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(n_items)]})
+    items["category"] = [f"g{i % groups}" for i in range(n_items)]
+    return Dataset("toy", inter, items)
+
+
+def test_pair_histories_leave_the_target_out():
+    d = clustered()
+    split = ratio_split(d.interactions, seed=1)
+    data = Interactions.from_split(split, d.items["item_id"])
+    inputs = build_inputs(data, split.train, d.items, FEATURES, seed=1)
+    n_pairs = int(data.train.sum())
+    assert inputs.pairs["i_hash"].shape[0] == n_pairs
+    hist, target = inputs.pairs["u_hist"], inputs.pairs["i_hash"]
+    assert not (hist == target[:, None]).any()
+    # each pair's history is min(h, n_user - 1) of the user's other training items
+    item_hash = dict(zip(data.items, stable_hash(list(data.items), 1 << 16, "item:"), strict=True))
+    train_items = split.train.groupby("user_id")["item_id"].agg(set)
+    u_of_hash = dict(zip(stable_hash(list(data.users), 1 << 16, "user:"), data.users, strict=True))
+    for row in range(0, n_pairs, 37):
+        user = u_of_hash[int(inputs.pairs["u_hash"][row])]
+        owned = {item_hash[i] for i in train_items[user]}
+        got = [int(x) for x in hist[row] if x > 0]
+        assert len(got) == min(5, len(owned) - 1) and set(got) <= owned
+    # users' own histories are the first h of their training items
+    assert (
+        (inputs.users["u_hist"] > 0).sum(1)
+        == torch.clamp(torch.from_numpy(np.diff(data.train.indptr)), max=5)
+    ).all()
+
+
+def test_run_evaluation_selects_on_validation_and_beats_popularity():
+    ms = ModelSettings(
+        features=FEATURES,
+        two_tower=TwoTowerSettings(id_dim=8, feature_dim=4, hidden=(32,), batch_size=64),
+        evaluation=EvaluationSettings(max_epochs=6, patience=2, ease_lambdas=(1.0, 10.0)),
+    )
+    report = run_evaluation(clustered(), ms, log=lambda _: None)
+    m = report["models"]
+    assert report["protocol"]["sizes"]["train"] > 0 and report["protocol"]["split"] == "random"
+    tt = m["two_tower"]
+    curve = [c["ndcg@10"] for c in tt["valid_curve"]]
+    assert tt["best_epoch"] == int(np.argmax(curve)) + 1
+    assert tt["valid"]["ndcg@10"] == pytest.approx(max(curve))  # the kept weights are the best
+    assert tt["epochs_run"] == 6 or tt["epochs_run"] - tt["best_epoch"] == 2
+    assert "recall@500" in tt["test"]
+    assert m["ease"]["lambda"] in (1.0, 10.0)
+    # group structure: EASE and the two-tower beat popularity on the test split
+    assert m["ease"]["test"]["ndcg@10"] > m["popularity"]["test"]["ndcg@10"] + 0.05
+    assert m["two_tower"]["test"]["ndcg@10"] > m["popularity"]["test"]["ndcg@10"] + 0.05
+
+
+def test_cli_json_and_given_split_error(tmp_path, monkeypatch):
+    d = clustered(n_users=30, n_items=40)
+    path = tmp_path / "log.csv"
+    d.interactions[["user_id", "item_id", "timestamp"]].to_csv(path, index=False)
+    monkeypatch.setenv("FEEDRAY_STATE_DIR", str(tmp_path / "state"))
+    runner = CliRunner()
+    import typer
+
+    app = typer.Typer()
+    app.command()(evaluate_command)
+    png = tmp_path / "recall.png"
+    args = ["table", str(path), "--models", "popularity,ease", "--json", "--plot", str(png)]
+    out = runner.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout[out.stdout.index("{") :])
+    assert set(report["models"]) == {"popularity", "ease"}
+    assert 0 <= report["models"]["ease"]["test"]["recall@10"] <= 1
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    bad = runner.invoke(app, ["table", str(path), "--split", "given"])
+    assert bad.exit_code == 1 and "pre-split" in bad.output

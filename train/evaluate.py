@@ -1,0 +1,280 @@
+"""``feedray evaluate FORMAT PATH``: the full-ranking protocol on an interaction dataset.
+
+Reads the dataset with the importer's readers (the same ids and mapping as ``feedray
+import``), splits it (``models.evaluation.split``: per-user random ratio, per-user time
+order, or the given files), and reports, side by side, on the validation and test splits:
+
+- ``popularity``: training interaction counts;
+- ``ease``: EASE with its L2 weight picked on validation ``select_metric``;
+- ``two_tower``: the project's ``TwoTower`` with its default settings
+  (``models.two_tower``), trained with its own ``train_step`` (in-batch negatives, logQ)
+  for up to ``max_epochs`` epochs; after each epoch the validation ``select_metric`` is
+  measured and training stops after ``patience`` epochs without a better one; the best
+  epoch's weights are kept. Also its recall@``retrieval_k`` (the ranker's ceiling).
+
+The test split is scored once per model, at the end, with the selected model. Every model
+ranks all items, with the user's training items (and, on test, validation items) excluded.
+Training runs in this process (``torch``, no Ray Train), so each run takes minutes on a CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import torch
+import typer
+
+from app.evaluation.baselines import EASE, Popularity
+from app.evaluation.metrics import Interactions, Scorer, full_ranking
+from app.evaluation.splits import Split, given_split, ratio_split, time_split
+from app.models.config import EvaluationSettings, ModelSettings, TwoTowerSettings
+from app.models.two_tower import TwoTower, embed, train_step
+from data.importers.readers import Dataset, DatasetError, read_dataset
+from train.eval_inputs import TowerInputs, build_inputs
+
+
+def make_split(dataset: Dataset, ev: EvaluationSettings) -> Split:
+    """The split ``ev.split`` names (``given`` needs a pre-split dataset)."""
+    inter = dataset.interactions
+    if ev.split == "given":
+        if not dataset.pre_split:
+            raise DatasetError("split 'given' needs a pre-split dataset (train/valid/test files)")
+        return given_split(*(inter[inter["part"] == p] for p in ("train", "valid", "test")))
+    if ev.split == "time":
+        return time_split(inter, ev.ratios)
+    if ev.split == "random":
+        return ratio_split(inter, ev.ratios, seed=ev.seed)
+    raise DatasetError(f"unknown split {ev.split!r}: random, time or given")
+
+
+def _timed(score: Scorer, data: Interactions, part: str, ks) -> dict[str, float]:
+    t0 = time.perf_counter()
+    out = full_ranking(score, data, part, ks)
+    out["eval_s"] = round(time.perf_counter() - t0, 3)
+    return out
+
+
+def evaluate_ease(data: Interactions, ev: EvaluationSettings) -> dict[str, Any]:
+    """EASE per lambda on validation; the best one on test."""
+    best, curve = None, {}
+    t0 = time.perf_counter()
+    for lam in ev.ease_lambdas:
+        model = EASE(data.train, lam)
+        valid = full_ranking(model, data, "valid", ev.ks)
+        curve[str(lam)] = valid[ev.select_metric]
+        if best is None or valid[ev.select_metric] > best[2][ev.select_metric]:
+            best = (lam, model, valid)
+    assert best is not None
+    lam, model, valid = best
+    return {
+        "lambda": lam,
+        "valid_curve": curve,
+        "select_s": round(time.perf_counter() - t0, 3),
+        "valid": valid,
+        "test": _timed(model, data, "test", ev.ks),
+    }
+
+
+def tower_scorer(model: TwoTower, inputs: TowerInputs) -> Scorer:
+    items = embed(model.content, inputs.items)
+    users = embed(model.user, inputs.users)
+
+    def score(u: np.ndarray) -> np.ndarray:
+        return (users[torch.from_numpy(u)] @ items.T).numpy()
+
+    return score
+
+
+def train_two_tower(
+    data: Interactions,
+    inputs: TowerInputs,
+    ms: ModelSettings,
+    ev: EvaluationSettings,
+    log=print,
+) -> dict[str, Any]:
+    """Train with early stopping on validation ``ev.select_metric`` (see the module doc)."""
+    s: TwoTowerSettings = ms.two_tower
+    torch.manual_seed(ev.seed)
+    model = TwoTower(ms.features, s)
+    opt = torch.optim.Adam(model.parameters(), lr=s.learning_rate, weight_decay=s.weight_decay)
+    n = next(iter(inputs.pairs.values())).shape[0]
+    gen = torch.Generator().manual_seed(ev.seed)
+    max_epochs = ev.max_epochs or s.epochs
+    best_value, best_epoch, best_state, curve = -1.0, -1, None, []
+    t0 = time.perf_counter()
+    for epoch in range(max_epochs):
+        perm = torch.randperm(n, generator=gen)
+        losses = []
+        for lo in range(0, n - 1, s.batch_size):
+            idx = perm[lo : lo + s.batch_size]
+            if len(idx) < 2:
+                continue
+            losses.append(train_step(model, {k: v[idx] for k, v in inputs.pairs.items()}, opt))
+        value = full_ranking(tower_scorer(model, inputs), data, "valid", ev.ks)[ev.select_metric]
+        elapsed = round(time.perf_counter() - t0, 1)
+        curve.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(np.mean(losses)),
+                ev.select_metric: value,
+                "s": elapsed,
+            }
+        )
+        log(
+            f"two_tower epoch {epoch + 1}: loss {np.mean(losses):.4f} "
+            f"valid {value:.4f} at {elapsed}s"
+        )
+        if value > best_value:
+            best_value, best_epoch, best_state = value, epoch, copy.deepcopy(model.state_dict())
+        elif epoch - best_epoch >= ev.patience:
+            break
+    train_s = time.perf_counter() - t0
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    score = tower_scorer(model, inputs)
+    ks = tuple(sorted(set(ev.ks) | {ev.retrieval_k}))
+    return {
+        "settings": s.model_dump(mode="json"),
+        "best_epoch": best_epoch + 1,
+        "epochs_run": len(curve),
+        "valid_curve": curve,
+        "train_s": round(train_s, 3),
+        "valid": full_ranking(score, data, "valid", ev.ks),
+        "test": _timed(score, data, "test", ks),
+    }
+
+
+def run_evaluation(
+    dataset: Dataset,
+    ms: ModelSettings,
+    *,
+    models: tuple[str, ...] = ("popularity", "ease", "two_tower"),
+    namespace: str = "",
+    log=print,
+) -> dict[str, Any]:
+    """The report (see the module docstring) as a JSON-ready dict."""
+    ev = ms.evaluation
+    split = make_split(dataset, ev)
+    data = Interactions.from_split(split, dataset.items["item_id"].astype(str))
+    report: dict[str, Any] = {
+        "dataset": dataset.name,
+        "protocol": {
+            "split": ev.split,
+            "ratios": list(ev.ratios) if ev.split != "given" else None,
+            "seed": ev.seed,
+            "sizes": split.sizes(),
+            "users": len(data.users),
+            "items": len(data.items),
+            "ranking": "full, training items excluded (and validation items on test)",
+            "select_metric": f"valid {ev.select_metric}",
+        },
+        "models": {},
+    }
+    if "popularity" in models:
+        t0 = time.perf_counter()
+        pop = Popularity(data.train)
+        fit_s = time.perf_counter() - t0
+        report["models"]["popularity"] = {
+            "train_s": round(fit_s, 3),
+            "valid": full_ranking(pop, data, "valid", ev.ks),
+            "test": _timed(pop, data, "test", ev.ks),
+        }
+    if "ease" in models:
+        report["models"]["ease"] = evaluate_ease(data, ev)
+        log(f"ease lambda {report['models']['ease']['lambda']}")
+    if "two_tower" in models:
+        t0 = time.perf_counter()
+        inputs = build_inputs(
+            data,
+            split.train,
+            dataset.items,
+            ms.features,
+            namespace=namespace,
+            content_type=dataset.content_type,
+            by_time=ev.split == "time",
+            seed=ev.seed,
+        )
+        log(f"two_tower inputs in {time.perf_counter() - t0:.1f}s")
+        report["models"]["two_tower"] = train_two_tower(data, inputs, ms, ev, log)
+    return report
+
+
+def plot_recall(report: dict[str, Any], path: str) -> None:
+    """Test Recall@K against K (log scale) for every model of ``report``, as a PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 3.5), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for name, entry in report["models"].items():
+        ks = sorted(int(k.split("@")[1]) for k in entry["test"] if k.startswith("recall@"))
+        ax.plot(ks, [entry["test"][f"recall@{k}"] for k in ks], marker="o", label=name)
+    p = report["protocol"]
+    ax.set(
+        xscale="log",
+        xlabel="K",
+        ylabel="test Recall@K",
+        title=f"{report['dataset']} ({p['split']})",
+    )
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+
+
+def evaluate_command(
+    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="recbole, lastfm or table.")],
+    path: Annotated[str, typer.Argument(help="Dataset file or folder (read in place).")],
+    split: Annotated[
+        str | None, typer.Option(help="random | time | given (default models.evaluation.split).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Split and training seed.")] = None,
+    max_epochs: Annotated[int | None, typer.Option(help="Two-tower epoch cap.")] = None,
+    models: Annotated[
+        str, typer.Option(help="Comma-separated: popularity, ease, two_tower.")
+    ] = "popularity,ease,two_tower",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    out: Annotated[str | None, typer.Option(help="Also write the JSON report here.")] = None,
+    plot: Annotated[str | None, typer.Option(help="Write test Recall@K vs K (PNG) here.")] = None,
+) -> None:
+    """Full-ranking evaluation: popularity, EASE and the two-tower on one dataset."""
+    from app.config import get_settings
+    from app.models.config import model_settings
+
+    ms = model_settings(get_settings())
+    update = {"split": split, "seed": seed, "max_epochs": max_epochs}
+    ev = ms.evaluation.model_copy(update={k: v for k, v in update.items() if v is not None})
+    ms = ms.model_copy(update={"evaluation": ev})
+    log = (lambda m: print(m, file=sys.stderr, flush=True)) if as_json else print
+    try:
+        dataset = read_dataset(fmt, path)
+        report = run_evaluation(
+            dataset, ms, models=tuple(m.strip() for m in models.split(",")), log=log
+        )
+    except DatasetError as error:
+        typer.echo(f"feedray evaluate: {error}", err=True)
+        raise typer.Exit(code=1) from None
+    report["command"] = " ".join(["feedray", *sys.argv[1:]])
+    report["host"] = {"python": platform.python_version(), "torch": torch.__version__}
+    text = json.dumps(report, indent=2)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n")
+    if plot:
+        plot_recall(report, plot)
+    if as_json:
+        typer.echo(text)
+    else:
+        for name, entry in report["models"].items():
+            t = entry["test"]
+            cells = "  ".join(f"{k} {t[k]:.4f}" for k in t if "@" in k and k.endswith("@10"))
+            typer.echo(f"{name:10s} {cells}")
