@@ -438,7 +438,7 @@ def test_fallback_is_a_full_feed_after_ttls_and_without_lists(serving):
     from app.features.online_store import OnlineStore
 
     client = OnlineStore.from_settings(serving.settings).client
-    user = _user(serving, preferred="VIDEO")
+    user = _user(serving, "t-fallback-full", "VIDEO")
     keys = _trending_keys(serving)
     saved = {k: client.dump(k) for k in keys}
     assert keys, "the bootstrap wrote no trending list"

@@ -43,11 +43,14 @@ print("PROBE " + json.dumps({
 
 
 def bare_env(settings: FeedraySettings, state_dir: str) -> dict[str, str]:
-    """A new user's shell: system PATH, no CI markers; the scratch stack's ports in FEEDRAY_*."""
+    """A new user's shell: system PATH, no CI markers, no RAY_ADDRESS (a test process that joined
+    Ray has one, and it overrides `--address`); the scratch stack's ports in FEEDRAY_*."""
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("FEEDRAY_") and k not in CI_MARKERS and k != "VIRTUAL_ENV"
+        if not k.startswith("FEEDRAY_")
+        and k not in CI_MARKERS
+        and k not in ("VIRTUAL_ENV", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
     }
     env.update(
         PATH="/usr/local/bin:/usr/bin:/bin",
