@@ -73,15 +73,17 @@ def test_an_example_sees_the_day_before_never_its_own_day(ray_local, tmp_path: P
     rows = ts.train[(ts.train["user_id"] == "u1") & (ts.train["media_id"] == "m2")]
     assert len(rows) == 1
     row = rows.iloc[0]
-    m1, m3 = (int(stable_hash(pd.Series([m]), CFG.item_buckets, "item:")[0]) for m in ("m1", "m3"))
-    assert row["u_hist"][0] == m1 and m3 not in row["u_hist"]
+    m1, m2, m3 = (
+        int(stable_hash(pd.Series([m]), CFG.item_buckets, "item:")[0]) for m in ("m1", "m2", "m3")
+    )
+    assert row["u_hist"][:2].tolist() == [m1, 0]  # m3's like and m2's completion are day 1
     assert row["u_dense"][0] == pytest.approx(np.log1p(1.0) / 5.0)  # one play before day 1
     # m2's own starts: 20 on day 0 count, none of day 1
     assert row["i_dense"][0] == pytest.approx(np.log1p(20.0) / 5.0)
     assert row["label_completed"] == 1.0 and row["day"] == 1
-    # the users table is as of the end of the data: it sees the day-1 like of m3
+    # the users table is as of the end of the data: newest positive first
     u1 = ts.users.set_index("user_id").loc["u1"]
-    assert u1["u_hist"][0] == m3
+    assert u1["u_hist"][:4].tolist() == [m2, m3, m1, 0]
 
 
 def test_missing_store_is_a_clear_error(tmp_path: Path) -> None:
