@@ -56,9 +56,11 @@ def _tree_pss_bytes(root: int) -> int:
     return total
 
 
-def _run(mode: str, store: Path, out: Path, cpus: int) -> dict:
+def _run(mode: str, store: Path, out: Path, cpus: int, store_gib: float | None) -> dict:
     cmd = [sys.executable, "-m", "bench.bench_training_set", "--build", mode,
            "--store", str(store), "--out", str(out), "--cpus", str(cpus)]  # fmt: skip
+    if store_gib:
+        cmd += ["--object-store-gib", str(store_gib)]
     env = os.environ | {"RAY_AUTH_TOKEN": secrets.token_hex(32), "PYTHONPATH": str(PROJECT_ROOT)}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, cwd=PROJECT_ROOT, text=True)
@@ -80,7 +82,7 @@ def _run(mode: str, store: Path, out: Path, cpus: int) -> dict:
     return result | {"mode": mode, "wall_s": wall, "peak_pss_gib": peak[0] / 2**30}
 
 
-def _build(mode: str, store: Path, out: Path, cpus: int) -> None:
+def _build(mode: str, store: Path, out: Path, cpus: int, store_gib: float | None) -> None:
     from app.models.config import FeatureSettings
 
     cfg = FeatureSettings()
@@ -90,7 +92,13 @@ def _build(mode: str, store: Path, out: Path, cpus: int) -> None:
 
         from data.training_sets import build_training_set
 
-        ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(
+            address="local",
+            num_cpus=cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            object_store_memory=int(store_gib * 2**30) if store_gib else None,
+        )
         t0 = time.perf_counter()
         build_training_set(events, catalogue, out, cfg)
         seconds = time.perf_counter() - t0
@@ -114,12 +122,13 @@ def main() -> None:
     ap.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--reference", action="store_true", help="also time the pandas reference")
     ap.add_argument("--scratch", type=Path, default=None)
+    ap.add_argument("--object-store-gib", type=float, default=None, help="Ray's object store")
     ap.add_argument("--build", choices=["ray", "pandas"], help=argparse.SUPPRESS)
     ap.add_argument("--store", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.build:
-        _build(args.build, args.store, args.out, args.cpus)
+        _build(args.build, args.store, args.out, args.cpus, args.object_store_gib)
         return
 
     from data.simulate.store import write_simulated_store
@@ -144,7 +153,8 @@ def main() -> None:
     runs: list[dict] = []
     for i in range(args.runs):
         for mode in modes:
-            runs.append(_run(mode, scratch / "store", scratch / f"out-{mode}-{i}", args.cpus))
+            out = scratch / f"out-{mode}-{i}"
+            runs.append(_run(mode, scratch / "store", out, args.cpus, args.object_store_gib))
             print(runs[-1], flush=True)
     summary = {
         mode: {
@@ -162,6 +172,7 @@ def main() -> None:
             "days": args.days,
             "events": events,
             "cpus": args.cpus,
+            "object_store_gib": args.object_store_gib,
             "store_s": store_s,
             "summary": summary,
             "runs": runs,

@@ -240,19 +240,20 @@ def build_training_set(
         n = sum(pq.ParquetFile(fs.open_input_file(f)).metadata.num_rows for f in files)
         buckets = max(2, 4 * cpus, -(-n // 1_000_000))
     weights = {str(k): float(v) for k, v in (signal_weights or DEFAULT_SIGNAL_WEIGHTS).items()}
-    events = ray.data.read_parquet(files, filesystem=fs, columns=EVENT_COLUMNS).map_batches(
-        _tag,
-        batch_format="pyarrow",
-        fn_kwargs={"buckets": buckets, "exclude": sorted(exclude_items or ())},
-    )
     for name in ("train", "eval", "users", "items"):
         if (out / name).exists():
             for f in (out / name).iterdir():
                 f.unlink()
-    with task_based_shuffle():
+    partitions = max(2, int(ray.cluster_resources().get("CPU", 1)))
+    with task_based_shuffle():  # datasets keep the context they were created in
+        events = ray.data.read_parquet(files, filesystem=fs, columns=EVENT_COLUMNS).map_batches(
+            _tag,
+            batch_format="pyarrow",
+            fn_kwargs={"buckets": buckets, "exclude": sorted(exclude_items or ())},
+        )
         counts = (
             events.map_batches(_item_day_counts, batch_format="pandas")
-            .groupby(["media_id", "day"])
+            .groupby(["media_id", "day"], num_partitions=partitions)
             .sum(["n", *COUNTERS])
             .to_pandas()
         )
@@ -270,7 +271,7 @@ def build_training_set(
             }
         )
         examples = (
-            events.groupby(BUCKET)
+            events.groupby(BUCKET, num_partitions=buckets)
             .map_groups(
                 _bucket_examples,
                 batch_format="pandas",
