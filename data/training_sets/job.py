@@ -280,6 +280,8 @@ def build_training_set(
             .materialize()
         )
     partial = examples.map_batches(_train_counts, batch_format="pandas").to_pandas()
+    if partial.empty:  # no training rows (everything is evaluation)
+        partial = pd.DataFrame(columns=["media_id", "i_hash", "train_starts", "train_positives"])
     per_item = partial.groupby("media_id")[["train_starts", "train_positives"]].sum()
     pos = partial.groupby("i_hash")["train_positives"].sum()
     pos = pos[pos > 0]

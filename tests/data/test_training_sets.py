@@ -84,6 +84,11 @@ def test_an_example_sees_the_day_before_never_its_own_day(ray_local, tmp_path: P
     # the users table is as of the end of the data: newest positive first
     u1 = ts.users.set_index("user_id").loc["u1"]
     assert u1["u_hist"][:4].tolist() == [m2, m3, m1, 0]
+    # the last day held out: no training rows, every example is evaluation
+    held = load_training_set(build_training_set(*paths, tmp_path / "held", CFG, eval_days=1.0))
+    assert held.train.empty and held.meta["train_rows"] == 0
+    assert len(held.eval) == len(ts.train)
+    np.testing.assert_allclose(held.eval["log_q"], np.log(0.5), rtol=1e-6)
 
 
 def test_missing_store_is_a_clear_error(tmp_path: Path) -> None:
