@@ -27,6 +27,7 @@ from app.features.offline import (
 )
 from app.models.config import FeatureSettings
 from app.models.features import stable_hash, type_match
+from app.storage import resolve_fs
 from data.training_sets.frames import ITEM_STATIC, LABELS, example_schema, to_arrow
 
 BUCKET = "_bucket"
@@ -45,10 +46,18 @@ def _shared(refs: list[Any]) -> Any:
     return _SHARED[key]
 
 
-def _tag(batch: pa.Table, *, buckets: int, exclude: list[str]) -> pd.DataFrame:
-    events = decode_events(batch)
+def _read(
+    batch: dict[str, np.ndarray], *, root: str, buckets: int, exclude: list[str]
+) -> pd.DataFrame:
+    """One group of event files -> decoded events tagged with their day and user bucket."""
+    fs, _ = resolve_fs(root)
+    frames = [
+        decode_events(pq.read_table(path, columns=EVENT_COLUMNS, filesystem=fs))
+        for path in batch["path"]
+    ]
+    events = pd.concat(frames, ignore_index=True)
     if exclude:
-        events = events[~events["media_id"].isin(exclude)]
+        events = events[~events["media_id"].isin(exclude)].reset_index(drop=True)
     events["media_id"] = events["media_id"].fillna("")
     events["day"] = events["ts"] // DAY_MS
     events[BUCKET] = stable_hash(events["user_id"], buckets + 1) % buckets
@@ -220,7 +229,6 @@ def build_training_set(
     import ray.data
 
     from app.config import DEFAULT_SIGNAL_WEIGHTS
-    from app.storage import resolve_fs
     from data.catalogue import read_catalogue
     from data.ingest import event_files
 
@@ -246,10 +254,19 @@ def build_training_set(
                 f.unlink()
     partitions = max(2, int(ray.cluster_resources().get("CPU", 1)))
     with task_based_shuffle():  # datasets keep the context they were created in
-        events = ray.data.read_parquet(files, filesystem=fs, columns=EVENT_COLUMNS).map_batches(
-            _tag,
-            batch_format="pyarrow",
-            fn_kwargs={"buckets": buckets, "exclude": sorted(exclude_items or ())},
+        # files are read in groups, one task each (a task per small hourly file costs more
+        # than reading it)
+        events = ray.data.from_items(
+            [{"path": path} for path in files], override_num_blocks=min(len(files), buckets)
+        ).map_batches(
+            _read,
+            batch_size=None,
+            batch_format="numpy",
+            fn_kwargs={
+                "root": str(events_path),
+                "buckets": buckets,
+                "exclude": sorted(exclude_items or ()),
+            },
         )
         counts = (
             events.map_batches(_item_day_counts, batch_format="pandas")
