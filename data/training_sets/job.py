@@ -252,7 +252,6 @@ def build_training_set(
         if (out / name).exists():
             for f in (out / name).iterdir():
                 f.unlink()
-    partitions = max(2, int(ray.cluster_resources().get("CPU", 1)))
     with task_based_shuffle():  # datasets keep the context they were created in
         # files are read in groups, one task each (a task per small hourly file costs more
         # than reading it)
@@ -268,13 +267,14 @@ def build_training_set(
                 "exclude": sorted(exclude_items or ()),
             },
         )
+        # per-block partial counters, summed in the driver (items x days: small)
         counts = (
             events.map_batches(_item_day_counts, batch_format="pandas")
-            .groupby(["media_id", "day"], num_partitions=partitions)
-            .sum(["n", *COUNTERS])
             .to_pandas()
+            .groupby(["media_id", "day"], sort=False)
+            .sum()
+            .reset_index()
         )
-        counts.columns = [c[4:-1] if c.startswith("sum(") else c for c in counts.columns]
         plan = _day_plan(counts, history_days, eval_days, buckets)
         static, cube, items = _item_tables(counts, catalogue, plan, cfg)
         shared = ray.put(
