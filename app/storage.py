@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 
@@ -21,6 +22,31 @@ CATALOGUE_SCHEMA = pa.schema(
         ("published_at", pa.timestamp("ms", tz="UTC")),
     ]
 )
+
+
+def latest_per_item(table: pa.Table, key: str = "media_id") -> pa.Table:
+    """The last row of each ``key`` value (the latest record wins), in the order of those rows."""
+    if table.num_rows == 0:
+        return table
+    ids = table.column(key).to_numpy(zero_copy_only=False)
+    _, last = np.unique(ids[::-1], return_index=True)
+    keep = np.sort(len(ids) - 1 - last)
+    return table if len(keep) == len(ids) else table.take(pa.array(keep))
+
+
+def catalogue_table(table: pa.Table) -> pa.Table:
+    """Catalogue records as ``CATALOGUE_SCHEMA`` (dictionaries decoded, absent columns null),
+    one row per media_id: the latest record wins."""
+    columns = {}
+    for field in CATALOGUE_SCHEMA:
+        if field.name in table.column_names:
+            column = table.column(field.name)
+            if pa.types.is_dictionary(column.type):
+                column = column.cast(column.type.value_type)
+            columns[field.name] = column.cast(field.type)
+        else:
+            columns[field.name] = pa.nulls(table.num_rows, field.type)
+    return latest_per_item(pa.table(columns, schema=CATALOGUE_SCHEMA))
 
 
 def offline_root(settings: FeedraySettings, root: str | None = None) -> str:

@@ -39,13 +39,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.config import FeedraySettings, get_settings  # noqa: E402
+from app.storage import catalogue_table  # noqa: E402
 from data.ingest import (  # noqa: E402
     EVENT_SCHEMA,
     IngestSettings,
     decode_messages,
     enrich,
     ingest_once,
-    normalise_catalogue,
     partition_folder,
     read_events,
 )
@@ -199,7 +199,7 @@ def main() -> None:
             seed=1, n_users=args.users, n_items=args.items, n_creators=max(args.items // 50, 10)
         )
         world = World.generate(config)
-        catalogue = normalise_catalogue(
+        catalogue = catalogue_table(
             PublicationChunk(np.arange(world.n_items, dtype=np.int32)).to_arrow(world)
         )
         t0 = time.perf_counter()

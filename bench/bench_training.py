@@ -32,9 +32,10 @@ def main() -> None:
     from app.models.config import FeatureSettings, RankerSettings, TwoTowerSettings
     from app.models.ranker import Ranker
     from app.models.two_tower import TwoTower
+    from data.simulate.store import write_simulated_store
     from data.simulate.world import World, WorldConfig
+    from data.training_sets import build_training_set, load_training_set
     from train.common import RANKING_COLUMNS, RETRIEVAL_COLUMNS, fit, ray_dataset
-    from train.data import build_training_set, write_simulated_store
     from train.ranking import add_retrieval_score
 
     tmp = Path(tempfile.mkdtemp())
@@ -43,10 +44,10 @@ def main() -> None:
     )
     events, catalogue = write_simulated_store(world, args.days, tmp / "store")
     f = FeatureSettings(user_buckets=1 << 14, item_buckets=1 << 15, creator_buckets=1 << 12)
-    ts = build_training_set(events, catalogue, f)
     # a private token: another local cluster rewriting ~/.ray/auth_token must not stop our workers
     os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False)
+    ts = load_training_set(build_training_set(events, catalogue, tmp / "training_set", f))
     pos = ray_dataset(ts.positives("train"), RETRIEVAL_COLUMNS, tmp / "r")
     rank = ray_dataset(add_retrieval_score(ts.train, None), RANKING_COLUMNS, tmp / "k")
     results = []

@@ -38,7 +38,7 @@ from pydantic import BaseModel, Field
 from app.config import CatalogueConfig, FeedraySettings, get_settings
 from app.features.online_store import OnlineStore
 from app.schemas import InvalidEvent, MediaPublished, parse_media_published
-from app.storage import CATALOGUE_SCHEMA, catalogue_root, resolve_fs
+from app.storage import CATALOGUE_SCHEMA, catalogue_root, catalogue_table, resolve_fs
 from data.collector import REDIS_RETRYABLE, produce_dead_letter, reason_code
 from data.trending import record_newest
 
@@ -74,13 +74,16 @@ def append_catalogue(root: str, table: pa.Table) -> str | None:
 
 
 def read_catalogue(root: str) -> pa.Table:
-    """The offline catalogue (every row, in file order), or an empty table."""
+    """The offline catalogue, one row per media_id (the latest record in file order wins),
+    as ``CATALOGUE_SCHEMA``; an empty table when there is none."""
     import pyarrow.dataset as pads
 
     fs, path = resolve_fs(root)
     if fs.get_file_info(path).type == pafs.FileType.NotFound:
         return CATALOGUE_SCHEMA.empty_table()
-    return pads.dataset(path, filesystem=fs, format="parquet", schema=CATALOGUE_SCHEMA).to_table()
+    dataset = pads.dataset(path, filesystem=fs, format="parquet")
+    names = [n for n in CATALOGUE_SCHEMA.names if n in dataset.schema.names]
+    return catalogue_table(dataset.to_table(columns=names))
 
 
 def records_table(records: list[MediaPublished]) -> pa.Table:

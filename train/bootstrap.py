@@ -10,7 +10,7 @@ touches without the minutes Ray Train and the streaming jobs take to start on 2 
    ``OnlineStore.new_batch`` / ``apply`` (what the collector does per Kafka batch) and
    into a Parquet event store;
 3. the trending lists (``data.trending.refresh_trending``);
-4. a point-in-time training set from those events (``train.data``), a two-tower and a
+4. a point-in-time training set from those events (``data.training_sets``), a two-tower and a
    ranker trained on it **in this process** (the models' own ``train_step``; the
    production jobs are ``train.retrieval`` / ``train.ranking`` on Ray Train), each
    logged and registered in MLflow with the ``champion`` alias;
@@ -172,13 +172,14 @@ def bootstrap(
     from app.models.ranker import train_step as ranker_step
     from app.models.two_tower import TwoTower
     from app.models.two_tower import train_step as tower_step
+    from app.ray_runtime import connect_ray
     from app.storage import catalogue_root
     from data.catalogue import read_catalogue, seed_catalogue_from_world
     from data.simulate.sinks import ParquetSink
+    from data.training_sets import build_training_set, load_training_set
     from data.trending import refresh_trending
     from deployments.live_index import ItemAttributes, embed_items
     from train.common import RANKING_COLUMNS, RETRIEVAL_COLUMNS
-    from train.data import build_training_set
     from train.ranking import add_retrieval_score
 
     seconds: dict[str, float] = {}
@@ -198,13 +199,16 @@ def bootstrap(
 
     t = time.perf_counter()
     ms = settings.models
-    ts = build_training_set(
+    connect_ray(settings)
+    folder = build_training_set(
         offline / "events",
         catalogue_root(settings),
+        offline / "training_set",
         ms.features,
         signal_weights=settings.events.signal_weights,
         eval_days=0.0 if days < 2 else 0.5,
     )
+    ts = load_training_set(folder)
     seconds["training_set"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -330,7 +330,7 @@ def prepare_training_set(
     Returns (TrainingSet, folder). Defaults: events ``<state_dir>/offline/events``,
     catalogue ``<state_dir>/offline/catalogue``, output ``<state_dir>/training_sets/<name>``.
     """
-    from train.data import build_training_set, load_training_set, save_training_set
+    from data.training_sets import build_training_set, load_training_set
 
     if training_set:
         return load_training_set(training_set), Path(training_set)
@@ -339,16 +339,17 @@ def prepare_training_set(
     catalogue = catalogue or str(state / "offline" / "catalogue")
     print(f"building training set from {events} + {catalogue}", flush=True)
     t0 = time.perf_counter()
-    ts = build_training_set(
+    out = Path(ms.training.training_sets or state / "training_sets") / name
+    build_training_set(
         events,
         catalogue,
+        out,
         ms.features,
         signal_weights=settings.events.signal_weights,
         eval_days=ms.training.eval_days,
         exclude_items=exclude_items,
     )
-    out = Path(ms.training.training_sets or state / "training_sets") / name
-    save_training_set(ts, out)
+    ts = load_training_set(out)
     print(
         f"training set: {ts.meta['train_rows']} train / {ts.meta['eval_rows']} eval rows "
         f"in {time.perf_counter() - t0:.1f}s -> {out}",
@@ -380,13 +381,13 @@ def ray_dataset(frame, columns: list[str], folder: Path, shuffle_seed: int | Non
     import pyarrow.parquet as pq
     import ray.data
 
-    from train.data import _to_arrow
+    from data.training_sets import to_arrow
 
     folder.mkdir(parents=True, exist_ok=True)
     frame = frame[columns]
     if shuffle_seed is not None:
         frame = frame.sample(frac=1.0, random_state=shuffle_seed)
-    table = _to_arrow(frame.reset_index(drop=True))
+    table = to_arrow(frame.reset_index(drop=True))
     pq.write_table(table, folder / "part-0.parquet")
     if table.nbytes <= IN_DRIVER_BYTES:
         # small sets: the same table straight into the object store; read_parquet's tasks

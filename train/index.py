@@ -48,9 +48,9 @@ def embed_catalogue(
     """Content-tower vectors of every item with Ray Data ``map_batches``: ([n, D], media ids)."""
     import ray.data
 
-    from train.data import _to_arrow
+    from data.training_sets import to_arrow
 
-    table = _to_arrow(
+    table = to_arrow(
         items[["media_id", "i_hash", "i_cat", "i_creator", "i_type", "i_lang", "i_dur", "i_dense"]]
     )
     ds = ray.data.from_arrow(table).map_batches(
@@ -78,7 +78,7 @@ def run_index(
     from app import registry
     from app.config import get_settings
     from app.ray_runtime import connect_ray
-    from train.data import load_frame
+    from data.training_sets import load_frame
 
     settings = settings or get_settings()
     ms = ms or model_settings(settings)

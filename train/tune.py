@@ -29,8 +29,8 @@ def _trial(config: dict) -> None:
     from app.models import two_tower as tt
     from app.models.config import FeatureSettings
     from app.models.features import frame_columns
+    from data.training_sets import load_training_set
     from train.common import RANKING_COLUMNS, RETRIEVAL_COLUMNS, _eval_loss
-    from train.data import load_training_set
     from train.ranking import add_retrieval_score
 
     torch.set_num_threads(1)

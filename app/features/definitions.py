@@ -53,7 +53,7 @@ PLAY_EVENT = EventType.MEDIA_STARTED
 
 # Strong engagement (the ranker's "strong" head) and positive engagement (a completion or a
 # strong event: what the user history ``u_hist`` is made of). One definition for the online
-# store (the ``:pos`` zset), training (``train.data``) and the model config.
+# store (the ``:pos`` zset), training (``app.features.offline``) and the model config.
 STRONG_EVENTS: tuple[EventType, ...] = (
     EventType.MEDIA_LIKED,
     EventType.MEDIA_SHARED,

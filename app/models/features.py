@@ -1,7 +1,7 @@
 """Shared encoders: stable hashing of ids into buckets and the model input columns.
 
 Both models read the same encoded columns, produced with the helpers here: training builds
-the user columns in ``train.data.user_features`` (from events), serving with
+the user columns in ``app.features.offline.user_features`` (from events), serving with
 ``encode_online_users`` (from the online store's ``UserFeatures``: the same values, see
 tests/app/models/test_online_parity.py); items go through ``encode_items``. All
 categorical inputs are hashed (index 0 = missing), so no vocabulary has to be shipped
@@ -151,8 +151,8 @@ def encode_online_users(
 ) -> dict[str, np.ndarray]:
     """The u_* model columns of online-store users (``OnlineStore.read_user``), B = len(users).
 
-    The same helpers and salts as ``train.data.user_features``, so a user read at a midnight
-    ``T`` gets exactly the columns training computed for ``T`` (tests/app/models/
+    The same helpers and salts as ``app.features.offline.user_features``, so a user read at a
+    midnight ``T`` gets exactly the columns training computed for ``T`` (tests/app/models/
     test_online_parity.py): u_hash ``stable_hash(user_id, "user:")``; u_hist the first
     ``history_len`` of ``recent_positive_7d`` hashed with ``"item:"``; u_cats the first
     ``top_categories`` of ``top_categories_7d`` (``"cat:"``); u_lang ``preferred_language``

@@ -120,3 +120,20 @@ def store_offset(name: str) -> int:
     from app.features.layout import ITEM_LAYOUT
 
     return ITEM_LAYOUT.offset(name)
+
+
+def test_read_catalogue_keeps_the_latest_record_per_item(tmp_path, world) -> None:
+    from app.storage import CATALOGUE_SCHEMA
+    from data.catalogue import append_catalogue
+
+    first = PublicationChunk(np.arange(3, dtype=np.int32)).to_arrow(world)
+    first = first.select(CATALOGUE_SCHEMA.names)
+    append_catalogue(str(tmp_path / "cat"), first)
+    again = first.slice(1, 1).set_column(
+        first.schema.get_field_index("category"), "category", [["replayed"]]
+    )
+    append_catalogue(str(tmp_path / "cat"), again)
+    table = read_catalogue(str(tmp_path / "cat"))
+    assert sorted(table.column("media_id").to_pylist()) == ["m0", "m1", "m2"]
+    row = table.filter(pc.equal(table["media_id"], "m1")).to_pylist()[0]
+    assert row["category"] == "replayed"

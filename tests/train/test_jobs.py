@@ -17,8 +17,8 @@ N_USERS, N_ITEMS, DAYS, N_COLD = 1500, 2000, 6, 200
 
 @pytest.fixture(scope="module")
 def world_store(tmp_path_factory):
+    from data.simulate.store import write_simulated_store
     from data.simulate.world import World, WorldConfig
-    from train.data import write_simulated_store
 
     world = World.generate(
         WorldConfig(seed=1, n_users=N_USERS, n_items=N_ITEMS, n_creators=125, new_item_share=0.0)

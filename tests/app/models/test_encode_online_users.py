@@ -1,5 +1,5 @@
 """``encode_online_users`` (pure, no Redis): shapes, cold start, and the same columns as
-``train.data.user_features`` for online features that hold the same counts."""
+``app.features.offline.user_features`` for online features that hold the same counts."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def test_shapes_dtypes_truncation_and_cold_start() -> None:
 
 
 def test_same_columns_as_training_for_the_same_counts() -> None:
-    from train.data import user_features
+    from app.features.offline import user_features
 
     def ev(etype: str, user: str, media: str, ts: int, ctype: str = "VIDEO") -> dict:
         return {

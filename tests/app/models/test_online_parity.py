@@ -1,5 +1,6 @@
 """Train/serve parity of the user columns: the online store (real Redis) + ``encode_online_users``
-give exactly the u_* columns ``train.data.user_features`` trains the models on.
+give exactly the u_* columns ``app.features.offline.user_features`` (the training-set job's
+kernel) trains the models on.
 
 One simulated world's events go two ways, as in production:
 
@@ -7,7 +8,7 @@ One simulated world's events go two ways, as in production:
   ``OnlineStore.apply`` (what the collector does, batch by batch, offsets exactly once), then
   ``read_user(u, now=T)`` -> ``encode_online_users``;
 * **training**: the same chunks through the simulator's ``ParquetSink`` into an offline store,
-  read back with ``train.data.load_events`` / ``load_catalogue`` -> ``user_features(.., T)``.
+  read back with ``decode_events`` / ``data.catalogue.read_catalogue`` -> ``user_features(.., T)``.
 
 Bucket alignment: training's user window is ``[T - 7 d, T)``. The store keeps 7 daily buckets
 and reads them as of ``definitions.last_second_before(now)`` (half-open like training), so at
@@ -93,12 +94,15 @@ def _assert_same_columns(
 
 
 def test_online_user_columns_equal_training_columns(store: OnlineStore, tmp_path) -> None:
-    from data.catalogue import store_table, world_catalogue_table
+    import pyarrow.dataset as pads
+
+    from app.features.offline import catalogue_frame, decode_events, user_features
+    from data.catalogue import read_catalogue, store_table, world_catalogue_table
     from data.simulate.sessions import simulate_chunks
     from data.simulate.sinks import ParquetSink
+    from data.simulate.store import write_catalogue
     from data.simulate.wire import event_payloads
     from data.simulate.world import World, WorldConfig
-    from train.data import load_catalogue, load_events, user_features, write_catalogue
 
     world = World.generate(WorldConfig(seed=11, n_users=300, n_items=2_000, n_creators=150))
     start_ms = world.config.start_ms
@@ -117,8 +121,8 @@ def test_online_user_columns_equal_training_columns(store: OnlineStore, tmp_path
         stamps.append(chunk.events.timestamp_ms)
     sink.close()
     ts = np.concatenate(stamps)
-    events = load_events(tmp_path / "store" / "events")
-    catalogue = load_catalogue(write_catalogue(world, tmp_path / "catalogue"))
+    events = decode_events(pads.dataset(tmp_path / "store" / "events").to_table())
+    catalogue = catalogue_frame(read_catalogue(str(write_catalogue(world, tmp_path / "catalogue"))))
     assert len(events) == len(payloads) > 50_000
 
     store_table(store, world_catalogue_table(world))

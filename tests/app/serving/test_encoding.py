@@ -49,9 +49,10 @@ def test_ranking_batch_has_the_training_columns_and_scores():
 
 
 def test_item_columns_equal_training_item_features():
-    """Same catalogue rows and counters: serving's i_* columns == train.data.item_features'."""
+    """Same catalogue rows and counters: serving's i_* columns == the training kernel's
+    (``app.features.offline.item_features``)."""
+    from app.features.offline import item_counters, item_features
     from app.schemas import EventType
-    from train.data import item_features
 
     catalogue = pd.DataFrame({
         "media_id": ["m0", "m1", "m2"], "creator_id": ["c0", "c1", "c0"], "category": ["music", "news", "music"],
@@ -74,7 +75,8 @@ def test_item_columns_equal_training_item_features():
         }
     )
     at_ms = 90_000_000
-    trained = item_features(events, catalogue, at_ms, CFG).set_index("media_id")
+    trained = item_features(item_counters(events, ["media_id"]), catalogue, at_ms, CFG)
+    trained = trained.set_index("media_id")
     counters = ItemCounters(
         np.array([1.0, 1, 1]), np.array([1.0, 0, 0]), np.array([1.0, 0, 0]), np.array([0.0, 1, 0])
     )

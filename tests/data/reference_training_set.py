@@ -1,35 +1,11 @@
-"""Training input adapter: the Parquet offline store -> point-in-time training sets.
+"""The pandas reference of the training-set builder: the whole store in one frame, in the driver.
 
-``data/training_sets.py`` (point-in-time training sets with per-head labels) did not exist
-when this was written, so this module builds them itself from what the offline store holds:
-
-* events: ``<root>/date=YYYY-MM-DD/hour=HH/*.parquet`` with at least ``event_type,
-  user_id, media_id, content_type, timestamp, session_id`` (both the ingestion job's
-  enriched schema and the simulator's ``ParquetSink`` output qualify);
-* catalogue: ``media_id, creator_id, category, language, content_type, duration_s,
-  published_at`` (``app.storage.CATALOGUE_SCHEMA``; ``write_catalogue`` writes one from a
-  simulated world).
-
-One example = one **slot**: a (user, item, session) that was started, with its labels
-(``label_completed``, ``label_strong``, ``label_negative``, ``value`` = summed signal
-weights, ``positive`` = value >= positive_threshold). Features are **point-in-time by
-day**: an example on day D sees user features over ``[D - user_window, D)`` and item
-counters over ``[-inf, D)`` only, never an event of its own day. The last ``eval_days``
-are held out as the evaluation set. Feature values come from ``app.features.definitions``
-through ``app.models.features`` (the code serving uses).
-
-Schema of the materialised tables (one Parquet folder each; list columns fixed-size):
-    train / eval: user_id, media_id, ts_ms, day, u_* and i_* columns (see
-        app.models.features), type_match, label_completed, label_strong, label_negative,
-        value, positive, log_q (the item's log share of training positives), weight
-    items: media_id, i_* columns, published_ms, train_starts, train_positives (features as of the end)
-    users: user_id, u_* columns (features as of the end of the data)
+Only the tests use it, to prove the Ray Data job (``data.training_sets``) builds the same
+rows with the same feature values.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +13,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 
 from app.features import definitions as fd
 from app.models.config import NEGATIVE_EVENTS, STRONG_EVENTS, FeatureSettings
 from app.models.features import (
-    CONTENT_TYPE_CODE,
     PREFERRED_CODE,
     encode_items,
     item_dense,
@@ -51,13 +25,10 @@ from app.models.features import (
     user_dense,
 )
 from app.schemas import EventType
+from data.training_sets import TrainingSet
 
 DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
 EVENT_COLUMNS = ["event_type", "user_id", "media_id", "content_type", "timestamp", "session_id"]
-
-
-# --- reading the offline store ----------------------------------------------------------------
 
 
 def _decode(table: pa.Table) -> pd.DataFrame:
@@ -97,34 +68,6 @@ def load_catalogue(path: str | Path) -> pd.DataFrame:
     frame = _decode(dataset.to_table(columns=[n for n in names if n in dataset.schema.names]))
     frame = frame.rename(columns={"published_at": "published_ms"})
     return frame.drop_duplicates("media_id", keep="last").reset_index(drop=True)
-
-
-def write_catalogue(world, path: str | Path, items: np.ndarray | None = None) -> Path:
-    """Write a simulated world's catalogue (``CATALOGUE_SCHEMA`` columns + item_index)."""
-    from data.simulate.events import PublicationChunk
-
-    items = np.arange(world.n_items, dtype=np.int32) if items is None else items.astype(np.int32)
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    pq.write_table(PublicationChunk(items).to_arrow(world), path / "catalogue.parquet")
-    return path
-
-
-def write_simulated_store(world, days: float, root: str | Path) -> tuple[Path, Path]:
-    """Simulate ``days`` of events into ``<root>/events`` (ParquetSink) and the catalogue
-    into ``<root>/catalogue``; returns (events path, catalogue path)."""
-    from data.simulate.sessions import simulate_chunks
-    from data.simulate.sinks import ParquetSink
-
-    root = Path(root)
-    sink = ParquetSink(root)
-    for chunk in simulate_chunks(world, days):
-        sink.write(chunk, world)
-    sink.close()
-    return root / "events", write_catalogue(world, root / "catalogue")
-
-
-# --- slots and labels -------------------------------------------------------------------------
 
 
 def slot_table(events: pd.DataFrame, signal_weights: dict) -> pd.DataFrame:
@@ -329,21 +272,6 @@ def _examples(
     return out
 
 
-@dataclass
-class TrainingSet:
-    """Frames of one build (see the module docstring for columns) plus its metadata."""
-
-    train: pd.DataFrame
-    eval: pd.DataFrame
-    items: pd.DataFrame
-    users: pd.DataFrame
-    meta: dict
-
-    def positives(self, split: str = "train") -> pd.DataFrame:
-        frame = self.train if split == "train" else self.eval
-        return frame[frame["positive"]].reset_index(drop=True)
-
-
 def build_training_set(
     events_path: str | Path,
     catalogue_path: str | Path,
@@ -428,80 +356,3 @@ def build_training_set(
         "features": cfg.model_dump(mode="json"),
     }
     return TrainingSet(train, evaluation, items, users, meta)
-
-
-# --- Parquet (what Ray Data reads) -----------------------------------------------------------
-
-
-def _to_arrow(frame: pd.DataFrame) -> pa.Table:
-    cols = {}
-    for name in frame.columns:
-        values = frame[name]
-        if values.dtype == object and len(values) and isinstance(values.iloc[0], np.ndarray):
-            arr = np.stack(values.to_numpy())
-            cols[name] = pa.FixedSizeListArray.from_arrays(pa.array(arr.ravel()), arr.shape[1])
-        else:
-            cols[name] = pa.array(values.to_numpy())
-    return pa.table(cols)
-
-
-def save_training_set(ts: TrainingSet, out: str | Path) -> Path:
-    """Write ``train/ eval/ items/ users/`` Parquet folders and ``meta.json`` under ``out``."""
-    out = Path(out)
-    for name in ("train", "eval", "items", "users"):
-        (out / name).mkdir(parents=True, exist_ok=True)
-        pq.write_table(_to_arrow(getattr(ts, name)), out / name / "part-0.parquet")
-    (out / "meta.json").write_text(json.dumps(ts.meta, indent=2))
-    return out
-
-
-def load_frame(path: str | Path) -> pd.DataFrame:
-    """A saved folder back as a frame (fixed-size list columns become numpy rows)."""
-    table = pq.read_table(str(path))
-    frame = table.to_pandas()
-    for name in table.column_names:
-        if pa.types.is_fixed_size_list(table[name].type):
-            width = table[name].type.list_size
-            flat = pc.list_flatten(table[name]).to_numpy(zero_copy_only=False)
-            frame[name] = list(flat.reshape(-1, width))
-    return frame
-
-
-def load_training_set(path: str | Path) -> TrainingSet:
-    path = Path(path)
-    return TrainingSet(
-        *(load_frame(path / n) for n in ("train", "eval", "items", "users")),
-        meta=json.loads((path / "meta.json").read_text()),
-    )
-
-
-def columns(
-    frame: pd.DataFrame, names: tuple[str, ...] | list[str] | None = None
-) -> dict[str, np.ndarray]:
-    """Numpy columns of a frame (list columns stacked to [n, w])."""
-    out = {}
-    for name in names or frame.columns:
-        values = frame[name]
-        if values.dtype == object and len(values) and isinstance(values.iloc[0], np.ndarray):
-            out[name] = np.stack(values.to_numpy())
-        else:
-            out[name] = values.to_numpy()
-    return out
-
-
-__all__ = [
-    "CONTENT_TYPE_CODE",
-    "TrainingSet",
-    "build_training_set",
-    "columns",
-    "item_features",
-    "load_catalogue",
-    "load_events",
-    "load_frame",
-    "load_training_set",
-    "save_training_set",
-    "slot_table",
-    "user_features",
-    "write_catalogue",
-    "write_simulated_store",
-]

@@ -1,0 +1,54 @@
+"""``feedray ingest``: one catch-up run, or one every ``--interval`` seconds."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Annotated
+
+import orjson
+import typer
+
+from app.config import get_settings
+from data.ingest.window import ingest_until_caught_up
+
+log = logging.getLogger("feedray.ingest")
+
+
+def ingest_command(
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once/--schedule", help="One catch-up run, or one every --interval seconds."
+        ),
+    ] = True,
+    interval_s: Annotated[
+        float, typer.Option("--interval", min=1.0, help="Seconds between scheduled runs.")
+    ] = 300.0,
+    root: Annotated[
+        str | None,
+        typer.Option(
+            "--root", help="Store root: a path or s3://... (default <state_dir>/offline/events)."
+        ),
+    ] = None,
+    max_records: Annotated[
+        int | None, typer.Option("--max-records", min=1, help="Cap on one window (all partitions).")
+    ] = None,
+) -> None:
+    """Kafka engagement events -> enriched Parquet (date/hour), exactly once per offset."""
+    settings = get_settings()
+    while True:
+        started = time.monotonic()
+        try:
+            for report in ingest_until_caught_up(settings, root, max_records):
+                sys.stdout.write(orjson.dumps(report.model_dump(mode="json")).decode() + "\n")
+                sys.stdout.flush()
+        except Exception as error:
+            if once:
+                raise
+            log.exception("ingest window failed; retrying from the committed progress next time")
+            sys.stderr.write(f"ingest failed: {error}\n")
+        if once:
+            return
+        time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
