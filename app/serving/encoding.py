@@ -1,9 +1,9 @@
 """Online features -> the models' input columns, with the functions training uses.
 
 Users go through ``app.models.features.encode_online_users`` and items through
-``encode_items`` + ``item_dense``: the same code ``train.data`` builds training sets with,
-so a served model sees exactly the feature values it was trained on (a parity test pins
-the user side against ``train.data.user_features`` on the same events).
+``encode_items`` + ``item_dense``: the same code ``data.training_sets`` builds training sets
+with, so a served model sees exactly the feature values it was trained on (a parity test pins
+the user side against ``app.features.offline.user_features`` on the same events).
 
 Shapes: user columns are [1, ...] (one request); item and ranking columns are [n, ...]
 for n candidates (see ``app.models.features`` for the column list).
