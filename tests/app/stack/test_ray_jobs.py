@@ -96,8 +96,8 @@ def submit(dashboard: str, env: dict[str, str], *entrypoint: str, timeout_s: flo
 def ray_mlflow_stack(tmp_path_factory: pytest.TempPathFactory):
     """`feedray up --only ray --only mlflow` from a bare shell in a scratch folder, with a small
     simulated offline store where the stack's default paths expect it."""
-    from data.simulate.world import World, WorldConfig
     from data.simulate.store import write_simulated_store
+    from data.simulate.world import World, WorldConfig
 
     where = tmp_path_factory.mktemp("user")
     settings = scratch_settings(where / "state")
