@@ -46,3 +46,13 @@ def resolve_fs(uri_or_path: str) -> tuple[pafs.FileSystem, str]:
     if "://" in uri_or_path:
         return pafs.FileSystem.from_uri(uri_or_path)
     return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri_or_path))
+
+
+def read_catalogue(root: str) -> pa.Table:
+    """The offline catalogue (every row, in file order), or an empty table."""
+    import pyarrow.dataset as pads
+
+    fs, path = resolve_fs(root)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return CATALOGUE_SCHEMA.empty_table()
+    return pads.dataset(path, filesystem=fs, format="parquet", schema=CATALOGUE_SCHEMA).to_table()

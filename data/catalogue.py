@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import typer
 from pydantic import BaseModel, Field
@@ -73,16 +72,6 @@ def append_catalogue(root: str, table: pa.Table) -> str | None:
     return name
 
 
-def read_catalogue(root: str) -> pa.Table:
-    """The offline catalogue (every row, in file order), or an empty table."""
-    import pyarrow.dataset as pads
-
-    fs, path = resolve_fs(root)
-    if fs.get_file_info(path).type == pafs.FileType.NotFound:
-        return CATALOGUE_SCHEMA.empty_table()
-    return pads.dataset(path, filesystem=fs, format="parquet", schema=CATALOGUE_SCHEMA).to_table()
-
-
 def records_table(records: list[MediaPublished]) -> pa.Table:
     return pa.table(
         {
@@ -113,9 +102,7 @@ def store_table(store: OnlineStore, table: pa.Table, newest_list_length: int = 1
         np.asarray(cols["duration_s"], dtype=np.float64),
         published_s,
     )
-    record_newest(
-        store, cols["media_id"], cols["content_type"], published_s, newest_list_length
-    )
+    record_newest(store, cols["media_id"], cols["content_type"], published_s, newest_list_length)
     return stored
 
 
