@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from app.serving.types import CandidateBatch, RankedBatch, RequestContext, UserFeatures
 
 
+@runtime_checkable
 class Stages(Protocol):
     """Retrieval and ranking as the ingress sees them."""
 
@@ -55,7 +56,8 @@ class StageControls:
     delay_ms: float = 0.0
 
     async def reconfigure(self, core: Any, config: dict) -> None:
-        """Load changed model references (off the event loop, requests keep flowing), then the drills."""
+        """Load changed model references off the event loop (requests keep flowing), then the
+        drills."""
         models = dict(config.get("models") or {"champion": "alias:champion"})
         models.setdefault("canary", models["champion"])
         if models != core.refs:
