@@ -70,7 +70,7 @@ class Ingress:
         feature_lookup: DeploymentHandle | None = None,
         stages: str = "remote",
     ) -> None:
-        from deployments.exposures import ExposureLog
+        from app.serving.exposures import ExposureLog
         from deployments.metrics import metrics
         from deployments.stages import LocalStages, RemoteStages
 
