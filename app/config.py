@@ -26,7 +26,6 @@ from pydantic_settings import (
 from app.features import definitions as d
 from app.models.config import ModelSettings
 from app.schemas import EventType
-from app.serving.config import ServingExtras
 
 DEFAULT_CONFIG_FILE = "feedray.yaml"
 
@@ -188,7 +187,7 @@ class LatencyBudgets(BaseModel):
 
 
 class ServingSettings(BaseModel):
-    """Feed assembly defaults."""
+    """The feed service: assembly defaults, stage timeouts, caches and index upkeep."""
 
     candidate_count: int = Field(500, ge=1)
     default_limit: int = Field(20, ge=1, le=100)
@@ -199,6 +198,28 @@ class ServingSettings(BaseModel):
     # and ranking (their replicas warm their own models, index and Redis client on load); it
     # waits at most this long for them, then starts anyway and says so in its warm-up report.
     warmup_timeout_s: float = Field(300.0, gt=0)
+    # A Ray Serve hop costs ~10-15 ms p50 on a 2-core host, more than the 10 ms retrieval
+    # budget itself. The ingress therefore waits budget + hop_allowance_ms for a stage before
+    # it falls back; the stage's own compute is still compared to its budget and reported
+    # (``over_budget`` metric) without failing the request.
+    hop_allowance_ms: float = Field(60.0, ge=0)
+    # Last-known user features kept per ingress replica (used while Redis is unreachable).
+    feature_cache_size: int = Field(50_000, ge=1)
+    feature_cache_ttl_s: float = Field(3_600.0, gt=0)
+    # Trending lists cached per replica (read on every fallback and every cold start).
+    trending_cache_ttl_s: float = Field(30.0, gt=0)
+    trending_fetch: int = Field(200, ge=1)
+    # Live index: how often each retrieval replica fully rebuilds its index (0 = never).
+    index_rebuild_interval_s: float = Field(900.0, ge=0)
+    # Live index: how the retrieval replica consumes media.published.
+    published_poll_s: float = Field(0.2, gt=0)
+    # Retrieval searches both content types at once; a type with fewer candidates than this
+    # in the top-N gets a search of its own (the re-rank's diversity draws on it).
+    min_candidates_per_type: int = Field(100, ge=0)
+    # Cold start: share of the feed drawn from trending (the rest from the context tower).
+    cold_start_trending_share: float = Field(0.5, ge=0.0, le=1.0)
+    # Exposure producer: librdkafka local queue bound (drops, never blocks, beyond it).
+    exposure_queue_messages: int = Field(100_000, ge=1)
 
 
 DecisionMetric = Literal["ctr", "completion_rate", "session_depth"]
@@ -478,7 +499,6 @@ class FeedraySettings(BaseSettings):
     online_store: OnlineStoreConfig = OnlineStoreConfig()
     collector: CollectorConfig = CollectorConfig()
     catalogue: CatalogueConfig = CatalogueConfig()
-    serving_runtime: ServingExtras = ServingExtras()
     stack: StackSettings = StackSettings()
     audience: AudienceSettings = AudienceSettings()
     demo: DemoSettings = DemoSettings()

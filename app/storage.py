@@ -72,3 +72,16 @@ def resolve_fs(uri_or_path: str) -> tuple[pafs.FileSystem, str]:
     if "://" in uri_or_path:
         return pafs.FileSystem.from_uri(uri_or_path)
     return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri_or_path))
+
+
+def read_catalogue(root: str) -> pa.Table:
+    """The offline catalogue, one row per media_id (the latest record in file order wins),
+    as ``CATALOGUE_SCHEMA``; an empty table when there is none."""
+    import pyarrow.dataset as pads
+
+    fs, path = resolve_fs(root)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return CATALOGUE_SCHEMA.empty_table()
+    dataset = pads.dataset(path, filesystem=fs, format="parquet")
+    names = [n for n in CATALOGUE_SCHEMA.names if n in dataset.schema.names]
+    return catalogue_table(dataset.to_table(columns=names))

@@ -106,7 +106,7 @@ def main() -> None:
         app = config["applications"][0]
         app["args"] = {
             "settings": settings_payload(settings),
-            "extras": {"hop_allowance_ms": args.hop_allowance_ms, "index_rebuild_interval_s": 0},
+            "serving": {"hop_allowance_ms": args.hop_allowance_ms, "index_rebuild_interval_s": 0},
             "gpu": "auto",
         }
         for entry in app["deployments"]:

@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import typer
 from pydantic import BaseModel, Field
@@ -38,7 +37,7 @@ from pydantic import BaseModel, Field
 from app.config import CatalogueConfig, FeedraySettings, get_settings
 from app.features.online_store import OnlineStore
 from app.schemas import InvalidEvent, MediaPublished, parse_media_published
-from app.storage import CATALOGUE_SCHEMA, catalogue_root, catalogue_table, resolve_fs
+from app.storage import CATALOGUE_SCHEMA, catalogue_root, resolve_fs
 from data.collector import REDIS_RETRYABLE, produce_dead_letter, reason_code
 from data.trending import record_newest
 
@@ -73,19 +72,6 @@ def append_catalogue(root: str, table: pa.Table) -> str | None:
     return name
 
 
-def read_catalogue(root: str) -> pa.Table:
-    """The offline catalogue, one row per media_id (the latest record in file order wins),
-    as ``CATALOGUE_SCHEMA``; an empty table when there is none."""
-    import pyarrow.dataset as pads
-
-    fs, path = resolve_fs(root)
-    if fs.get_file_info(path).type == pafs.FileType.NotFound:
-        return CATALOGUE_SCHEMA.empty_table()
-    dataset = pads.dataset(path, filesystem=fs, format="parquet")
-    names = [n for n in CATALOGUE_SCHEMA.names if n in dataset.schema.names]
-    return catalogue_table(dataset.to_table(columns=names))
-
-
 def records_table(records: list[MediaPublished]) -> pa.Table:
     return pa.table(
         {
@@ -116,9 +102,7 @@ def store_table(store: OnlineStore, table: pa.Table, newest_list_length: int = 1
         np.asarray(cols["duration_s"], dtype=np.float64),
         published_s,
     )
-    record_newest(
-        store, cols["media_id"], cols["content_type"], published_s, newest_list_length
-    )
+    record_newest(store, cols["media_id"], cols["content_type"], published_s, newest_list_length)
     return stored
 
 

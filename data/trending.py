@@ -20,6 +20,7 @@ an empty refresh never replaces a non-empty list.
 
 The catalogue upsert also keeps ``fr:newest:t:<VIDEO|AUDIO>`` (score = publication time,
 ``newest_list_length`` kept): the serving path's last fallback when trending is empty.
+Key names and readers: ``app.features.trending``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from app.config import FeedraySettings, TrendingSettings, get_settings
 from app.features import definitions as d
 from app.features.layout import CONTENT_TYPE_NAMES, FLAG_CATALOGUED, ITEM_LAYOUT
 from app.features.online_store import OnlineStore
+from app.features.trending import list_key, newest_key, trending_prefix
 
 
 class TrendingReport(BaseModel):
@@ -44,27 +46,6 @@ class TrendingReport(BaseModel):
     scored: int
     lists: dict[str, int]
     seconds: float
-
-
-def _prefix(store: OnlineStore) -> str:
-    return f"{store.config.prefix}:trending"
-
-
-def list_key(
-    store: OnlineStore, content_type: str | None = None, language: str | None = None
-) -> str:
-    key = _prefix(store)
-    if content_type is None and language is None:
-        return key + ":all"
-    if content_type is not None:
-        key += f":t:{content_type}"
-    if language is not None:
-        key += f":l:{language}"
-    return key
-
-
-def newest_key(store: OnlineStore, content_type: str) -> str:
-    return f"{store.config.prefix}:newest:t:{content_type}"
 
 
 def record_newest(
@@ -83,12 +64,6 @@ def record_newest(
         pipe.zadd(newest_key(store, ctype), members)
         pipe.zremrangebyrank(newest_key(store, ctype), 0, -keep - 1)
     pipe.execute()
-
-
-def read_newest(store: OnlineStore, content_type: str, limit: int) -> list[tuple[str, float]]:
-    """The ``limit`` newest (media_id, published_s) of a content type, newest first."""
-    rows = store.client.zrevrange(newest_key(store, content_type), 0, limit - 1, withscores=True)
-    return [(m.decode(), float(s)) for m, s in rows]
 
 
 def score_items(
@@ -164,7 +139,7 @@ def refresh_trending(
             pipe.zadd(f"{key}:tmp:{token}", {candidates[i]: float(score[i]) for i in members})
             pipe.pexpire(f"{key}:tmp:{token}", int(config.temp_ttl_s * 1000))
     pipe.execute()
-    registry = f"{_prefix(store)}:keys"
+    registry = f"{trending_prefix(store)}:keys"
     current = {k for k, members in lists.items() if members}
     tx = client.pipeline(transaction=True)
     for key in current:
@@ -172,7 +147,7 @@ def refresh_trending(
         tx.persist(key)  # RENAME keeps the temporary key's TTL
     if current:
         tx.sadd(registry, *current)
-    tx.hset(f"{_prefix(store)}:meta", mapping={"refreshed_at": now, "items": len(order)})
+    tx.hset(f"{trending_prefix(store)}:meta", mapping={"refreshed_at": now, "items": len(order)})
     tx.execute()
     return TrendingReport(
         now=now,
@@ -181,22 +156,6 @@ def refresh_trending(
         lists={k: len(v) for k, v in sorted(lists.items()) if v},
         seconds=round(time.perf_counter() - started, 4),
     )
-
-
-def read_trending(
-    settings: FeedraySettings | None = None,
-    content_type: str | None = None,
-    language: str | None = None,
-    limit: int = 50,
-    *,
-    store: OnlineStore | None = None,
-) -> list[tuple[str, float]]:
-    """The top ``limit`` (media_id, score) of a list, best first."""
-    if store is None:
-        store = OnlineStore.from_settings(settings or get_settings())
-    key = list_key(store, str(content_type) if content_type is not None else None, language)
-    rows = store.client.zrevrange(key, 0, limit - 1, withscores=True)
-    return [(m.decode(), float(s)) for m, s in rows]
 
 
 def run_trending(

@@ -9,7 +9,7 @@ config's ``args``::
 
     args:
       settings: {redis: {port: 6379}, kafka: {...}}   # FeedraySettings overrides (else env / feedray.yaml)
-      extras: {hop_allowance_ms: 60}                  # app.serving.config.ServingExtras
+      serving: {hop_allowance_ms: 60}                 # laid over settings.serving (ServingSettings)
       features_hop: false                             # FeatureLookup as its own deployment
       gpu: auto                                       # retrieval/ranking num_gpus: auto | true | false
       stages: remote                                  # remote (own deployments) | local (in the ingress)
@@ -22,7 +22,6 @@ from typing import Any
 from ray.serve import Application
 
 from app.config import FeedraySettings
-from app.serving.config import ServingExtras
 from deployments.feature_lookup import FeatureLookupDeployment
 from deployments.ingress import Ingress
 from deployments.ranking import Ranking
@@ -56,7 +55,6 @@ def _gpus(gpu: str | bool) -> float:
 
 def build_app(
     settings: FeedraySettings | None = None,
-    extras: ServingExtras | None = None,
     *,
     retrieval_config: dict | None = None,
     ranking_config: dict | None = None,
@@ -69,39 +67,44 @@ def build_app(
         raise ValueError(f"stages must be 'remote' or 'local', not {stages!r}")
     settings = settings or FeedraySettings()
     payload = settings_payload(settings)
-    extras_payload = (extras or ServingExtras()).model_dump(mode="json")
     gpus = _gpus(gpu)
-    lookup = FeatureLookupDeployment.bind(payload, extras_payload) if features_hop else None
+    lookup = FeatureLookupDeployment.bind(settings=payload) if features_hop else None
     ingress_options: dict[str, Any] = {}
     if ingress_config:
         ingress_options["user_config"] = ingress_config
     if stages == "local":
         ingress_options["ray_actor_options"] = {"num_cpus": 0.5, "num_gpus": gpus}
         return Ingress.options(**ingress_options).bind(
-            None, None, payload, extras_payload, lookup, "local"
+            settings=payload, feature_lookup=lookup, stages="local"
         )
 
     retrieval = Retrieval.options(
         ray_actor_options={"num_cpus": 0.25, "num_gpus": gpus * 0.5},
         **({"user_config": retrieval_config} if retrieval_config else {}),
-    ).bind(payload, extras_payload)
+    ).bind(settings=payload)
     ranking = Ranking.options(
         ray_actor_options={"num_cpus": 0.25, "num_gpus": gpus * 0.5},
         **({"user_config": ranking_config} if ranking_config else {}),
-    ).bind(payload, extras_payload)
+    ).bind(settings=payload)
     return Ingress.options(**ingress_options).bind(
-        retrieval, ranking, payload, extras_payload, lookup
+        settings=payload, retrieval=retrieval, ranking=ranking, feature_lookup=lookup
     )
+
+
+BUILDER_ARGS = frozenset({"settings", "serving", "features_hop", "gpu", "stages"})
 
 
 def app_builder(args: dict[str, Any]) -> Application:
     """Entry point for ``serve deploy`` / ``serve run deployments.app:app_builder``."""
     args = dict(args or {})
-    settings = FeedraySettings(**(args.get("settings") or {}))
-    extras = ServingExtras(**(args.get("extras") or {}))
+    unknown = sorted(set(args) - BUILDER_ARGS)
+    if unknown:
+        raise ValueError(f"unknown application args {unknown}; expected {sorted(BUILDER_ARGS)}")
+    overrides = dict(args.get("settings") or {})
+    if args.get("serving"):
+        overrides["serving"] = {**(overrides.get("serving") or {}), **args["serving"]}
     return build_app(
-        settings,
-        extras,
+        FeedraySettings(**overrides),
         features_hop=bool(args.get("features_hop", False)),
         gpu=args.get("gpu", "auto"),
         stages=str(args.get("stages", "remote")),

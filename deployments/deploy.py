@@ -91,7 +91,7 @@ def resolve_aliases(config: dict[str, Any], settings: Any | None = None) -> dict
     A canary alias that does not exist yet resolves to the champion's version.
     """
     from app.config import get_settings
-    from deployments.models import resolve_arms
+    from app.serving.model_refs import resolve_arms
 
     settings = settings or get_settings()
     config = copy.deepcopy(config)

@@ -5,8 +5,8 @@ with ``degraded`` naming what happened.
 Hops on the hot path (``stages: remote``): ingress -> Retrieval -> ingress -> Ranking ->
 ingress (two Serve calls). With ``stages: local`` retrieval and ranking run inside this
 replica and a feed is one Serve call (deployments/stages.py). The user feature lookup runs
-here in-process (see deployments/feature_lookup.py), the 500 items' counters are read by
-the ranking stage; candidates travel as numpy arrays.
+here in-process (``app.serving.feature_lookup``), the 500 items' counters are read by the
+ranking stage; candidates travel as numpy arrays.
 """
 
 import asyncio
@@ -34,12 +34,12 @@ from app.serving.assembly import (
     trending_feed,
     trending_keys,
 )
-from app.serving.config import ServingExtras
 from app.serving.fallback import ALL, wanted
+from app.serving.feature_lookup import FeatureLookup
+from app.serving.stages import Stages
 from app.serving.timing import Stopwatch, stage_timeout_s
+from app.serving.trending_reader import TrendingReader
 from app.serving.types import CandidateBatch, RankedBatch, RequestContext, UserFeatures
-from deployments.fallback_lists import TrendingReader
-from deployments.feature_lookup import FeatureLookup
 
 log = logging.getLogger(__name__)
 
@@ -63,30 +63,33 @@ fastapi_app = FastAPI(
 class Ingress:
     def __init__(
         self,
-        retrieval: DeploymentHandle | None,
-        ranking: DeploymentHandle | None,
+        *,
         settings: dict,
-        extras: dict,
+        retrieval: DeploymentHandle | None = None,
+        ranking: DeploymentHandle | None = None,
         feature_lookup: DeploymentHandle | None = None,
         stages: str = "remote",
     ) -> None:
-        from deployments.exposures import ExposureLog
+        from app.serving.exposures import ExposureLog
         from deployments.metrics import metrics
         from deployments.stages import LocalStages, RemoteStages
 
         self.settings = FeedraySettings(**settings)
         self.clock = clock_from_settings(self.settings)
-        self.extras = ServingExtras(**extras)
+        serving = self.settings.serving
+        self.stages: Stages
         if stages == "local":
-            self.stages = LocalStages(self.settings, self.extras)
+            self.stages = LocalStages(self.settings)
+        elif retrieval is None or ranking is None:
+            raise ValueError("stages: remote needs the retrieval and ranking handles")
         else:
             self.stages = RemoteStages(retrieval, ranking)
         self.feature_hop = feature_lookup
-        self.features = FeatureLookup(self.settings, self.extras)
-        self.trending = TrendingReader(self.features, self.extras)
+        self.features = FeatureLookup(self.settings)
+        self.trending = TrendingReader(self.features, serving)
         self.metrics = metrics()
         self.exposures = ExposureLog(
-            self.settings, self.extras.exposure_queue_messages, self.metrics.exposures_dropped.inc
+            self.settings, serving.exposure_queue_messages, self.metrics.exposures_dropped.inc
         )
         self.canary_share = self.settings.experiments.canary_share
         self.experiment = "default"
@@ -218,7 +221,7 @@ class Ingress:
 
         try:
             return await asyncio.wait_for(
-                result(), stage_timeout_s(budget_ms, self.extras.hop_allowance_ms)
+                result(), stage_timeout_s(budget_ms, self.settings.serving.hop_allowance_ms)
             )
         except TimeoutError:
             cancel = getattr(call, "cancel", None)
@@ -343,7 +346,7 @@ class Ingress:
                 trending,
                 user,
                 params,
-                self.extras.cold_start_trending_share,
+                self.settings.serving.cold_start_trending_share,
             )
         return trending_feed(trending, user, params)
 

@@ -7,7 +7,15 @@ metrics endpoint with the ``ray_`` prefix (e.g. ``ray_feedray_stage_latency_ms_b
 
 from __future__ import annotations
 
+import logging
+import time
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.serving.retrieval import RetrievalCore
+
+log = logging.getLogger(__name__)
 
 LATENCY_BOUNDARIES_MS = [1, 2, 5, 10, 15, 20, 30, 50, 75, 100, 150, 250, 500, 1000, 2500]
 
@@ -66,3 +74,20 @@ class ServingMetrics:
 @lru_cache(maxsize=1)
 def metrics() -> ServingMetrics:
     return ServingMetrics()
+
+
+def report_index_metrics(core: RetrievalCore, every_s: float = 5.0) -> None:
+    """Forever: index size and age per loaded version, publish-to-index lag (a daemon thread)."""
+    while True:
+        time.sleep(every_s)
+        try:
+            m = metrics()
+            for state in {id(s): s for s in core.states.values()}.values():
+                tags = {"model_version": state.version}
+                m.index_size.set(state.size, tags=tags)
+                m.index_age.set(time.time() - state.built_at, tags=tags)
+            if core.last_publish_lag_s is not None:
+                m.publish_lag.observe(core.last_publish_lag_s)
+                core.last_publish_lag_s = None
+        except Exception:
+            log.exception("index metrics")

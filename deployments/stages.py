@@ -9,8 +9,9 @@ each ingress replica, run on worker threads (FAISS and torch release the GIL). N
 all, so the whole feed is one Serve call; the stages then scale with the ingress. Their
 ``user_config`` blocks move into the ingress's (``retrieval: {...}``, ``ranking: {...}``).
 
-Both share ``StageControls``: the model references, fault injection and artificial delay
-a stage's ``user_config`` carries, applied the same way in either placement.
+Both implement ``app.serving.stages.Stages`` and share its ``StageControls``: the model
+references, fault injection and artificial delay a stage's ``user_config`` carries,
+applied the same way in either placement.
 """
 
 from __future__ import annotations
@@ -19,35 +20,13 @@ import asyncio
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any
+
+from app.serving.ranking import RankingCore
+from app.serving.retrieval import RetrievalCore
+from app.serving.stages import StageControls
+from deployments.metrics import report_index_metrics
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class StageControls:
-    """A stage's hot settings (``user_config``): models, fault injection, delay."""
-
-    fault: str | None = None
-    delay_ms: float = 0.0
-
-    async def reconfigure(self, core: Any, config: dict) -> None:
-        """Load changed model references (off the event loop, requests keep flowing), then the drills."""
-        models = dict(config.get("models") or {"champion": "alias:champion"})
-        models.setdefault("canary", models["champion"])
-        if models != core.refs:
-            await asyncio.to_thread(core.load, models)
-        self.fault = config.get("fault")
-        self.delay_ms = float(config.get("delay_ms") or 0.0)
-
-    async def run(self, stage: str, fn, *args):
-        """``fn(*args)`` on a worker thread, after the configured delay / fault."""
-        if self.delay_ms:
-            await asyncio.sleep(self.delay_ms / 1000.0)
-        if self.fault == "error":
-            raise RuntimeError(f"{stage} fault injected")
-        return await asyncio.to_thread(fn, *args)
 
 
 class RemoteStages:
@@ -82,12 +61,9 @@ class RemoteStages:
 class LocalStages:
     """Retrieval and ranking cores inside the ingress replica (no Serve hop)."""
 
-    def __init__(self, settings, extras) -> None:
-        from deployments.ranking import RankingCore
-        from deployments.retrieval import RetrievalCore, report_index_metrics
-
-        self.retrieval_core = RetrievalCore(settings, extras)
-        self.ranking_core = RankingCore(settings, extras)
+    def __init__(self, settings) -> None:
+        self.retrieval_core = RetrievalCore(settings)
+        self.ranking_core = RankingCore(settings)
         self.retrieval_controls = StageControls()
         self.ranking_controls = StageControls()
         threading.Thread(

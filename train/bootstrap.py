@@ -173,12 +173,12 @@ def bootstrap(
     from app.models.two_tower import TwoTower
     from app.models.two_tower import train_step as tower_step
     from app.ray_runtime import connect_ray
-    from app.storage import catalogue_root
-    from data.catalogue import read_catalogue, seed_catalogue_from_world
+    from app.serving.live_index import ItemAttributes, embed_items
+    from app.storage import catalogue_root, read_catalogue
+    from data.catalogue import seed_catalogue_from_world
     from data.simulate.sinks import ParquetSink
     from data.training_sets import build_training_set, load_training_set
     from data.trending import refresh_trending
-    from deployments.live_index import ItemAttributes, embed_items
     from train.common import RANKING_COLUMNS, RETRIEVAL_COLUMNS
     from train.ranking import add_retrieval_score
 

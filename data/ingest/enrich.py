@@ -23,7 +23,7 @@ log = logging.getLogger("feedray.ingest")
 
 def load_catalogue(uri: str) -> pa.Table:
     """The offline catalogue, one row per media_id (the latest record wins), or an empty table."""
-    from data.catalogue import read_catalogue
+    from app.storage import read_catalogue
 
     fs, path = resolve_fs(uri)
     if fs.get_file_info(path).type == pafs.FileType.NotFound:

@@ -236,7 +236,7 @@ def build_training_set(
     import ray.data
 
     from app.config import DEFAULT_SIGNAL_WEIGHTS
-    from data.catalogue import read_catalogue
+    from app.storage import read_catalogue
     from data.ingest import event_files
 
     cfg = cfg or FeatureSettings()

@@ -12,10 +12,10 @@ import pytest
 import redis
 
 from app.features.online_store import OnlineStore, OnlineStoreConfig
+from app.storage import read_catalogue
 from data.catalogue import (
     CatalogueConfig,
     CatalogueConsumer,
-    read_catalogue,
     register_on_published,
     seed_catalogue_from_world,
     unregister_on_published,

@@ -11,8 +11,9 @@ import pytest
 import redis
 
 from app.features.online_store import OnlineStore, OnlineStoreConfig
+from app.features.trending import list_key, read_trending
 from app.schemas import parse_engagement_event
-from data.trending import list_key, read_trending, refresh_trending
+from data.trending import refresh_trending
 
 pytestmark = pytest.mark.integration
 
@@ -128,7 +129,8 @@ def test_temporary_keys_expire_after_the_setting(broker_stack) -> None:
 
 
 def test_newest_lists_per_type_keep_the_newest(broker_stack) -> None:
-    from data.trending import read_newest, record_newest
+    from app.features.trending import read_newest
+    from data.trending import record_newest
 
     store = OnlineStore(
         redis.Redis(**broker_stack.redis.client_kwargs()),

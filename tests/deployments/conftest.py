@@ -91,7 +91,7 @@ def test_config(settings: FeedraySettings, port: int) -> dict:
         "settings": settings_payload(settings),
         # Generous hop allowance: the test host is shared and slow; the budget tests use
         # delays far beyond it.
-        "extras": {
+        "serving": {
             "hop_allowance_ms": 1500,
             # Short: the fallback tests need the replica to re-read the lists from Redis.
             "trending_cache_ttl_s": 1.0,

@@ -73,6 +73,7 @@ def test_serving_path_at_instant(redis_settings, tmp_path, at):
 
     from app.clock import clock_from_settings
     from app.features.online_store import OnlineStore
+    from app.features.trending import read_trending
     from app.models.config import default_head_weights
     from app.models.features import to_tensors
     from app.models.ranker import Ranker
@@ -81,7 +82,7 @@ def test_serving_path_at_instant(redis_settings, tmp_path, at):
     from app.serving.types import RequestContext, UserFeatures
     from data.catalogue import seed_catalogue_from_world
     from data.simulate.world import WorldConfig
-    from data.trending import read_trending, refresh_trending
+    from data.trending import refresh_trending
     from train.bootstrap import apply_events, world_at
 
     instant = datetime.fromisoformat(at)

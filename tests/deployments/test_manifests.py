@@ -61,7 +61,7 @@ def test_serve_config_and_rayservice_carry_the_same_application():
 def test_app_builder_builds_the_bind_graph(stages, names):
     from deployments.app import app_builder
 
-    app = app_builder({"settings": {}, "extras": {}, "gpu": False, "stages": stages})
+    app = app_builder({"settings": {}, "serving": {}, "gpu": False, "stages": stages})
     found, todo = set(), [app._bound_deployment]
     while todo:
         deployment = todo.pop()
@@ -74,6 +74,29 @@ def test_app_builder_builds_the_bind_graph(stages, names):
     assert found == names
     with pytest.raises(ValueError, match="stages"):
         app_builder({"stages": "sideways"})
+
+
+def test_app_builder_binds_by_keyword_and_lays_serving_over_the_settings():
+    from deployments.app import app_builder
+
+    app = app_builder(
+        {
+            "settings": {"serving": {"candidate_count": 300}},
+            "serving": {"hop_allowance_ms": 7.5},
+            "gpu": False,
+        }
+    )
+    ingress = app._bound_deployment
+    assert ingress.init_args == ()
+    assert set(ingress.init_kwargs) == {"settings", "retrieval", "ranking", "feature_lookup"}
+    serving = ingress.init_kwargs["settings"]["serving"]
+    assert (serving["candidate_count"], serving["hop_allowance_ms"]) == (300, 7.5)
+    for stage in ("retrieval", "ranking"):
+        bound = ingress.init_kwargs[stage]._bound_deployment
+        assert bound.init_args == () and set(bound.init_kwargs) == {"settings"}
+        assert bound.init_kwargs["settings"]["serving"]["hop_allowance_ms"] == 7.5
+    with pytest.raises(ValueError, match="unknown application args"):
+        app_builder({"extras": {"hop_allowance_ms": 60}})
 
 
 @pytest.mark.parametrize("node_kind", ["head", "worker"])

@@ -1,18 +1,11 @@
-"""Model references in user_config: pinned versions, and MLflow aliases via app/registry.py."""
+"""Model references in user_config: MLflow aliases resolved into the deployed config."""
 
 from __future__ import annotations
 
 import pytest
 
+from app.serving.model_refs import resolve_arms
 from deployments.deploy import load_config, resolve_aliases, with_user_config
-from deployments.models import resolve_arms, resolve_model_ref
-
-
-def test_pinned_refs_are_literal():
-    assert resolve_model_ref("feedray-two-tower@7", "feedray-two-tower") == "7"
-    assert resolve_model_ref("12", "feedray-ranker") == "12"
-    with pytest.raises(ValueError, match="bad model reference"):
-        resolve_model_ref("latest", "feedray-ranker")
 
 
 def _models(config: dict, name: str) -> dict:

@@ -8,7 +8,7 @@ One simulated world's events go two ways, as in production:
   ``OnlineStore.apply`` (what the collector does, batch by batch, offsets exactly once), then
   ``read_user(u, now=T)`` -> ``encode_online_users``;
 * **training**: the same chunks through the simulator's ``ParquetSink`` into an offline store,
-  read back with ``decode_events`` / ``data.catalogue.read_catalogue`` -> ``user_features(.., T)``.
+  read back with ``decode_events`` / ``app.storage.read_catalogue`` -> ``user_features(.., T)``.
 
 Bucket alignment: training's user window is ``[T - 7 d, T)``. The store keeps 7 daily buckets
 and reads them as of ``definitions.last_second_before(now)`` (half-open like training), so at
@@ -97,7 +97,8 @@ def test_online_user_columns_equal_training_columns(store: OnlineStore, tmp_path
     import pyarrow.dataset as pads
 
     from app.features.offline import catalogue_frame, decode_events, user_features
-    from data.catalogue import read_catalogue, store_table, world_catalogue_table
+    from app.storage import read_catalogue
+    from data.catalogue import store_table, world_catalogue_table
     from data.simulate.sessions import simulate_chunks
     from data.simulate.sinks import ParquetSink
     from data.simulate.store import write_catalogue

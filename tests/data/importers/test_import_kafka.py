@@ -5,7 +5,7 @@ import uuid
 import pandas as pd
 import pytest
 
-from data.catalogue import read_catalogue
+from app.storage import read_catalogue
 from data.importers.mapping import Mapping
 from data.importers.readers import read_dataset
 from data.importers.run import import_dataset

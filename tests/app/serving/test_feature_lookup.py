@@ -11,16 +11,15 @@ import time
 
 from app.config import FeedraySettings
 from app.serving import degrade
-from app.serving.config import ServingExtras
 from app.stack.process import free_port
 
 
 def test_lookup_fails_fast_then_the_open_breaker_answers_without_trying() -> None:
-    from deployments.fallback_lists import TrendingReader
-    from deployments.feature_lookup import FeatureLookup
+    from app.serving.feature_lookup import FeatureLookup
+    from app.serving.trending_reader import TrendingReader
 
     settings = FeedraySettings(redis={"port": free_port()})
-    lookup = FeatureLookup(settings, ServingExtras())
+    lookup = FeatureLookup(settings)
     failures = settings.serving_redis.breaker_failures
     for _ in range(failures):
         t0 = time.perf_counter()
@@ -31,7 +30,7 @@ def test_lookup_fails_fast_then_the_open_breaker_answers_without_trying() -> Non
     assert lookup.breaker.state == "open"
     _, kinds, _ = lookup.lookup("u1")
     assert degrade.REDIS_CIRCUIT_OPEN in kinds
-    entries, kinds = TrendingReader(lookup, ServingExtras()).gather([("VIDEO", "en")], 10)
+    entries, kinds = TrendingReader(lookup, settings.serving).gather([("VIDEO", "en")], 10)
     assert entries == [] and {degrade.REDIS_CIRCUIT_OPEN, degrade.TRENDING_UNAVAILABLE} <= set(
         kinds
     )

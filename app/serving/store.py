@@ -4,10 +4,10 @@
   per user, one per batch of candidates). On the request path the client has the
   ``settings.serving_redis`` connect/read timeouts and no retries, so a sick Redis fails
   fast and the caller (behind its circuit breaker) degrades;
-* trending and newest lists: ``data.trending.read_trending`` / ``read_newest`` + one
-  ``item_metadata`` MGET to describe them;
+* trending and newest lists: ``app.features.trending.read_trending`` / ``read_newest`` +
+  one ``item_metadata`` MGET to describe them;
 * the catalogue the retrieval index is labelled with: the offline catalogue (Parquet,
-  ``data.catalogue``), the same table the index job embedded.
+  ``app.storage.read_catalogue``), the same table the index job embedded.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ class ServingStore:
     def read_lists(self, keys: Sequence[tuple[str, str, str]], k: int) -> list[list[TrendingEntry]]:
         """The top ``k`` entries of each fallback list (``app.serving.fallback.ListKey``),
         described by one ``item_metadata`` read each; newest items show score 0."""
+        from app.features.trending import read_newest, read_trending
         from app.serving.fallback import ALL, NEWEST
-        from data.trending import read_newest, read_trending
 
         out = []
         for source, content_type, language in keys:
@@ -84,11 +84,6 @@ class ServingStore:
 
     def read_catalogue(self) -> pa.Table:
         """The offline catalogue, one row per media id (the latest publication wins)."""
-        from app.storage import catalogue_root
-        from data.catalogue import read_catalogue
+        from app.storage import catalogue_root, read_catalogue
 
-        table = read_catalogue(catalogue_root(self.settings))
-        ids = table.column("media_id").to_numpy(zero_copy_only=False)
-        _, last = np.unique(ids[::-1], return_index=True)
-        keep = np.sort(len(ids) - 1 - last)
-        return table.take(pa.array(keep)) if len(keep) != len(ids) else table
+        return read_catalogue(catalogue_root(self.settings))

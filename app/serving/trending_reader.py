@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
+from app.config import ServingSettings
 from app.serving import degrade
 from app.serving.assembly import TrendingEntry
 from app.serving.cache import TTLCache
-from app.serving.config import ServingExtras
 from app.serving.fallback import ALL, NEWEST, ListKey, fallback_chain, gather
-from deployments.feature_lookup import FeatureLookup
+from app.serving.feature_lookup import FeatureLookup
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +22,11 @@ class TrendingReader:
     and are served whenever Redis is down, the breaker is open or the list is gone.
     """
 
-    def __init__(self, lookup: FeatureLookup, extras: ServingExtras) -> None:
+    def __init__(self, lookup: FeatureLookup, serving: ServingSettings) -> None:
         self.lookup = lookup  # shares the store and the circuit breaker
-        self.extras = extras
+        self.serving = serving
         self.cache: TTLCache[ListKey, list[TrendingEntry]] = TTLCache(
-            256, extras.trending_cache_ttl_s
+            256, serving.trending_cache_ttl_s
         )
         self.last_known: dict[ListKey, list[TrendingEntry]] = {}
 
@@ -39,7 +39,7 @@ class TrendingReader:
             kinds.add(degrade.REDIS_CIRCUIT_OPEN)
         elif missing:
             try:
-                fetched = self.lookup.store.read_lists(missing, self.extras.trending_fetch)
+                fetched = self.lookup.store.read_lists(missing, self.serving.trending_fetch)
             except Exception as error:  # noqa: BLE001
                 log.warning("fallback list read failed: %s", error)
                 self.lookup.breaker.failed()

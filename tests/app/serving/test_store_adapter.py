@@ -1,4 +1,4 @@
-"""The serving path's reads over the platform's stores (deployments/store.py).
+"""The serving path's reads over the platform's stores (app/serving/store.py).
 
 Real Redis (the session ``broker_stack``); the catalogue loaded with
 ``data.catalogue.seed_catalogue_from_world``; trending from ``data.trending.refresh_trending``.
@@ -14,12 +14,12 @@ pytestmark = [pytest.mark.integration]
 def test_store_reads_catalogue_items_users_and_trending(broker_stack, tmp_path):
     import redis
 
+    from app.serving.live_index import ItemAttributes, align
+    from app.serving.store import ServingStore
     from app.serving.types import UserFeatures
     from data.catalogue import seed_catalogue_from_world
     from data.simulate.world import World, WorldConfig
     from data.trending import refresh_trending
-    from deployments.live_index import ItemAttributes, align
-    from deployments.store import ServingStore
 
     settings = broker_stack.model_copy(update={"state_dir": tmp_path})
     redis.Redis(**settings.redis.client_kwargs()).flushdb()

@@ -7,7 +7,7 @@ import pytest
 
 from app.models.config import FeatureSettings, IndexSettings, TwoTowerSettings
 from app.models.two_tower import TwoTower
-from deployments.live_index import ItemAttributes, build_live_index, embed_items
+from app.serving.live_index import ItemAttributes, build_live_index, embed_items
 
 FEATURES = FeatureSettings(user_buckets=1_024, item_buckets=8_192, creator_buckets=512)
 

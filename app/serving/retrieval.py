@@ -1,0 +1,298 @@
+"""Retrieval: the two-tower's user tower + FAISS top-N per content type, minus recently consumed.
+
+``RetrievalCore`` loads, per arm, a registered two-tower version from MLflow and the FAISS
+index logged with that version (``app.serving.live_index``; built from the catalogue with
+that version's content tower when no index job ran). It keeps the index live from
+``media.published`` (its own Kafka consumer, positioned at the end of the topic *before*
+the catalogue is read, so nothing published during start-up is lost), and rebuilds it in
+full every ``serving.index_rebuild_interval_s`` with current counters, swapping atomically.
+The ``Retrieval`` deployment (``deployments/retrieval.py``) and the ingress's local stages
+run it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+
+import numpy as np
+
+from app.clock import clock_from_settings
+from app.config import FeedraySettings
+from app.serving.candidates import select_with_type_floor
+from app.serving.encoding import user_columns
+from app.serving.live_index import TYPES, ItemAttributes, LiveIndex, build_live_index
+from app.serving.model_refs import load_logged_index, load_model, resolve_arms
+from app.serving.store import ServingStore
+from app.serving.types import CandidateBatch, RequestContext, UserFeatures
+
+log = logging.getLogger(__name__)
+
+
+class RetrievalCore:
+    """Everything but Serve: testable in-process."""
+
+    def __init__(self, settings: FeedraySettings, consume_published: bool = True) -> None:
+        import faiss
+        import torch
+
+        faiss.omp_set_num_threads(1)
+        torch.set_num_threads(1)
+        self.settings = settings
+        self.clock = clock_from_settings(settings)
+        self.serving = settings.serving
+        self.model_name = settings.models.retrieval_model_name
+        self.store = ServingStore(settings, timeout_s=30.0)
+        self.refs: dict[str, str] = {}
+        self.states: dict[str, LiveIndex] = {}  # arm -> index (swapped as a whole)
+        self._published: list[ItemAttributes] = []  # items from media.published since start
+        self._stop = threading.Event()
+        self._load_lock = threading.Lock()
+        self._consumer_positions = self._published_positions() if consume_published else None
+        self.catalogue = ItemAttributes.from_table(self.store.read_catalogue())
+        self.last_publish_lag_s: float | None = None
+        self.warmup: dict = {}  # arm -> {"ms", "n"} of the warm-up after the last load
+        if consume_published:
+            threading.Thread(target=self._consume_published, daemon=True, name="published").start()
+        if self.serving.index_rebuild_interval_s > 0:
+            threading.Thread(target=self._rebuild_loop, daemon=True, name="rebuild").start()
+
+    # ---------------------------------------------------------------- models / reconfigure
+    def _all_items(self) -> ItemAttributes:
+        items = self.catalogue
+        for extra in list(self._published):
+            items = items.concat(extra)
+        return items
+
+    def _build(self, version: str) -> LiveIndex:
+        model, version = load_model(self.settings, self.model_name, version)
+        logged = load_logged_index(self.settings, self.model_name, version)
+        items = self._all_items()
+        state = build_live_index(
+            model, version, items, logged, self.settings.models.index, clock=self.clock
+        )
+        if logged is not None:  # published after the index job ran: embed and add them now
+            missing = np.asarray(
+                [i for i, m in enumerate(items.media_ids) if m not in state.index], np.int64
+            )
+            if missing.size:
+                try:
+                    state.add(items.take(missing))
+                except Exception:
+                    log.exception("could not add %d late items to the logged index", missing.size)
+        return state
+
+    def load(self, models: dict[str, str]) -> None:
+        """Load every newly referenced version and its index, then swap all arms at once."""
+        with self._load_lock:
+            versions = resolve_arms(models, self.model_name, self.settings)
+            by_version = {s.version: s for s in self.states.values()}
+            for version in set(versions.values()) - set(by_version):
+                by_version[version] = self._build(version)
+            self.states = {arm: by_version[v] for arm, v in versions.items()}
+            self.refs = dict(models)
+        try:
+            self.warm()
+        except Exception:
+            log.exception("retrieval warm-up failed")
+
+    def warm(self) -> dict:
+        """One user-tower forward and one FAISS search per arm (first-call costs paid here)."""
+        report = {}
+        for arm in self.states:
+            t0 = time.perf_counter()
+            batch = self.retrieve(
+                UserFeatures(user_id="warmup", known=False),
+                RequestContext(),
+                arm,
+                self.settings.serving.candidate_count,
+            )
+            report[arm] = {"ms": round((time.perf_counter() - t0) * 1000.0, 2), "n": len(batch)}
+        self.warmup = report
+        return report
+
+    def rebuild(self) -> None:
+        """Full rebuild of every loaded version's index from the catalogue and current counters."""
+        with self._load_lock:
+            self.catalogue = ItemAttributes.from_table(self.store.read_catalogue())
+            self._published = []
+            items = self._all_items()
+            try:
+                counters, _ = self.store.read_item_counters(items.media_ids)
+            except Exception as error:  # noqa: BLE001 - rebuild on zero counters rather than not at all
+                log.warning(
+                    "counters unavailable for the rebuild (%s); embedding with zeros", error
+                )
+                counters = None
+            rebuilt = {}
+            for state in {id(s): s for s in self.states.values()}.values():
+                fresh = build_live_index(
+                    state.model,
+                    state.version,
+                    items,
+                    None,
+                    self.settings.models.index,
+                    counters,
+                    clock=self.clock,
+                )
+                late = [
+                    m for m in state.index.ids if m not in fresh.index
+                ]  # added to the old one meanwhile
+                if late:
+                    fresh.add(state.items.take(np.asarray([state.index.position(m) for m in late])))
+                rebuilt[state.version] = fresh
+            self.states = {arm: rebuilt[s.version] for arm, s in self.states.items()}
+
+    def _rebuild_loop(self) -> None:
+        while not self._stop.wait(self.serving.index_rebuild_interval_s):
+            try:
+                self.rebuild()
+            except Exception:
+                log.exception("index rebuild failed; keeping the current index")
+
+    # ---------------------------------------------------------------- live adds
+    def _published_positions(self):
+        from confluent_kafka import Consumer, TopicPartition
+
+        topic = self.settings.kafka.topics.published
+        consumer = Consumer(
+            self.settings.kafka.client_config(
+                **{"group.id": f"feedray-retrieval-{uuid.uuid4().hex}", "enable.auto.commit": False}
+            )
+        )
+        try:
+            meta = consumer.list_topics(topic, timeout=10)
+            partitions = meta.topics[topic].partitions if topic in meta.topics else {}
+            positions = []
+            for p in partitions:
+                _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                positions.append(TopicPartition(topic, p, high))
+            return positions
+        except Exception:
+            log.exception("media.published not reachable; live index updates disabled")
+            return []
+        finally:
+            consumer.close()
+
+    def _consume_published(self) -> None:
+        from confluent_kafka import Consumer
+
+        from app.schemas import InvalidEvent, parse_media_published
+
+        if not self._consumer_positions:
+            return
+        consumer = Consumer(
+            self.settings.kafka.client_config(
+                **{"group.id": f"feedray-retrieval-{uuid.uuid4().hex}", "enable.auto.commit": False}
+            )
+        )
+        consumer.assign(self._consumer_positions)
+        try:
+            while not self._stop.is_set():
+                messages = consumer.consume(500, timeout=self.serving.published_poll_s)
+                published = []
+                for message in messages:
+                    if message.error():
+                        continue
+                    try:
+                        published.append(parse_media_published(message.value()))
+                    except InvalidEvent as error:
+                        log.warning("skipping bad media.published message: %s", error.reason)
+                if published:
+                    try:
+                        self.add_published(published)
+                    except Exception:
+                        log.exception("live index add failed")
+        finally:
+            consumer.close()
+
+    def add_published(self, published) -> int:
+        items = ItemAttributes.from_published(published)
+        self._published.append(items)
+        added = 0
+        for state in {id(s): s for s in self.states.values()}.values():
+            added = max(added, state.add(items))
+        self.last_publish_lag_s = max(
+            self.clock.time() - p.published_at.timestamp() for p in published
+        )
+        return added
+
+    # ---------------------------------------------------------------- serving
+    def retrieve(
+        self, user: UserFeatures, context: RequestContext, arm: str, k: int
+    ) -> CandidateBatch:
+        """Top-k candidates for the user: [k] media with cosine scores and their attributes."""
+        import torch
+
+        from app.models.features import USER_COLUMNS, to_tensors
+
+        t0 = time.perf_counter()
+        state = self.states.get(arm) or self.states["champion"]
+        columns = user_columns(user, context, state.model.features)
+        with torch.inference_mode():
+            vector = state.model.user(to_tensors({c: columns[c] for c in USER_COLUMNS})).numpy()[0]
+        exclude = set(user.recent_media)
+        extra = len(exclude)
+        if context.content_type in TYPES:
+            positions, scores = state.search(vector, {context.content_type: k + extra})
+        else:
+            # One search over both types; a type left with too few candidates for the re-rank's
+            # diversity gets its own (selector-filtered) search.
+            positions, scores = state.search_any(vector, k + extra)
+            types = state.items.content_types[positions]
+            short = {
+                t: k // 2 + extra
+                for t in TYPES
+                if (types == t).sum() < self.serving.min_candidates_per_type
+            }
+            if short:
+                more, more_scores = state.search(vector, short)
+                fresh = ~np.isin(more, positions)
+                positions = np.concatenate([positions, more[fresh]])
+                scores = np.concatenate([scores, more_scores[fresh]])
+        ids = state.index.ids
+        keep = np.fromiter((ids[p] not in exclude for p in positions), bool, len(positions))
+        positions, scores = positions[keep], scores[keep]
+        order = select_with_type_floor(
+            scores,
+            state.items.content_types[positions],
+            k,
+            self.serving.min_candidates_per_type,
+            TYPES,
+        )
+        positions, scores = positions[order], scores[order]
+        items = state.items.take(positions)
+        return CandidateBatch(
+            media_ids=items.media_ids,
+            scores=scores.astype(np.float32),
+            content_types=items.content_types.tolist(),
+            creator_ids=items.creator_ids.tolist(),
+            categories=items.categories.tolist(),
+            languages=items.languages.tolist(),
+            durations=items.durations,
+            published_s=items.published_s,
+            model_version=f"{self.model_name}@{state.version}",
+            index_size=state.size,
+            compute_ms=(time.perf_counter() - t0) * 1000.0,
+        )
+
+    def stats(self) -> dict:
+        return {
+            arm: {
+                "version": s.version,
+                "size": s.size,
+                "kind": s.index.params.kind,
+                "age_s": time.time() - s.built_at,
+            }
+            for arm, s in self.states.items()
+        }
+
+    def contains(self, media_ids: list[str]) -> dict[str, bool]:
+        """Whether each item is retrievable by the champion: indexed and found by its own vector."""
+        state = self.states["champion"]
+        return {m: state.contains(m) for m in media_ids}
+
+    def close(self) -> None:
+        self._stop.set()

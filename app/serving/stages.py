@@ -1,0 +1,74 @@
+"""How the ingress reaches retrieval and ranking, whatever their placement.
+
+``Stages`` is what the ingress calls; ``deployments/stages.py`` has its two placements
+(``RemoteStages``: the ``Retrieval`` and ``Ranking`` deployments behind Serve handles;
+``LocalStages``: the same cores inside the ingress replica). ``StageControls`` applies a
+stage's ``user_config`` (model references, fault injection, artificial delay) the same way
+in either placement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from app.serving.types import CandidateBatch, RankedBatch, RequestContext, UserFeatures
+
+
+@runtime_checkable
+class Stages(Protocol):
+    """Retrieval and ranking as the ingress sees them."""
+
+    def retrieve(
+        self, user: UserFeatures, context: RequestContext, arm: str, k: int
+    ) -> Awaitable[CandidateBatch]:
+        """Top-``k`` candidates (awaitable; a remote answer can be cancelled)."""
+        ...
+
+    def rank(
+        self, user: UserFeatures, context: RequestContext, candidates: CandidateBatch, arm: str
+    ) -> Awaitable[RankedBatch]:
+        """Scores of ``candidates`` (awaitable; a remote answer can be cancelled)."""
+        ...
+
+    async def index_stats(self) -> dict: ...
+
+    async def index_contains(self, media_ids: list[str]) -> dict[str, bool]: ...
+
+    async def rebuild_index(self) -> dict: ...
+
+    async def reconfigure(self, config: dict) -> None:
+        """Apply the ingress's ``user_config`` (local stages read their blocks from it)."""
+        ...
+
+    def check_health(self) -> None:
+        """Raise when the stages cannot serve."""
+        ...
+
+
+@dataclass
+class StageControls:
+    """A stage's hot settings (``user_config``): models, fault injection, delay."""
+
+    fault: str | None = None
+    delay_ms: float = 0.0
+
+    async def reconfigure(self, core: Any, config: dict) -> None:
+        """Load changed model references off the event loop (requests keep flowing), then the
+        drills."""
+        models = dict(config.get("models") or {"champion": "alias:champion"})
+        models.setdefault("canary", models["champion"])
+        if models != core.refs:
+            await asyncio.to_thread(core.load, models)
+        self.fault = config.get("fault")
+        self.delay_ms = float(config.get("delay_ms") or 0.0)
+
+    async def run(self, stage: str, fn, *args):
+        """``fn(*args)`` on a worker thread, after the configured delay / fault."""
+        if self.delay_ms:
+            await asyncio.sleep(self.delay_ms / 1000.0)
+        if self.fault == "error":
+            raise RuntimeError(f"{stage} fault injected")
+        return await asyncio.to_thread(fn, *args)
