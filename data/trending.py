@@ -46,27 +46,6 @@ class TrendingReport(BaseModel):
     seconds: float
 
 
-def _prefix(store: OnlineStore) -> str:
-    return f"{store.config.prefix}:trending"
-
-
-def list_key(
-    store: OnlineStore, content_type: str | None = None, language: str | None = None
-) -> str:
-    key = _prefix(store)
-    if content_type is None and language is None:
-        return key + ":all"
-    if content_type is not None:
-        key += f":t:{content_type}"
-    if language is not None:
-        key += f":l:{language}"
-    return key
-
-
-def newest_key(store: OnlineStore, content_type: str) -> str:
-    return f"{store.config.prefix}:newest:t:{content_type}"
-
-
 def record_newest(
     store: OnlineStore,
     media_ids: list[str],
@@ -80,14 +59,14 @@ def record_newest(
         by_type.setdefault(str(ctype), {})[media_id] = float(ts)
     pipe = store.client.pipeline(transaction=False)
     for ctype, members in by_type.items():
-        pipe.zadd(newest_key(store, ctype), members)
-        pipe.zremrangebyrank(newest_key(store, ctype), 0, -keep - 1)
+        pipe.zadd(store.keys.newest(ctype), members)
+        pipe.zremrangebyrank(store.keys.newest(ctype), 0, -keep - 1)
     pipe.execute()
 
 
 def read_newest(store: OnlineStore, content_type: str, limit: int) -> list[tuple[str, float]]:
     """The ``limit`` newest (media_id, published_s) of a content type, newest first."""
-    rows = store.client.zrevrange(newest_key(store, content_type), 0, limit - 1, withscores=True)
+    rows = store.client.zrevrange(store.keys.newest(content_type), 0, limit - 1, withscores=True)
     return [(m.decode(), float(s)) for m, s in rows]
 
 
@@ -98,7 +77,7 @@ def score_items(
     scores, ctypes, langs = [], [], []
     for lo in range(0, len(media_ids), chunk):
         ids = media_ids[lo : lo + chunk]
-        rec, found = ITEM_LAYOUT.decode(store.client.mget([store.key_item(m) for m in ids]))
+        rec, found = ITEM_LAYOUT.decode(store.client.mget([store.keys.item(m) for m in ids]))
         found &= (rec["flags"] & FLAG_CATALOGUED) > 0
         views = d.windowed_sum(rec["m5_id"], rec["m5_starts"], now, d.WINDOW_1H_S, d.BUCKET_1H_S)
         score = d.trending_score(
@@ -139,24 +118,24 @@ def refresh_trending(
     client = store.client
     hour = int(now) // d.HOUR_S
     candidates = sorted(
-        m.decode() for m in client.sunion([store.key_active(hour), store.key_active(hour - 1)])
+        m.decode() for m in client.sunion([store.keys.active(hour), store.keys.active(hour - 1)])
     )
     scored = score_items(store, candidates, now, config.read_chunk)
     score = scored["score"]
     live = np.flatnonzero(score > 0)
     order = live[np.argsort(-score[live], kind="stable")]
-    lists: dict[str, list[int]] = {list_key(store): order.tolist()}
+    lists: dict[str, list[int]] = {store.keys.trending(): order.tolist()}
     for i in order.tolist():
         ctype, lang = scored["content_type"][i], scored["language"][i]
         for key in (
-            list_key(store, ctype, None),
-            list_key(store, None, lang),
-            list_key(store, ctype, lang),
+            store.keys.trending(ctype, None),
+            store.keys.trending(None, lang),
+            store.keys.trending(ctype, lang),
         ):
             bucket = lists.setdefault(key, [])
             if len(bucket) < config.max_list_length:
                 bucket.append(i)
-    lists[list_key(store)] = lists[list_key(store)][: config.max_list_length]
+    lists[store.keys.trending()] = lists[store.keys.trending()][: config.max_list_length]
     token = uuid.uuid4().hex[:8]
     pipe = client.pipeline(transaction=False)
     for key, members in lists.items():
@@ -164,7 +143,7 @@ def refresh_trending(
             pipe.zadd(f"{key}:tmp:{token}", {candidates[i]: float(score[i]) for i in members})
             pipe.pexpire(f"{key}:tmp:{token}", int(config.temp_ttl_s * 1000))
     pipe.execute()
-    registry = f"{_prefix(store)}:keys"
+    registry = store.keys.trending_registry()
     current = {k for k, members in lists.items() if members}
     tx = client.pipeline(transaction=True)
     for key in current:
@@ -172,7 +151,7 @@ def refresh_trending(
         tx.persist(key)  # RENAME keeps the temporary key's TTL
     if current:
         tx.sadd(registry, *current)
-    tx.hset(f"{_prefix(store)}:meta", mapping={"refreshed_at": now, "items": len(order)})
+    tx.hset(store.keys.trending_meta(), mapping={"refreshed_at": now, "items": len(order)})
     tx.execute()
     return TrendingReport(
         now=now,
@@ -194,7 +173,7 @@ def read_trending(
     """The top ``limit`` (media_id, score) of a list, best first."""
     if store is None:
         store = OnlineStore.from_settings(settings or get_settings())
-    key = list_key(store, str(content_type) if content_type is not None else None, language)
+    key = store.keys.trending(str(content_type) if content_type is not None else None, language)
     rows = store.client.zrevrange(key, 0, limit - 1, withscores=True)
     return [(m.decode(), float(s)) for m, s in rows]
 
