@@ -14,7 +14,7 @@ def _actor_class():
 
     @ray.remote(max_concurrency=4)
     class CollectorActor:
-        """A ``CollectorWorker`` in a threaded Ray actor: ``run`` ``stop``/``stats`` aside."""
+        """A ``CollectorWorker`` in a threaded Ray actor (``stop``/``stats`` beside ``run``)."""
 
         def __init__(
             self, settings: FeedraySettings, worker: int, config: CollectorSettings

@@ -265,3 +265,33 @@ def test_redis_restart_mid_stream_ends_with_the_same_totals(
         _assert_totals(_store(settings), events)
     finally:
         stack.down(purge=True)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_one_online_store_override_moves_the_writer_and_its_readers(
+    kafka_topics, ray_local, world, events
+) -> None:
+    from data.trending import read_trending, refresh_trending
+
+    settings = _scoped(kafka_topics)  # the one override: settings.online_store.prefix
+    seed_catalogue_from_world(settings, world, write_parquet=False)  # catalogue: from settings
+    some = events.take(slice(0, 3_000))
+    _produce(settings, _wire(some))
+    config = _config()  # settings.collector carries no store section of its own
+    run_collectors(settings, workers=1, until_idle=True, config=config, progress=False)
+
+    reader = OnlineStore.from_settings(settings)  # serving's and trending's constructor
+    assert reader.keys.prefix == settings.online_store.prefix != OnlineStoreSettings().prefix
+    applied = reader.applied_offsets(config.group_id)
+    assert sum(applied.values()) + len(applied) == len(some)  # last offset + 1 per partition
+    default = OnlineStore.from_settings(
+        settings.model_copy(update={"online_store": OnlineStoreSettings()})
+    )
+    assert default.applied_offsets(config.group_id) == {}  # nothing written under the default
+    _assert_totals(reader, some)
+
+    now = float(some.timestamp_ms.max()) / 1000.0 + 1.0
+    report = refresh_trending(settings, now)
+    assert report.candidates > 0
+    assert read_trending(settings, limit=5)  # read back under the same prefix
