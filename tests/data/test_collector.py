@@ -18,7 +18,6 @@ from app.features.online_store import OnlineStore
 from data.catalogue import seed_catalogue_from_world
 from data.collector.actors import start_collector_actors
 from data.collector.run import run_collectors
-from data.dead_letter import reason_code
 from data.simulate.events import EVENT_TYPES, EventChunk, concat_chunks
 from data.simulate.sessions import simulate_chunks
 from data.simulate.wire import event_keys, event_payloads
@@ -122,22 +121,6 @@ def _read_topic(
         out += [m for m in consumer.consume(1_000, 0.5) if m.error() is None]
     consumer.close()
     return out
-
-
-def test_reason_codes() -> None:
-    assert reason_code("<message>: Invalid JSON: expected ident") == "not_json"
-    assert reason_code("media_started.user_id: Field required") == "missing_field"
-    assert (
-        reason_code("<message>: Unable to extract tag using discriminator 'event_type'")
-        == "missing_field"
-    )
-    assert (
-        reason_code(
-            "<message>: Input tag 'x' found using 'event_type' does not match any of the expected tags: a"
-        )
-        == "unknown_event_type"
-    )
-    assert reason_code("media_started.user_id: Input should be a valid string") == "wrong_type"
 
 
 @pytest.mark.integration
