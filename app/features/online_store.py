@@ -106,12 +106,11 @@ class OnlineStore:
         self._creators = CreatorCodeCache(self.keys.item_prefix(), self.keys.creator_counts())
 
     @classmethod
-    def from_settings(
-        cls, settings: Any, config: OnlineStoreSettings | None = None, **kwargs: Any
-    ) -> OnlineStore:
+    def from_settings(cls, settings: Any, **redis_kwargs: Any) -> OnlineStore:
+        """The store of ``settings.online_store`` (writer and readers alike) on ``settings.redis``."""
         return cls(
-            redis.Redis(**(settings.redis.client_kwargs() | kwargs)),
-            config or settings.online_store,
+            redis.Redis(**(settings.redis.client_kwargs() | redis_kwargs)),
+            settings.online_store,
             clock_from_settings(settings),
         )
 
