@@ -107,7 +107,7 @@ class OnlineStore:
 
     @classmethod
     def from_settings(cls, settings: Any, **redis_kwargs: Any) -> OnlineStore:
-        """The store of ``settings.online_store`` (writer and readers alike) on ``settings.redis``."""
+        """The store of ``settings.online_store`` (writer and readers alike) on its Redis."""
         return cls(
             redis.Redis(**(settings.redis.client_kwargs() | redis_kwargs)),
             settings.online_store,
