@@ -132,7 +132,7 @@ def _mount_ingest() -> None:
 
 
 def _mount_collect() -> None:
-    from data.collector import collect_command
+    from data.collector.command import collect_command
 
     cli.command("collect")(collect_command)
 

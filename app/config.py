@@ -330,8 +330,9 @@ class IngestSettings(BaseModel):
     history_windows: int = Field(50, ge=0)  # window records kept in the progress manifest
 
 
-class OnlineStoreConfig(BaseModel):
-    """Online store knobs (``FeedraySettings.online_store``)."""
+class OnlineStoreSettings(BaseModel):
+    """Online store knobs (``FeedraySettings.online_store``): the one section the collector
+    writes with and serving, trending and the catalogue read with."""
 
     prefix: str = "fr"
     session_ttl_s: int = Field(2 * d.DAY_S, gt=0)
@@ -341,7 +342,7 @@ class OnlineStoreConfig(BaseModel):
     active_ttl_s: int = Field(3 * d.HOUR_S, gt=0)
 
 
-class CollectorConfig(BaseModel):
+class CollectorSettings(BaseModel):
     """Collector knobs (``FeedraySettings.collector``)."""
 
     group_id: str = "feedray-collector"
@@ -356,10 +357,9 @@ class CollectorConfig(BaseModel):
     # A 5,000-event apply script can take longer than settings.redis.socket_timeout_s on a busy
     # host; a timed-out call that did run is detected on retry by its offsets (skipped, not doubled).
     redis_socket_timeout_s: float = Field(10.0, gt=0)
-    online_store: OnlineStoreConfig = OnlineStoreConfig()
 
 
-class CatalogueConfig(BaseModel):
+class CatalogueSettings(BaseModel):
     """Catalogue consumer knobs (``FeedraySettings.catalogue``)."""
 
     group_id: str = "feedray-catalogue"
@@ -496,9 +496,9 @@ class FeedraySettings(BaseSettings):
     trending: TrendingSettings = TrendingSettings()
     models: ModelSettings = ModelSettings()
     ingest: IngestSettings = IngestSettings()
-    online_store: OnlineStoreConfig = OnlineStoreConfig()
-    collector: CollectorConfig = CollectorConfig()
-    catalogue: CatalogueConfig = CatalogueConfig()
+    online_store: OnlineStoreSettings = OnlineStoreSettings()
+    collector: CollectorSettings = CollectorSettings()
+    catalogue: CatalogueSettings = CatalogueSettings()
     stack: StackSettings = StackSettings()
     audience: AudienceSettings = AudienceSettings()
     demo: DemoSettings = DemoSettings()

@@ -98,13 +98,11 @@ def user_with_history(
 
     from app.features.online_store import OnlineStore
 
-    store = OnlineStore(
-        redis.Redis(**settings.redis.client_kwargs()), settings.collector.online_store
-    )
+    store = OnlineStore(redis.Redis(**settings.redis.client_kwargs()), settings.online_store)
     ids = [f"u{k}" for k in range(min(n_users, scan))]
     with store.client.pipeline(transaction=False) as pipe:
         for user_id in ids:
-            pipe.zcard(store.key_user_recent(user_id))
+            pipe.zcard(store.keys.user_recent(user_id))
         counts = pipe.execute()
     best = max(range(len(ids)), key=lambda k: (counts[k], -k))
     return ids[best], int(counts[best])

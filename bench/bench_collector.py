@@ -21,12 +21,12 @@ from contextlib import nullcontext
 
 import redis
 
-from app.config import get_settings
-from app.features.online_store import OnlineStore, OnlineStoreConfig
+from app.config import CollectorSettings, OnlineStoreSettings, get_settings
+from app.features.online_store import OnlineStore
 from app.stack.components import ensure_topics
 from bench.common import median, private_stack, save
 from data.catalogue import seed_catalogue_from_world
-from data.collector import CollectorConfig, run_collectors
+from data.collector.run import run_collectors
 from data.simulate.run import simulate
 from data.simulate.sinks import KafkaSink
 from data.simulate.world import World, WorldConfig
@@ -77,16 +77,19 @@ def main() -> None:
         for workers in args.workers:
             for repeat in range(args.repeats):
                 prefix = f"b{workers}r{repeat}{suffix}"
-                store = OnlineStore(client, OnlineStoreConfig(prefix=prefix))
+                store = OnlineStore(client, OnlineStoreSettings(prefix=prefix))
                 seed_catalogue_from_world(settings, world, store=store, write_parquet=False)
-                config = CollectorConfig(
+                config = CollectorSettings(
                     group_id=f"bench-{prefix}",
                     batch_size=args.batch_size,
-                    online_store=OnlineStoreConfig(prefix=prefix),
                     actor_num_cpus=0.5,
                 )
                 report = run_collectors(
-                    settings, workers, until_idle=True, config=config, progress=True
+                    settings.model_copy(update={"online_store": store.config}),
+                    workers,
+                    until_idle=True,
+                    config=config,
+                    progress=True,
                 )
                 # skipped_replays: a batch applied by an attempt whose reply was lost (timeout) and
                 # then recognised by its offsets on retry -- applied once, counted as skipped.

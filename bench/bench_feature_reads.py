@@ -24,12 +24,13 @@ from contextlib import nullcontext
 import numpy as np
 import redis
 
-from app.config import get_settings
+from app.config import OnlineStoreSettings, get_settings
 from app.features.layout import ITEM_LAYOUT
-from app.features.online_store import OnlineStore, OnlineStoreConfig
+from app.features.online_store import OnlineStore
 from app.schemas import parse_engagement_event
 from bench.common import percentiles, private_stack, save
 from data.catalogue import seed_catalogue_from_world
+from data.collector.batch import EventBatch
 from data.simulate.sessions import simulate_chunks
 from data.simulate.wire import event_payloads
 from data.simulate.world import World, WorldConfig
@@ -48,7 +49,7 @@ def main() -> None:
     context = nullcontext(get_settings()) if args.use_running_stack else private_stack(("redis",))
     with context as settings:
         client = redis.Redis(**settings.redis.client_kwargs())
-        store = OnlineStore(client, OnlineStoreConfig(prefix="bench"))
+        store = OnlineStore(client, OnlineStoreSettings(prefix="bench"))
         world = World.generate(
             WorldConfig(seed=3, n_users=args.users, n_items=args.items, n_creators=5_000)
         )
@@ -61,7 +62,7 @@ def main() -> None:
             for lo in range(0, len(payloads), 5_000):
                 events = [parse_engagement_event(p) for p in payloads[lo : lo + 5_000]]
                 meta = store.item_metadata(list({e.media_id for e in events}))
-                batch = store.new_batch()
+                batch = EventBatch(store)
                 for k, e in enumerate(events):
                     batch.cover("bench", 0, written + k)
                     batch.add(e, meta[e.media_id])

@@ -34,11 +34,11 @@ import pyarrow.parquet as pq
 import typer
 from pydantic import BaseModel, Field
 
-from app.config import CatalogueConfig, FeedraySettings, get_settings
-from app.features.online_store import OnlineStore
+from app.config import CatalogueSettings, FeedraySettings, get_settings
+from app.features.online_store import REDIS_RETRYABLE, OnlineStore
 from app.schemas import InvalidEvent, MediaPublished, parse_media_published
 from app.storage import CATALOGUE_SCHEMA, catalogue_root, resolve_fs
-from data.collector import REDIS_RETRYABLE, produce_dead_letter, reason_code
+from data.dead_letter import DeadLetters, reason_code, screen
 from data.trending import record_newest
 
 log = logging.getLogger("feedray.catalogue")
@@ -119,10 +119,10 @@ class CatalogueConsumer:
     def __init__(
         self,
         settings: FeedraySettings,
-        config: CatalogueConfig | None = None,
+        config: CatalogueSettings | None = None,
         store: OnlineStore | None = None,
     ) -> None:
-        from confluent_kafka import Consumer, Producer
+        from confluent_kafka import Consumer
 
         self.settings = settings
         self.config = config or settings.catalogue
@@ -139,9 +139,7 @@ class CatalogueConsumer:
                 }
             )
         )
-        self.producer = Producer(
-            settings.kafka.client_config(acks="all", **{"enable.idempotence": True})
-        )
+        self.dead_letters = DeadLetters(settings, self.config.group_id, "feedray-catalogue-dlq")
         self.report = CatalogueReport()
         self._subscribed = False
 
@@ -160,22 +158,16 @@ class CatalogueConsumer:
         records: list[MediaPublished] = []
         for msg in messages:
             value = msg.value()
-            if value is None or len(value) > self.settings.events.max_message_bytes:
-                code, reason = "oversized" if value else "empty", "empty or oversized message"
+            refused = screen(value, self.settings.events.max_message_bytes)
+            if refused is not None:
+                code, reason = refused
             else:
                 try:
                     records.append(parse_media_published(value))
                     continue
                 except InvalidEvent as error:
                     code, reason = reason_code(error.reason), error.reason
-            produce_dead_letter(
-                self.producer,
-                self.settings.kafka.topics.dead_letter,
-                msg,
-                code,
-                reason,
-                self.config.group_id,
-            )
+            self.dead_letters.send(msg, code, reason)
             self.report.rejected[code] = self.report.rejected.get(code, 0) + 1
         if records:
             table = records_table(records)
@@ -197,8 +189,7 @@ class CatalogueConsumer:
                     self.report.hook_failures += 1
                     log.exception("catalogue: on_published hook %r failed", hook)
             self.report.published += len(records)
-        while self.producer.flush(5.0) > 0:
-            log.warning("catalogue: dead-letter topic not acknowledging; retrying")
+        self.dead_letters.flush("catalogue")
         from confluent_kafka import KafkaException, TopicPartition
 
         last: dict[tuple[str, int], int] = {}
@@ -240,30 +231,39 @@ class CatalogueConsumer:
 
     def close(self) -> None:
         self.consumer.close()
-        self.producer.flush(10)
+        self.dead_letters.close()
 
 
 def run_catalogue(
     settings: FeedraySettings,
     until_idle: bool = True,
     *,
-    config: CatalogueConfig | None = None,
+    config: CatalogueSettings | None = None,
     max_seconds: float | None = None,
 ) -> CatalogueReport:
     return CatalogueConsumer(settings, config).run(until_idle=until_idle, max_seconds=max_seconds)
 
 
+def catalogue_settings(
+    settings: FeedraySettings, group: str | None = None, root: str | None = None
+) -> CatalogueSettings:
+    """``settings.catalogue`` with the options given on the command line."""
+    updates = {"group_id": group, "root": root}
+    return settings.catalogue.model_copy(update={k: v for k, v in updates.items() if v is not None})
+
+
 def catalogue_command(
     until_idle: bool = typer.Option(False, "--until-idle", help="Stop once caught up."),
-    group: str = typer.Option("feedray-catalogue", "--group", help="Kafka consumer group."),
-    root: str | None = typer.Option(None, "--root", help="Offline catalogue root (path or URI)."),
+    group: str | None = typer.Option(
+        None, "--group", help="Kafka consumer group (default: catalogue.group_id)."
+    ),
+    root: str | None = typer.Option(
+        None, "--root", help="Offline catalogue root, path or URI (default: catalogue.root)."
+    ),
 ) -> None:
     """Consume media.published into Redis and the offline catalogue; JSON report on stdout."""
     settings = get_settings()
-    config = settings.catalogue.model_copy(
-        update={"group_id": group, "root": root or settings.catalogue.root}
-    )
-    report = run_catalogue(settings, until_idle, config=config)
+    report = run_catalogue(settings, until_idle, config=catalogue_settings(settings, group, root))
     sys.stdout.write(report.model_dump_json() + "\n")
 
 

@@ -37,7 +37,6 @@ from app.config import FeedraySettings, TrendingSettings, get_settings
 from app.features import definitions as d
 from app.features.layout import CONTENT_TYPE_NAMES, FLAG_CATALOGUED, ITEM_LAYOUT
 from app.features.online_store import OnlineStore
-from app.features.trending import list_key, newest_key, trending_prefix
 
 
 class TrendingReport(BaseModel):
@@ -61,8 +60,8 @@ def record_newest(
         by_type.setdefault(str(ctype), {})[media_id] = float(ts)
     pipe = store.client.pipeline(transaction=False)
     for ctype, members in by_type.items():
-        pipe.zadd(newest_key(store, ctype), members)
-        pipe.zremrangebyrank(newest_key(store, ctype), 0, -keep - 1)
+        pipe.zadd(store.keys.newest(ctype), members)
+        pipe.zremrangebyrank(store.keys.newest(ctype), 0, -keep - 1)
     pipe.execute()
 
 
@@ -73,7 +72,7 @@ def score_items(
     scores, ctypes, langs = [], [], []
     for lo in range(0, len(media_ids), chunk):
         ids = media_ids[lo : lo + chunk]
-        rec, found = ITEM_LAYOUT.decode(store.client.mget([store.key_item(m) for m in ids]))
+        rec, found = ITEM_LAYOUT.decode(store.client.mget([store.keys.item(m) for m in ids]))
         found &= (rec["flags"] & FLAG_CATALOGUED) > 0
         views = d.windowed_sum(rec["m5_id"], rec["m5_starts"], now, d.WINDOW_1H_S, d.BUCKET_1H_S)
         score = d.trending_score(
@@ -114,24 +113,24 @@ def refresh_trending(
     client = store.client
     hour = int(now) // d.HOUR_S
     candidates = sorted(
-        m.decode() for m in client.sunion([store.key_active(hour), store.key_active(hour - 1)])
+        m.decode() for m in client.sunion([store.keys.active(hour), store.keys.active(hour - 1)])
     )
     scored = score_items(store, candidates, now, config.read_chunk)
     score = scored["score"]
     live = np.flatnonzero(score > 0)
     order = live[np.argsort(-score[live], kind="stable")]
-    lists: dict[str, list[int]] = {list_key(store): order.tolist()}
+    lists: dict[str, list[int]] = {store.keys.trending(): order.tolist()}
     for i in order.tolist():
         ctype, lang = scored["content_type"][i], scored["language"][i]
         for key in (
-            list_key(store, ctype, None),
-            list_key(store, None, lang),
-            list_key(store, ctype, lang),
+            store.keys.trending(ctype, None),
+            store.keys.trending(None, lang),
+            store.keys.trending(ctype, lang),
         ):
             bucket = lists.setdefault(key, [])
             if len(bucket) < config.max_list_length:
                 bucket.append(i)
-    lists[list_key(store)] = lists[list_key(store)][: config.max_list_length]
+    lists[store.keys.trending()] = lists[store.keys.trending()][: config.max_list_length]
     token = uuid.uuid4().hex[:8]
     pipe = client.pipeline(transaction=False)
     for key, members in lists.items():
@@ -139,7 +138,7 @@ def refresh_trending(
             pipe.zadd(f"{key}:tmp:{token}", {candidates[i]: float(score[i]) for i in members})
             pipe.pexpire(f"{key}:tmp:{token}", int(config.temp_ttl_s * 1000))
     pipe.execute()
-    registry = f"{trending_prefix(store)}:keys"
+    registry = store.keys.trending_registry()
     current = {k for k, members in lists.items() if members}
     tx = client.pipeline(transaction=True)
     for key in current:
@@ -147,7 +146,7 @@ def refresh_trending(
         tx.persist(key)  # RENAME keeps the temporary key's TTL
     if current:
         tx.sadd(registry, *current)
-    tx.hset(f"{trending_prefix(store)}:meta", mapping={"refreshed_at": now, "items": len(order)})
+    tx.hset(store.keys.trending_meta(), mapping={"refreshed_at": now, "items": len(order)})
     tx.execute()
     return TrendingReport(
         now=now,

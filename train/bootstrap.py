@@ -7,7 +7,7 @@ touches without the minutes Ray Train and the streaming jobs take to start on 2 
 
 1. the world's catalogue into Redis and the Parquet catalogue (``data.catalogue``);
 2. ``days`` of simulated events ending now (``settings.clock``): into the online store through
-   ``OnlineStore.new_batch`` / ``apply`` (what the collector does per Kafka batch) and
+   ``EventBatch`` / ``OnlineStore.apply`` (what the collector does per Kafka batch) and
    into a Parquet event store;
 3. the trending lists (``data.trending.refresh_trending``);
 4. a point-in-time training set from those events (``data.training_sets``), a two-tower and a
@@ -59,6 +59,7 @@ def world_at(world_config, now: datetime, days: float):
 def apply_events(store, world, days: float, sink=None, batch_size: int = 5_000) -> int:
     """Simulate ``days`` of events and apply them to the online store (and ``sink``)."""
     from app.schemas import parse_engagement_event
+    from data.collector.batch import EventBatch
     from data.simulate.sessions import simulate_chunks
     from data.simulate.wire import event_payloads
 
@@ -70,7 +71,7 @@ def apply_events(store, world, days: float, sink=None, batch_size: int = 5_000) 
         for lo in range(0, len(payloads), batch_size):
             events = [parse_engagement_event(p) for p in payloads[lo : lo + batch_size]]
             meta = store.item_metadata(list({e.media_id for e in events}))
-            batch = store.new_batch()
+            batch = EventBatch(store)
             for k, event in enumerate(events):
                 batch.cover("bootstrap", 0, written + k)
                 if event.media_id in meta:

@@ -1,4 +1,4 @@
-"""The trending and newest lists in Redis: their key names and their readers.
+"""The trending and newest lists in Redis: their readers (keys: ``app.features.keys``).
 
 ``data.trending`` writes them (the trending refresh, the catalogue's newest upsert); the
 serving path reads them here.
@@ -14,30 +14,9 @@ from app.config import FeedraySettings, get_settings
 from app.features.online_store import OnlineStore
 
 
-def trending_prefix(store: OnlineStore) -> str:
-    return f"{store.config.prefix}:trending"
-
-
-def list_key(
-    store: OnlineStore, content_type: str | None = None, language: str | None = None
-) -> str:
-    key = trending_prefix(store)
-    if content_type is None and language is None:
-        return key + ":all"
-    if content_type is not None:
-        key += f":t:{content_type}"
-    if language is not None:
-        key += f":l:{language}"
-    return key
-
-
-def newest_key(store: OnlineStore, content_type: str) -> str:
-    return f"{store.config.prefix}:newest:t:{content_type}"
-
-
 def read_newest(store: OnlineStore, content_type: str, limit: int) -> list[tuple[str, float]]:
     """The ``limit`` newest (media_id, published_s) of a content type, newest first."""
-    rows = store.client.zrevrange(newest_key(store, content_type), 0, limit - 1, withscores=True)
+    rows = store.client.zrevrange(store.keys.newest(content_type), 0, limit - 1, withscores=True)
     return [(m.decode(), float(s)) for m, s in rows]
 
 
@@ -52,6 +31,6 @@ def read_trending(
     """The top ``limit`` (media_id, score) of a list, best first."""
     if store is None:
         store = OnlineStore.from_settings(settings or get_settings())
-    key = list_key(store, str(content_type) if content_type is not None else None, language)
+    key = store.keys.trending(str(content_type) if content_type is not None else None, language)
     rows = store.client.zrevrange(key, 0, limit - 1, withscores=True)
     return [(m.decode(), float(s)) for m, s in rows]

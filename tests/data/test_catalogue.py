@@ -11,10 +11,10 @@ import pyarrow.compute as pc
 import pytest
 import redis
 
-from app.features.online_store import OnlineStore, OnlineStoreConfig
+from app.config import CatalogueSettings, OnlineStoreSettings
+from app.features.online_store import OnlineStore
 from app.storage import read_catalogue
 from data.catalogue import (
-    CatalogueConfig,
     CatalogueConsumer,
     register_on_published,
     seed_catalogue_from_world,
@@ -35,7 +35,7 @@ def world() -> World:
 def _store(settings) -> OnlineStore:
     return OnlineStore(
         redis.Redis(**settings.redis.client_kwargs()),
-        OnlineStoreConfig(prefix=f"t{uuid.uuid4().hex[:8]}"),
+        OnlineStoreSettings(prefix=f"t{uuid.uuid4().hex[:8]}"),
     )
 
 
@@ -58,7 +58,7 @@ def test_published_items_reach_redis_parquet_and_hooks_bad_ones_the_dlq(
     try:
         consumer = CatalogueConsumer(
             settings,
-            CatalogueConfig(group_id=f"c-{uuid.uuid4().hex[:6]}", root=str(tmp_path / "cat")),
+            CatalogueSettings(group_id=f"c-{uuid.uuid4().hex[:6]}", root=str(tmp_path / "cat")),
             store=store,
         )
         report = consumer.run(until_idle=True, max_seconds=60)
@@ -109,7 +109,7 @@ def test_bulk_seed_from_world_keeps_counters_and_is_fast(broker_stack, tmp_path)
     assert feats.content_type[0] in ("VIDEO", "AUDIO")
     assert read_catalogue(str(tmp_path / "cat")).num_rows == 100_000
     # Re-seeding rewrites the static fields and keeps the counters.
-    store.client.setrange(store.key_item("m0"), store_offset("starts"), (7).to_bytes(4, "little"))
+    store.client.setrange(store.keys.item("m0"), store_offset("starts"), (7).to_bytes(4, "little"))
     seed_catalogue_from_world(
         settings, world, store=store, items=np.arange(10), write_parquet=False
     )

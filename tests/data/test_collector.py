@@ -13,10 +13,11 @@ import orjson
 import pytest
 import redis
 
-from app.config import FeedraySettings
-from app.features.online_store import OnlineStore, OnlineStoreConfig
+from app.config import CollectorSettings, FeedraySettings, OnlineStoreSettings
+from app.features.online_store import OnlineStore
 from data.catalogue import seed_catalogue_from_world
-from data.collector import CollectorConfig, reason_code, run_collectors, start_collector_actors
+from data.collector.actors import start_collector_actors
+from data.collector.run import run_collectors
 from data.simulate.events import EVENT_TYPES, EventChunk, concat_chunks
 from data.simulate.sessions import simulate_chunks
 from data.simulate.wire import event_keys, event_payloads
@@ -33,17 +34,23 @@ def events(world: World) -> EventChunk:
     return concat_chunks([c.events for c in simulate_chunks(world, 1.0)])
 
 
-def _config(**overrides) -> CollectorConfig:
-    return CollectorConfig(
+def _config(**overrides) -> CollectorSettings:
+    return CollectorSettings(
         group_id=f"g-{uuid.uuid4().hex[:8]}",
-        online_store=OnlineStoreConfig(prefix=f"t{uuid.uuid4().hex[:8]}"),
         progress_every_s=2.0,
         **overrides,
     )
 
 
-def _store(settings: FeedraySettings, config: CollectorConfig) -> OnlineStore:
-    return OnlineStore(redis.Redis(**settings.redis.client_kwargs()), config.online_store)
+def _scoped(settings: FeedraySettings) -> FeedraySettings:
+    """``settings`` with an online-store prefix of its own (writer and readers both use it)."""
+    return settings.model_copy(
+        update={"online_store": OnlineStoreSettings(prefix=f"t{uuid.uuid4().hex[:8]}")}
+    )
+
+
+def _store(settings: FeedraySettings) -> OnlineStore:
+    return OnlineStore(redis.Redis(**settings.redis.client_kwargs()), settings.online_store)
 
 
 def _produce(settings: FeedraySettings, messages: list[tuple[bytes | None, bytes]]) -> None:
@@ -116,29 +123,13 @@ def _read_topic(
     return out
 
 
-def test_reason_codes() -> None:
-    assert reason_code("<message>: Invalid JSON: expected ident") == "not_json"
-    assert reason_code("media_started.user_id: Field required") == "missing_field"
-    assert (
-        reason_code("<message>: Unable to extract tag using discriminator 'event_type'")
-        == "missing_field"
-    )
-    assert (
-        reason_code(
-            "<message>: Input tag 'x' found using 'event_type' does not match any of the expected tags: a"
-        )
-        == "unknown_event_type"
-    )
-    assert reason_code("media_started.user_id: Input should be a valid string") == "wrong_type"
-
-
 @pytest.mark.integration
 @pytest.mark.slow
 def test_bad_messages_are_dead_lettered_and_good_ones_all_applied(
     kafka_topics, ray_local, world, events
 ) -> None:
-    settings, config = kafka_topics, _config()
-    store = _store(settings, config)
+    settings, config = _scoped(kafka_topics), _config()
+    store = _store(settings)
     seed_catalogue_from_world(settings, world, store=store, write_parquet=False)
     good = events.take(slice(0, 6_000))
     valid = orjson.loads(event_payloads(good.take(slice(0, 1))).tolist()[0])
@@ -181,8 +172,8 @@ def test_killed_collector_loses_and_double_counts_nothing(
 ) -> None:
     import ray
 
-    settings, config = kafka_topics, _config(batch_size=300)
-    store = _store(settings, config)
+    settings, config = _scoped(kafka_topics), _config(batch_size=300)
+    store = _store(settings)
     seed_catalogue_from_world(settings, world, store=store, write_parquet=False)
     _produce(settings, _wire(events))
 
@@ -213,13 +204,13 @@ def test_redis_restart_mid_stream_ends_with_the_same_totals(
     from app.stack.manager import Stack
     from tests.conftest import scratch_settings
 
-    settings = scratch_settings(tmp_path / "stack")
+    settings = _scoped(scratch_settings(tmp_path / "stack"))
     stack = Stack(settings, only=["redis", "kafka"])
     stack.up()
     try:
         ensure_topics(settings)
         config = _config(batch_size=200)
-        store = _store(settings, config)
+        store = _store(settings)
         seed_catalogue_from_world(settings, world, store=store, write_parquet=False)
         _produce(settings, _wire(events))
         result: dict = {}
@@ -242,7 +233,7 @@ def test_redis_restart_mid_stream_ends_with_the_same_totals(
         redis_only.down()
         time.sleep(1.5)
         redis_only.up()
-        restarted = _store(settings, config)
+        restarted = _store(settings)
         assert (
             restarted.client.info("server")["run_id"] != run_id
         )  # a new server, state reloaded from the AOF
@@ -254,6 +245,36 @@ def test_redis_restart_mid_stream_ends_with_the_same_totals(
         report = result["report"]
         # Retries happen inside redis-py (its default Retry) and, past those, in the collector's backoff.
         assert report.events + report.skipped_replays >= len(events)
-        _assert_totals(_store(settings, config), events)
+        _assert_totals(_store(settings), events)
     finally:
         stack.down(purge=True)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_one_online_store_override_moves_the_writer_and_its_readers(
+    kafka_topics, ray_local, world, events
+) -> None:
+    from data.trending import read_trending, refresh_trending
+
+    settings = _scoped(kafka_topics)  # the one override: settings.online_store.prefix
+    seed_catalogue_from_world(settings, world, write_parquet=False)  # catalogue: from settings
+    some = events.take(slice(0, 3_000))
+    _produce(settings, _wire(some))
+    config = _config()  # settings.collector carries no store section of its own
+    run_collectors(settings, workers=1, until_idle=True, config=config, progress=False)
+
+    reader = OnlineStore.from_settings(settings)  # serving's and trending's constructor
+    assert reader.keys.prefix == settings.online_store.prefix != OnlineStoreSettings().prefix
+    applied = reader.applied_offsets(config.group_id)
+    assert sum(applied.values()) + len(applied) == len(some)  # last offset + 1 per partition
+    default = OnlineStore.from_settings(
+        settings.model_copy(update={"online_store": OnlineStoreSettings()})
+    )
+    assert default.applied_offsets(config.group_id) == {}  # nothing written under the default
+    _assert_totals(reader, some)
+
+    now = float(some.timestamp_ms.max()) / 1000.0 + 1.0
+    report = refresh_trending(settings, now)
+    assert report.candidates > 0
+    assert read_trending(settings, limit=5)  # read back under the same prefix

@@ -10,9 +10,11 @@ import orjson
 import pytest
 import redis
 
-from app.features.online_store import OnlineStore, OnlineStoreConfig
-from app.features.trending import list_key, read_trending
+from app.config import OnlineStoreSettings
+from app.features.online_store import OnlineStore
+from app.features.trending import read_trending
 from app.schemas import parse_engagement_event
+from data.collector.batch import EventBatch
 from data.trending import refresh_trending
 
 pytestmark = pytest.mark.integration
@@ -32,7 +34,7 @@ def _event(i: int, etype: str, media: str, ts: float, **extra) -> bytes:
 def test_trending_order_follows_the_formula(broker_stack) -> None:
     store = OnlineStore(
         redis.Redis(**broker_stack.redis.client_kwargs()),
-        OnlineStoreConfig(prefix=f"t{uuid.uuid4().hex[:8]}"),
+        OnlineStoreSettings(prefix=f"t{uuid.uuid4().hex[:8]}"),
     )
     # (media, type, language, age hours, views in the last hour, completions, likes, dislikes)
     case = [
@@ -62,7 +64,7 @@ def test_trending_order_follows_the_formula(broker_stack) -> None:
     raws.append(_event(i, "media_started", "old", NOW - 2 * HOUR))
     events = [parse_engagement_event(r) for r in raws]
     meta = store.item_metadata([c[0] for c in case])
-    batch = store.new_batch()
+    batch = EventBatch(store)
     for k, e in enumerate(events):
         batch.cover("t", 0, k)
         batch.add(e, meta[e.media_id])
@@ -86,7 +88,7 @@ def test_trending_order_follows_the_formula(broker_stack) -> None:
     assert [m for m, _ in read_trending(store=store, content_type="AUDIO", language="en")] == ["c"]
     assert report.scored == 4
     # Live lists never expire (RENAME alone would keep the temporary key's TTL).
-    keys = [list_key(store, *k) for k in ((None, None), ("VIDEO", None), ("AUDIO", "en"))]
+    keys = [store.keys.trending(*k) for k in ((None, None), ("VIDEO", None), ("AUDIO", "en"))]
     assert [store.client.ttl(k) for k in keys] == [-1, -1, -1]
     assert not list(store.client.scan_iter(f"{store.config.prefix}:trending:*:tmp:*"))
 
@@ -103,12 +105,12 @@ def test_temporary_keys_expire_after_the_setting(broker_stack) -> None:
 
     store = OnlineStore(
         redis.Redis(**broker_stack.redis.client_kwargs()),
-        OnlineStoreConfig(prefix=f"t{uuid.uuid4().hex[:8]}"),
+        OnlineStoreSettings(prefix=f"t{uuid.uuid4().hex[:8]}"),
     )
     store.upsert_items(
         ["a"], ["c1"], ["music"], ["en"], ["VIDEO"], np.full(1, 100.0), np.array([NOW - HOUR])
     )
-    batch = store.new_batch()
+    batch = EventBatch(store)
     batch.cover("t", 0, 0)
     event = parse_engagement_event(_event(0, "media_started", "a", NOW - 60))
     batch.add(event, store.item_metadata(["a"])["a"])
@@ -125,7 +127,7 @@ def test_temporary_keys_expire_after_the_setting(broker_stack) -> None:
     store.client.pipeline = spy
     refresh_trending(broker_stack, NOW, store=store, config=config)
     assert seen and all(0 < ttl <= 30_000 for ttl in seen), seen
-    assert store.client.ttl(list_key(store)) == -1
+    assert store.client.ttl(store.keys.trending()) == -1
 
 
 def test_newest_lists_per_type_keep_the_newest(broker_stack) -> None:
@@ -134,7 +136,7 @@ def test_newest_lists_per_type_keep_the_newest(broker_stack) -> None:
 
     store = OnlineStore(
         redis.Redis(**broker_stack.redis.client_kwargs()),
-        OnlineStoreConfig(prefix=f"t{uuid.uuid4().hex[:8]}"),
+        OnlineStoreSettings(prefix=f"t{uuid.uuid4().hex[:8]}"),
     )
     ids = [f"m{i}" for i in range(6)]
     types = ["VIDEO", "AUDIO"] * 3

@@ -1,6 +1,6 @@
 """Users built for a test: a new user id whose online features are written explicitly.
 
-The events go through ``OnlineStore.new_batch`` / ``apply``, the collector's path, so the
+The events go through ``EventBatch`` / ``OnlineStore.apply``, the collector's path, so the
 features the service reads are the store's own; nothing depends on what the simulated world
 happened to produce at the test's instant.
 """
@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import numpy as np
 import orjson
 
+from data.collector.batch import EventBatch
 from data.simulate.world import CONTENT_TYPES
 
 MINUTE = 60.0
@@ -62,7 +63,7 @@ def write_user(store, world, user_id: str, content_type: str, now_s: float, play
         )  # fmt: skip
     events = [parse_engagement_event(r) for r in raws]
     meta = store.item_metadata(media)
-    batch = store.new_batch()
+    batch = EventBatch(store)
     for k, event in enumerate(events):
         batch.cover(f"constructed-{user_id}", 0, k)
         batch.add(event, meta[event.media_id])

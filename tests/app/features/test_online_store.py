@@ -13,9 +13,11 @@ import orjson
 import pytest
 import redis
 
+from app.config import OnlineStoreSettings
 from app.features.layout import ITEM_LAYOUT, USER_AFFINITY_LAYOUT, USER_CORE_LAYOUT
-from app.features.online_store import OffsetConflict, OnlineStore, OnlineStoreConfig
+from app.features.online_store import OffsetConflict, OnlineStore
 from app.schemas import parse_engagement_event
+from data.collector.batch import EventBatch
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +28,7 @@ HOUR, DAY = 3_600, 86_400
 @pytest.fixture
 def store(broker_stack) -> OnlineStore:
     client = redis.Redis(**broker_stack.redis.client_kwargs())
-    return OnlineStore(client, OnlineStoreConfig(prefix=f"t{uuid.uuid4().hex[:8]}"))
+    return OnlineStore(client, OnlineStoreSettings(prefix=f"t{uuid.uuid4().hex[:8]}"))
 
 
 def _event(i: int, etype: str, user: str, media: str, ts: float, **extra) -> bytes:
@@ -52,7 +54,7 @@ def _apply(
 ) -> None:
     events = [parse_engagement_event(r) for r in raws]
     meta = store.item_metadata(sorted({e.media_id for e in events}))
-    batch = store.new_batch()
+    batch = EventBatch(store)
     for k, e in enumerate(events):
         batch.cover(topic, partition, first + k)
         batch.add(e, meta[e.media_id])
@@ -296,7 +298,7 @@ def test_engagement_counts_and_positive_history(store: OnlineStore) -> None:
     assert read(T0 + 9 * DAY + HOUR) == (0.0, 0.0, 0.0, 1.0, 0.0, ["m2", "m3", "m1"])  # day 2 gone
     assert read(T0 + 10 * DAY + HOUR) == (0.0, 0.0, 0.0, 0.0, 0.0, [])
     assert store.read_user("u2", now=T0 + 4 * DAY).recent_positive_7d == ["m3"]
-    ttl = store.client.ttl(store.key_user_positive("u1"))
+    ttl = store.client.ttl(store.keys.user_positive("u1"))
     assert 0 < ttl <= store.config.user_ttl_s
 
 
@@ -308,9 +310,10 @@ def test_a_core_record_of_the_first_layout_is_kept_and_extended(store: OnlineSto
     day = int(T0 // DAY)
     old["d7_id"][0, day % 7] = day
     old["d7_video"][0, day % 7] = 5
-    store.client.hset(store.key_user("u1"), "core", old.tobytes())  # written before the layout grew
+    # written before the layout grew
+    store.client.hset(store.keys.user("u1"), "core", old.tobytes())
     assert store.read_user("u1", now=T0 + HOUR).plays_7d == 5.0
     _apply(store, [_event(0, "media_completed", "u1", "m1", T0 + 60, consumed_fraction=1.0)])
-    assert len(store.client.hget(store.key_user("u1"), "core")) == USER_CORE_LAYOUT.size
+    assert len(store.client.hget(store.keys.user("u1"), "core")) == USER_CORE_LAYOUT.size
     f = store.read_user("u1", now=T0 + HOUR)
     assert (f.plays_7d, f.video_plays_7d, f.completes_7d) == (5.0, 5.0, 1.0)

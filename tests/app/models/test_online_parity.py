@@ -27,10 +27,12 @@ import numpy as np
 import pytest
 import redis
 
-from app.features.online_store import OnlineStore, OnlineStoreConfig
+from app.config import OnlineStoreSettings
+from app.features.online_store import OnlineStore
 from app.models.config import FeatureSettings
 from app.models.features import USER_COLUMNS, encode_online_users
 from app.schemas import parse_engagement_event
+from data.collector.batch import EventBatch
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +54,7 @@ CONFIGS = (
 @pytest.fixture
 def store(broker_stack) -> OnlineStore:
     client = redis.Redis(**broker_stack.redis.client_kwargs())
-    return OnlineStore(client, OnlineStoreConfig(prefix=f"p{uuid.uuid4().hex[:8]}"))
+    return OnlineStore(client, OnlineStoreSettings(prefix=f"p{uuid.uuid4().hex[:8]}"))
 
 
 class Collector:
@@ -66,7 +68,7 @@ class Collector:
         for lo in range(0, len(payloads), batch_size):
             events = [parse_engagement_event(p.encode()) for p in payloads[lo : lo + batch_size]]
             meta = self.store.item_metadata(sorted({e.media_id for e in events}))
-            batch = self.store.new_batch()
+            batch = EventBatch(self.store)
             for e in events:
                 batch.cover("user.engagement.events", 0, self.offset)
                 self.offset += 1

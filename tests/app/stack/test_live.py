@@ -22,9 +22,7 @@ SERVERS = ["--only", "redis", "--only", "kafka", "--only", "ray", "--only", "mlf
 
 def total_plays(settings: FeedraySettings, n_items: int) -> float:
     """Media started in the last 24 h, summed over the world's items (the online counters)."""
-    store = OnlineStore(
-        redis.Redis(**settings.redis.client_kwargs()), settings.collector.online_store
-    )
+    store = OnlineStore(redis.Redis(**settings.redis.client_kwargs()), settings.online_store)
     features = store.read_items([f"m{k}" for k in range(n_items)], now=time.time())
     return float(features.play_count_24h.sum())
 
