@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from app.features import definitions as d
+from app.features.definitions import DEFAULT_SIGNAL_WEIGHTS
 from app.models.config import ModelSettings
 from app.schemas import EventType
 from app.serving.config import ServingExtras
@@ -142,20 +143,6 @@ class MlflowSettings(BaseModel):
     @property
     def url(self) -> str:
         return self.tracking_uri or f"http://{self.host}:{self.port}"
-
-
-DEFAULT_SIGNAL_WEIGHTS: dict[EventType, float] = {
-    EventType.MEDIA_COMPLETED: 1.0,
-    EventType.MEDIA_REPLAY: 0.8,
-    EventType.MEDIA_LIKED: 0.8,
-    EventType.MEDIA_SHARED: 0.8,
-    EventType.MEDIA_ADDED_TO_PLAYLIST: 0.7,
-    EventType.SUBSCRIPTION_TO_CREATOR: 0.7,
-    EventType.MEDIA_STARTED: 0.1,
-    EventType.MEDIA_PAUSED_EARLY: -0.2,
-    EventType.MEDIA_SKIPPED: -0.4,
-    EventType.MEDIA_DISLIKED: -0.5,
-}
 
 
 class EventSettings(BaseModel):

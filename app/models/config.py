@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.features.definitions import STRONG_EVENTS  # defined once there; importable from here
-from app.schemas import EventType
-
-NEGATIVE_EVENTS: tuple[EventType, ...] = (
-    EventType.MEDIA_SKIPPED,
-    EventType.MEDIA_DISLIKED,
-    EventType.MEDIA_PAUSED_EARLY,
+from app.features.definitions import (  # defined once there; importable from here
+    DEFAULT_SIGNAL_WEIGHTS,
+    NEGATIVE_EVENTS,
+    STRONG_EVENTS,
 )
+from app.schemas import EventType
 
 
 class FeatureSettings(BaseModel):
@@ -131,8 +129,6 @@ def default_head_weights(signal_weights: dict | None = None) -> dict[str, float]
     completion -> weight of media_completed; strong -> mean weight of the strong events;
     negative -> mean weight of skip / dislike / early pause (negative numbers).
     """
-    from app.config import DEFAULT_SIGNAL_WEIGHTS
-
     w = {str(k): float(v) for k, v in (signal_weights or DEFAULT_SIGNAL_WEIGHTS).items()}
     return {
         "completed": w[str(EventType.MEDIA_COMPLETED)],
