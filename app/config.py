@@ -164,13 +164,17 @@ class EventSettings(BaseModel):
         return weights
 
 
-class LatencyBudgets(BaseModel):
-    """Per-stage budgets in milliseconds (the seed's numbers)."""
+class LatencySettings(BaseModel):
+    """Per-stage budgets of a feed request in milliseconds (the seed's numbers).
+
+    A stage over its budget is counted (``feedray_over_budget_total{stage}``); the request is
+    still served. Retrieval and ranking are also waited for at most their budget plus
+    ``serving_runtime.hop_allowance_ms`` before the feed falls back.
+    """
 
     features_ms: float = Field(5.0, gt=0)
     retrieval_ms: float = Field(10.0, gt=0)
     ranking_ms: float = Field(80.0, gt=0)
-    inference_ms: float = Field(100.0, gt=0)
     total_ms: float = Field(150.0, gt=0)
 
 
@@ -251,7 +255,6 @@ class ExperimentSettings(BaseModel):
     """Canary routing, evaluation and the promotion gate (``app.experiments.gate``)."""
 
     canary_share: float = Field(0.05, ge=0.0, le=1.0)
-    evaluation_window_h: float = Field(48.0, gt=0)
     significance_level: float = Field(0.05, gt=0.0, lt=1.0)
     power: float = Field(0.8, gt=0.0, lt=1.0)
     # "msprt" (default): always-valid p-values and confidence sequences, so the verdict may
@@ -455,7 +458,7 @@ class FeedraySettings(BaseSettings):
     ray: RaySettings = RaySettings()
     mlflow: MlflowSettings = MlflowSettings()
     events: EventSettings = EventSettings()
-    latency: LatencyBudgets = LatencyBudgets()
+    latency: LatencySettings = LatencySettings()
     serving: ServingSettings = ServingSettings()
     serving_redis: ServingRedisSettings = ServingRedisSettings()
     experiments: ExperimentSettings = ExperimentSettings()

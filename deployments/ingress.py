@@ -36,7 +36,7 @@ from app.serving.assembly import (
 )
 from app.serving.config import ServingExtras
 from app.serving.fallback import ALL, wanted
-from app.serving.timing import Stopwatch, stage_timeout_s
+from app.serving.timing import Stopwatch, over_budget, stage_timeout_s
 from app.serving.types import CandidateBatch, RankedBatch, RequestContext, UserFeatures
 from deployments.fallback_lists import TrendingReader
 from deployments.feature_lookup import FeatureLookup
@@ -295,6 +295,9 @@ class Ingress:
         total = watch.total_ms()
         for stage, ms in (*watch.ms.items(), ("total", total)):
             self.metrics.stage_latency.observe(ms, tags={"stage": stage})
+        spent = {"features": watch.ms.get("features", 0.0), "total": total}
+        for stage in over_budget(spent, budgets):
+            self.metrics.over_budget.inc(tags={"stage": stage})
         for kind in degraded.kinds:
             self.metrics.fallbacks.inc(tags={"kind": kind})
         response = FeedResponse(

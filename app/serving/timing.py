@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.config import LatencySettings
 
 
 class Stopwatch:
@@ -29,3 +33,9 @@ class Stopwatch:
 def stage_timeout_s(budget_ms: float, hop_allowance_ms: float) -> float:
     """How long the ingress waits for a stage behind a Serve hop before falling back."""
     return (budget_ms + hop_allowance_ms) / 1000.0
+
+
+def over_budget(spent_ms: Mapping[str, float], budgets: LatencySettings) -> list[str]:
+    """The stages of ``spent_ms`` (``features``, ``total``, ...) that took longer than their
+    ``<stage>_ms`` budget."""
+    return [stage for stage, ms in spent_ms.items() if ms > getattr(budgets, f"{stage}_ms")]
