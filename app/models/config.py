@@ -117,7 +117,7 @@ class ModelSettings(BaseModel):
     gate: GateSettings = GateSettings()
 
 
-def model_settings(settings: object | None = None) -> ModelSettings:
+def resolve_model_settings(settings: object | None = None) -> ModelSettings:
     """``settings.models`` (defaults when ``settings`` is None)."""
     found = getattr(settings, "models", None)
     return found if isinstance(found, ModelSettings) else ModelSettings()
