@@ -195,7 +195,7 @@ class ServingSettings(BaseModel):
 DecisionMetric = Literal["ctr", "completion_rate", "session_depth"]
 
 
-class MinimumDetectableEffects(BaseModel):
+class MdeSettings(BaseModel):
     """Per decision metric, the smallest relative change the run must be able to detect.
 
     0.02 means 2 % of the champion's value (a CTR of 0.150 vs 0.153). The power check asks
@@ -208,7 +208,7 @@ class MinimumDetectableEffects(BaseModel):
     session_depth: float = Field(0.02, gt=0.0, lt=1.0)
 
 
-class GuardrailTolerances(BaseModel):
+class GuardrailSettings(BaseModel):
     """How much worse than the champion the canary may be on each guardrail.
 
     Relative to the champion's value, except ``degraded_share`` (absolute share of feeds,
@@ -264,8 +264,8 @@ class ExperimentSettings(BaseModel):
     sequential_test: Literal["msprt", "fixed"] = "msprt"
     # Metrics that decide together (Holm-corrected); each needs an entry in ``mde``.
     decision_metrics: tuple[DecisionMetric, ...] = ("ctr", "completion_rate", "session_depth")
-    mde: MinimumDetectableEffects = MinimumDetectableEffects()
-    guardrails: GuardrailTolerances = GuardrailTolerances()
+    mde: MdeSettings = MdeSettings()
+    guardrails: GuardrailSettings = GuardrailSettings()
     # An engagement event counts for the latest exposure of the same user and item served at
     # most this long before it (covers a long podcast started from the feed and completed).
     attribution_window_s: float = Field(6 * 3_600.0, gt=0)
