@@ -108,10 +108,10 @@ class Component(ABC):
     def launch(self) -> PidRecord:
         """Start the server detached; return what ``stop`` needs."""
 
-    def check_prerequisites(self) -> None:
+    def check_prerequisites(self) -> None:  # noqa: B027 - optional hook
         """Raise ``StackError`` when something this component needs is missing."""
 
-    def after_ready(self) -> None:
+    def after_ready(self) -> None:  # noqa: B027 - optional hook
         """Work that needs the running server (e.g. creating topics)."""
 
     def record(self) -> PidRecord | None:
