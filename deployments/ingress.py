@@ -295,8 +295,7 @@ class Ingress:
         total = watch.total_ms()
         for stage, ms in (*watch.ms.items(), ("total", total)):
             self.metrics.stage_latency.observe(ms, tags={"stage": stage})
-        spent = {"features": watch.ms.get("features", 0.0), "total": total}
-        for stage in over_budget(spent, budgets):
+        for stage in over_budget(watch.ms.get("features", 0.0), total, budgets):
             self.metrics.over_budget.inc(tags={"stage": stage})
         for kind in degraded.kinds:
             self.metrics.fallbacks.inc(tags={"kind": kind})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -35,7 +35,7 @@ def stage_timeout_s(budget_ms: float, hop_allowance_ms: float) -> float:
     return (budget_ms + hop_allowance_ms) / 1000.0
 
 
-def over_budget(spent_ms: Mapping[str, float], budgets: LatencySettings) -> list[str]:
-    """The stages of ``spent_ms`` (``features``, ``total``, ...) that took longer than their
-    ``<stage>_ms`` budget."""
-    return [stage for stage, ms in spent_ms.items() if ms > getattr(budgets, f"{stage}_ms")]
+def over_budget(features_ms: float, total_ms: float, budgets: LatencySettings) -> list[str]:
+    """The stages, of ``features`` and ``total``, that took longer than their budget."""
+    spent = {"features": (features_ms, budgets.features_ms), "total": (total_ms, budgets.total_ms)}
+    return [stage for stage, (ms, budget) in spent.items() if ms > budget]
