@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from app.features import definitions as d
+from app.features.definitions import DEFAULT_SIGNAL_WEIGHTS
 from app.models.config import ModelSettings
 from app.schemas import EventType
 
@@ -143,20 +144,6 @@ class MlflowSettings(BaseModel):
         return self.tracking_uri or f"http://{self.host}:{self.port}"
 
 
-DEFAULT_SIGNAL_WEIGHTS: dict[EventType, float] = {
-    EventType.MEDIA_COMPLETED: 1.0,
-    EventType.MEDIA_REPLAY: 0.8,
-    EventType.MEDIA_LIKED: 0.8,
-    EventType.MEDIA_SHARED: 0.8,
-    EventType.MEDIA_ADDED_TO_PLAYLIST: 0.7,
-    EventType.SUBSCRIPTION_TO_CREATOR: 0.7,
-    EventType.MEDIA_STARTED: 0.1,
-    EventType.MEDIA_PAUSED_EARLY: -0.2,
-    EventType.MEDIA_SKIPPED: -0.4,
-    EventType.MEDIA_DISLIKED: -0.5,
-}
-
-
 class EventSettings(BaseModel):
     """The seed's ten engagement events and the label weight each one carries."""
 
@@ -176,13 +163,17 @@ class EventSettings(BaseModel):
         return weights
 
 
-class LatencyBudgets(BaseModel):
-    """Per-stage budgets in milliseconds (the seed's numbers)."""
+class LatencySettings(BaseModel):
+    """Per-stage budgets of a feed request in milliseconds (the seed's numbers).
+
+    A stage over its budget is counted (``feedray_over_budget_total{stage}``); the request is
+    still served. Retrieval and ranking are also waited for at most their budget plus
+    ``serving_runtime.hop_allowance_ms`` before the feed falls back.
+    """
 
     features_ms: float = Field(5.0, gt=0)
     retrieval_ms: float = Field(10.0, gt=0)
     ranking_ms: float = Field(80.0, gt=0)
-    inference_ms: float = Field(100.0, gt=0)
     total_ms: float = Field(150.0, gt=0)
 
 
@@ -225,7 +216,7 @@ class ServingSettings(BaseModel):
 DecisionMetric = Literal["ctr", "completion_rate", "session_depth"]
 
 
-class MinimumDetectableEffects(BaseModel):
+class MdeSettings(BaseModel):
     """Per decision metric, the smallest relative change the run must be able to detect.
 
     0.02 means 2 % of the champion's value (a CTR of 0.150 vs 0.153). The power check asks
@@ -238,7 +229,7 @@ class MinimumDetectableEffects(BaseModel):
     session_depth: float = Field(0.02, gt=0.0, lt=1.0)
 
 
-class GuardrailTolerances(BaseModel):
+class GuardrailSettings(BaseModel):
     """How much worse than the champion the canary may be on each guardrail.
 
     Relative to the champion's value, except ``degraded_share`` (absolute share of feeds,
@@ -285,7 +276,6 @@ class ExperimentSettings(BaseModel):
     """Canary routing, evaluation and the promotion gate (``app.experiments.gate``)."""
 
     canary_share: float = Field(0.05, ge=0.0, le=1.0)
-    evaluation_window_h: float = Field(48.0, gt=0)
     significance_level: float = Field(0.05, gt=0.0, lt=1.0)
     power: float = Field(0.8, gt=0.0, lt=1.0)
     # "msprt" (default): always-valid p-values and confidence sequences, so the verdict may
@@ -295,8 +285,8 @@ class ExperimentSettings(BaseModel):
     sequential_test: Literal["msprt", "fixed"] = "msprt"
     # Metrics that decide together (Holm-corrected); each needs an entry in ``mde``.
     decision_metrics: tuple[DecisionMetric, ...] = ("ctr", "completion_rate", "session_depth")
-    mde: MinimumDetectableEffects = MinimumDetectableEffects()
-    guardrails: GuardrailTolerances = GuardrailTolerances()
+    mde: MdeSettings = MdeSettings()
+    guardrails: GuardrailSettings = GuardrailSettings()
     # An engagement event counts for the latest exposure of the same user and item served at
     # most this long before it (covers a long podcast started from the feed and completed).
     attribution_window_s: float = Field(6 * 3_600.0, gt=0)
@@ -489,7 +479,7 @@ class FeedraySettings(BaseSettings):
     ray: RaySettings = RaySettings()
     mlflow: MlflowSettings = MlflowSettings()
     events: EventSettings = EventSettings()
-    latency: LatencyBudgets = LatencyBudgets()
+    latency: LatencySettings = LatencySettings()
     serving: ServingSettings = ServingSettings()
     serving_redis: ServingRedisSettings = ServingRedisSettings()
     experiments: ExperimentSettings = ExperimentSettings()

@@ -23,7 +23,7 @@ import redis
 
 from app.config import CollectorSettings, OnlineStoreSettings, get_settings
 from app.features.online_store import OnlineStore
-from app.stack.components import ensure_topics
+from app.stack.kafka import ensure_topics
 from bench.common import median, private_stack, save
 from data.catalogue import seed_catalogue_from_world
 from data.collector.run import run_collectors

@@ -20,7 +20,7 @@ import os
 import time
 from collections import Counter
 
-from app.stack.components import ensure_topics
+from app.stack.kafka import ensure_topics
 from app.stack.manager import Stack
 from app.stack.process import free_port
 from bench.common import percentiles, private_stack, save

@@ -77,7 +77,7 @@ def private_stack(scratch: Path) -> tuple[FeedraySettings, object]:
 
 
 def fresh_topics(settings: FeedraySettings) -> FeedraySettings:
-    from app.stack.components import ensure_topics
+    from app.stack.kafka import ensure_topics
 
     suffix = uuid.uuid4().hex[:8]
     topics = settings.kafka.topics.model_copy(

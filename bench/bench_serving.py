@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from app.stack.components import ensure_topics
+from app.stack.kafka import ensure_topics
 from app.stack.process import free_port
 from bench.common import percentiles, private_stack, save
 

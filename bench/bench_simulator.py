@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import uuid
 
-from app.stack.components import ensure_topics
+from app.stack.kafka import ensure_topics
 from bench.common import median, private_stack, save
 from data.simulate.run import simulate
 from data.simulate.sinks import KafkaSink, NullSink

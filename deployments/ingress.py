@@ -37,7 +37,7 @@ from app.serving.assembly import (
 from app.serving.fallback import ALL, wanted
 from app.serving.feature_lookup import FeatureLookup
 from app.serving.stages import Stages
-from app.serving.timing import Stopwatch, stage_timeout_s
+from app.serving.timing import Stopwatch, over_budget, stage_timeout_s
 from app.serving.trending_reader import TrendingReader
 from app.serving.types import CandidateBatch, RankedBatch, RequestContext, UserFeatures
 
@@ -298,6 +298,8 @@ class Ingress:
         total = watch.total_ms()
         for stage, ms in (*watch.ms.items(), ("total", total)):
             self.metrics.stage_latency.observe(ms, tags={"stage": stage})
+        for stage in over_budget(watch.ms.get("features", 0.0), total, budgets):
+            self.metrics.over_budget.inc(tags={"stage": stage})
         for kind in degraded.kinds:
             self.metrics.fallbacks.inc(tags={"kind": kind})
         response = FeedResponse(

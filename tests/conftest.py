@@ -75,7 +75,7 @@ def kafka_topics(broker_stack: FeedraySettings) -> FeedraySettings:
     """``broker_stack`` settings with a fresh, empty set of the platform's topics for one test."""
     import uuid
 
-    from app.stack.components import ensure_topics
+    from app.stack.kafka import ensure_topics
 
     suffix = uuid.uuid4().hex[:10]
     topics = broker_stack.kafka.topics.model_copy(

@@ -199,13 +199,13 @@ def bootstrap(
     log(f"bootstrap: {world.n_items} items, {events} events applied in {seconds['events']:.1f}s")
 
     t = time.perf_counter()
-    ms = settings.models
+    model_settings = settings.models
     connect_ray(settings)
     folder = build_training_set(
         offline / "events",
         catalogue_root(settings),
         offline / "training_set",
-        ms.features,
+        model_settings.features,
         signal_weights=settings.events.signal_weights,
         eval_days=0.0 if days < 2 else 0.5,
     )
@@ -213,7 +213,7 @@ def bootstrap(
     seconds["training_set"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    tower = TwoTower(ms.features, ms.two_tower)
+    tower = TwoTower(model_settings.features, model_settings.two_tower)
     positives = ts.positives()
     tower_loss = train_in_process(
         tower,
@@ -221,15 +221,15 @@ def bootstrap(
         positives,
         RETRIEVAL_COLUMNS,
         epochs,
-        min(ms.two_tower.batch_size, max(len(positives) // 4, 2)),
-        ms.two_tower.learning_rate,
+        min(model_settings.two_tower.batch_size, max(len(positives) // 4, 2)),
+        model_settings.two_tower.learning_rate,
         drop_last=True,
     )
     train = add_retrieval_score(ts.train, tower)
     ranker = Ranker(
-        ms.features,
-        ms.ranker,
-        ms.ranker.head_weights or default_head_weights(settings.events.signal_weights),
+        model_settings.features,
+        model_settings.ranker,
+        model_settings.ranker.head_weights or default_head_weights(settings.events.signal_weights),
     )
     ranker_loss = train_in_process(
         ranker,
@@ -237,8 +237,8 @@ def bootstrap(
         train,
         RANKING_COLUMNS,
         epochs,
-        ms.ranker.batch_size,
-        ms.ranker.learning_rate,
+        model_settings.ranker.batch_size,
+        model_settings.ranker.learning_rate,
         drop_last=False,
     )
     seconds["training"] = time.perf_counter() - t
@@ -246,7 +246,9 @@ def bootstrap(
     t = time.perf_counter()
     catalogue = ItemAttributes.from_table(read_catalogue(catalogue_root(settings)))
     index = build_index(
-        embed_items(tower, catalogue, now_s=now.timestamp()), list(catalogue.media_ids), ms.index
+        embed_items(tower, catalogue, now_s=now.timestamp()),
+        list(catalogue.media_ids),
+        model_settings.index,
     )
     seconds["index"] = time.perf_counter() - t
 
@@ -257,19 +259,19 @@ def bootstrap(
         "users": world.n_users,
         "items": world.n_items,
         "train_rows": ts.meta["train_rows"],
-        "features": json.dumps(ms.features.model_dump(mode="json")),
+        "features": json.dumps(model_settings.features.model_dump(mode="json")),
     }
     versions = {
-        ms.retrieval_model_name: register_version(
+        model_settings.retrieval_model_name: register_version(
             uri,
-            ms.retrieval_model_name,
+            model_settings.retrieval_model_name,
             tower,
             common,
             {"train_loss": tower_loss[-1], "index_recall_at_k": index.params.recall_at_k or 0.0},
             index,
         ),
-        ms.ranking_model_name: register_version(
-            uri, ms.ranking_model_name, ranker, common, {"train_loss": ranker_loss[-1]}
+        model_settings.ranking_model_name: register_version(
+            uri, model_settings.ranking_model_name, ranker, common, {"train_loss": ranker_loss[-1]}
         ),
     }
     log(

@@ -253,7 +253,7 @@ def save_model_dir(model: torch.nn.Module, out: str | Path, extra: dict | None =
 
 def start_job(
     settings,
-    ms,
+    model_settings,
     tracking_uri: str | None,
     *,
     events: str | None,
@@ -266,23 +266,23 @@ def start_job(
     set, tracking URI, training set, its folder), with Ray joined."""
     from app import registry
     from app.config import get_settings
-    from app.models.config import model_settings
+    from app.models.config import resolve_model_settings
     from app.ray_runtime import connect_ray
 
     settings = settings or get_settings()
-    ms = ms or model_settings(settings)
+    model_settings = model_settings or resolve_model_settings(settings)
     uri = tracking_uri or registry.tracking_uri(settings)
     connect_ray(settings)
     ts, folder = prepare_training_set(
         settings,
-        ms,
+        model_settings,
         events=events,
         catalogue=catalogue,
         training_set=training_set,
         name=name,
         exclude_items=exclude_items,
     )
-    return settings, match_features(ms, ts), uri, ts, folder
+    return settings, match_features(model_settings, ts), uri, ts, folder
 
 
 def load_champion(uri: str, name: str) -> torch.nn.Module | None:
@@ -295,9 +295,10 @@ def load_champion(uri: str, name: str) -> torch.nn.Module | None:
         return None
 
 
-def fit_options(settings, ms, storage_path: str | None = None) -> dict[str, Any]:
-    """The ``fit`` keyword arguments every job takes from ``ms.training`` (resources, storage, seed)."""
-    t = ms.training
+def fit_options(settings, model_settings, storage_path: str | None = None) -> dict[str, Any]:
+    """The ``fit`` keyword arguments every job takes from ``model_settings.training``
+    (resources, storage, seed)."""
+    t = model_settings.training
     return {
         "storage_path": default_storage(settings, storage_path or t.storage_path),
         "num_workers": t.num_workers,
@@ -317,7 +318,7 @@ def default_storage(settings, override: str | None = None) -> Path:
 
 def prepare_training_set(
     settings,
-    ms,
+    model_settings,
     *,
     events: str | None,
     catalogue: str | None,
@@ -339,14 +340,14 @@ def prepare_training_set(
     catalogue = catalogue or str(state / "offline" / "catalogue")
     print(f"building training set from {events} + {catalogue}", flush=True)
     t0 = time.perf_counter()
-    out = Path(ms.training.training_sets or state / "training_sets") / name
+    out = Path(model_settings.training.training_sets or state / "training_sets") / name
     build_training_set(
         events,
         catalogue,
         out,
-        ms.features,
+        model_settings.features,
         signal_weights=settings.events.signal_weights,
-        eval_days=ms.training.eval_days,
+        eval_days=model_settings.training.eval_days,
         exclude_items=exclude_items,
     )
     ts = load_training_set(out)
@@ -358,18 +359,18 @@ def prepare_training_set(
     return ts, out
 
 
-def match_features(ms, ts):
-    """``ms`` with the feature settings the training set was encoded with (its ``meta``).
+def match_features(model_settings, ts):
+    """``model_settings`` with the feature settings the training set was built with (``meta``).
 
     Hashed id columns are only valid for the bucket sizes they were built with, so a saved
     set built under other settings must size the model's tables, not the current defaults."""
     from app.models.config import FeatureSettings
 
     built = ts.meta.get("features")
-    if not built or FeatureSettings(**built) == ms.features:
-        return ms
+    if not built or FeatureSettings(**built) == model_settings.features:
+        return model_settings
     print(f"using the training set's feature settings {built}", flush=True)
-    return ms.model_copy(update={"features": FeatureSettings(**built)})
+    return model_settings.model_copy(update={"features": FeatureSettings(**built)})
 
 
 def ray_dataset(frame, columns: list[str], folder: Path, shuffle_seed: int | None = None):

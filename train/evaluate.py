@@ -95,14 +95,14 @@ def tower_scorer(model: TwoTower, inputs: TowerInputs) -> Scorer:
 def train_two_tower(
     data: Interactions,
     inputs: TowerInputs,
-    ms: ModelSettings,
+    model_settings: ModelSettings,
     ev: EvaluationSettings,
     log=print,
 ) -> dict[str, Any]:
     """Train with early stopping on validation ``ev.select_metric`` (see the module doc)."""
-    s: TwoTowerSettings = ms.two_tower
+    s: TwoTowerSettings = model_settings.two_tower
     torch.manual_seed(ev.seed)
-    model = TwoTower(ms.features, s)
+    model = TwoTower(model_settings.features, s)
     opt = torch.optim.Adam(model.parameters(), lr=s.learning_rate, weight_decay=s.weight_decay)
     n = next(iter(inputs.pairs.values())).shape[0]
     gen = torch.Generator().manual_seed(ev.seed)
@@ -153,14 +153,14 @@ def train_two_tower(
 
 def run_evaluation(
     dataset: Dataset,
-    ms: ModelSettings,
+    model_settings: ModelSettings,
     *,
     models: tuple[str, ...] = ("popularity", "ease", "two_tower"),
     namespace: str = "",
     log=print,
 ) -> dict[str, Any]:
     """The report (see the module docstring) as a JSON-ready dict."""
-    ev = ms.evaluation
+    ev = model_settings.evaluation
     split = make_split(dataset, ev)
     data = Interactions.from_split(split, dataset.items["item_id"].astype(str))
     report: dict[str, Any] = {
@@ -195,14 +195,14 @@ def run_evaluation(
             data,
             split.train,
             dataset.items,
-            ms.features,
+            model_settings.features,
             namespace=namespace,
             content_type=dataset.content_type,
             by_time=ev.split == "time",
             seed=ev.seed,
         )
         log(f"two_tower inputs in {time.perf_counter() - t0:.1f}s")
-        report["models"]["two_tower"] = train_two_tower(data, inputs, ms, ev, log)
+        report["models"]["two_tower"] = train_two_tower(data, inputs, model_settings, ev, log)
     return report
 
 
@@ -248,17 +248,19 @@ def evaluate_command(
 ) -> None:
     """Full-ranking evaluation: popularity, EASE and the two-tower on one dataset."""
     from app.config import get_settings
-    from app.models.config import model_settings
+    from app.models.config import resolve_model_settings
 
-    ms = model_settings(get_settings())
+    model_settings = resolve_model_settings(get_settings())
     update = {"split": split, "seed": seed, "max_epochs": max_epochs}
-    ev = ms.evaluation.model_copy(update={k: v for k, v in update.items() if v is not None})
-    ms = ms.model_copy(update={"evaluation": ev})
+    ev = model_settings.evaluation.model_copy(
+        update={k: v for k, v in update.items() if v is not None}
+    )
+    model_settings = model_settings.model_copy(update={"evaluation": ev})
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if as_json else print
     try:
         dataset = read_dataset(fmt, path)
         report = run_evaluation(
-            dataset, ms, models=tuple(m.strip() for m in models.split(",")), log=log
+            dataset, model_settings, models=tuple(m.strip() for m in models.split(",")), log=log
         )
     except DatasetError as error:
         typer.echo(f"feedray evaluate: {error}", err=True)

@@ -20,7 +20,7 @@ import pandas as pd
 import typer
 
 from app.index import FeedIndex, build_index
-from app.models.config import ModelSettings, model_settings
+from app.models.config import ModelSettings, resolve_model_settings
 from app.registry import load_index  # noqa: F401 - what serving loads next to the model (was defined here)
 
 
@@ -67,7 +67,7 @@ def embed_catalogue(
 
 def run_index(
     settings=None,
-    ms: ModelSettings | None = None,
+    model_settings: ModelSettings | None = None,
     *,
     alias: str = "challenger",
     items: pd.DataFrame | None = None,
@@ -81,18 +81,21 @@ def run_index(
     from data.training_sets import load_frame
 
     settings = settings or get_settings()
-    ms = ms or model_settings(settings)
+    model_settings = model_settings or resolve_model_settings(settings)
     uri = tracking_uri or registry.tracking_uri(settings)
     connect_ray(settings)
-    model, mv = registry.load_version(uri, ms.retrieval_model_name, alias)
+    model, mv = registry.load_version(uri, model_settings.retrieval_model_name, alias)
     if items is None:
         folder = (
             training_set or registry.configure(uri).get_run(mv.run_id).data.params["training_set"]
         )
         items = load_frame(Path(folder) / "items")
-    print(f"embedding {len(items)} items with {ms.retrieval_model_name} v{mv.version}", flush=True)
+    print(
+        f"embedding {len(items)} items with {model_settings.retrieval_model_name} v{mv.version}",
+        flush=True,
+    )
     vectors, ids = embed_catalogue(model, items)
-    index = build_index(vectors, ids, ms.index)
+    index = build_index(vectors, ids, model_settings.index)
     p = index.params
     print(
         f"index {p.kind} n={p.n} recall@{p.recall_k}={p.recall_at_k:.4f} nprobe={p.nprobe} "
@@ -107,7 +110,9 @@ def run_index(
         "index_params": p.model_dump_json(),
         "index_recall": f"{p.recall_at_k:.6f}",
     }.items():
-        client.set_model_version_tag(ms.retrieval_model_name, str(mv.version), key, value)
+        client.set_model_version_tag(
+            model_settings.retrieval_model_name, str(mv.version), key, value
+        )
     return index, {"version": int(mv.version), "run_id": mv.run_id, "params": p.model_dump()}
 
 

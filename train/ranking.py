@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import typer
 
-from app.models.config import ModelSettings, default_head_weights, model_settings
+from app.models.config import ModelSettings, default_head_weights, resolve_model_settings
 from app.models.ranker import Ranker
 from train.common import (
     RANKING_COLUMNS,
@@ -45,7 +45,7 @@ def add_retrieval_score(frame: pd.DataFrame, retrieval_model) -> pd.DataFrame:
 
 def run_ranking(
     settings=None,
-    ms: ModelSettings | None = None,
+    model_settings: ModelSettings | None = None,
     *,
     events: str | None = None,
     catalogue: str | None = None,
@@ -59,9 +59,9 @@ def run_ranking(
     from app.models.evaluation import evaluate_ranking, gate
     from train.common import fit_options, load_champion, start_job
 
-    settings, ms, uri, ts, folder = start_job(
+    settings, model_settings, uri, ts, folder = start_job(
         settings,
-        ms,
+        model_settings,
         tracking_uri,
         events=events,
         catalogue=catalogue,
@@ -69,16 +69,19 @@ def run_ranking(
         name=run_name,
     )
     if retrieval_model is None and register:
-        retrieval_model = load_champion(uri, ms.retrieval_model_name)
+        retrieval_model = load_champion(uri, model_settings.retrieval_model_name)
     ts.train = add_retrieval_score(ts.train, retrieval_model)
     ts.eval = add_retrieval_score(ts.eval, retrieval_model)
     train_ds = ray_dataset(
-        ts.train, RANKING_COLUMNS, folder / "ranking_train", shuffle_seed=ms.training.seed
+        ts.train,
+        RANKING_COLUMNS,
+        folder / "ranking_train",
+        shuffle_seed=model_settings.training.seed,
     )
-    r = ms.ranker
+    r = model_settings.ranker
     weights = r.head_weights or default_head_weights(settings.events.signal_weights)
-    config = Ranker(ms.features, r, weights).config()
-    t = ms.training
+    config = Ranker(model_settings.features, r, weights).config()
+    t = model_settings.training
     model, result, last_epoch = fit(
         kind="ranker",
         model_config=config,
@@ -87,34 +90,34 @@ def run_ranking(
         batch_size=r.batch_size,
         lr=r.learning_rate,
         name=run_name,
-        **fit_options(settings, ms, storage_path),
+        **fit_options(settings, model_settings, storage_path),
     )
-    champion = load_champion(uri, ms.ranking_model_name) if register else None
+    champion = load_champion(uri, model_settings.ranking_model_name) if register else None
     report = evaluate_ranking(model, ts.eval, ts.items, champion=champion)
     report["train"] = {
         k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))
     }
-    decision = gate(report, ms.gate.ranking_metric, ms.gate.tolerance)
+    decision = gate(report, model_settings.gate.ranking_metric, model_settings.gate.tolerance)
     print(f"ranking report: {report}", flush=True)
     registered: dict = {}
     if register:
         params = (
             flat_params("ranker", r)
-            | flat_params("features", ms.features)
+            | flat_params("features", model_settings.features)
             | flat_params("training", t)
             | {"training_set": str(folder), "retrieval_score": retrieval_model is not None}
         )
         registered = log_and_register(
             uri=uri,
-            experiment=ms.experiment,
-            model_name=ms.ranking_model_name,
+            experiment=model_settings.experiment,
+            model_name=model_settings.ranking_model_name,
             model=model,
             params=params,
             report=report,
             decision=decision,
             epochs_trained=last_epoch + 1,
             training_meta=ts.meta,
-            gate_settings=ms.gate,
+            gate_settings=model_settings.gate,
             run_name=run_name,
         )
     return JobResult(model, report, decision, registered, ts, folder, last_epoch + 1)
@@ -144,7 +147,7 @@ def command(
     from app.config import get_settings
 
     settings = get_settings()
-    ms = model_settings(settings)
+    model_settings = resolve_model_settings(settings)
     rk = {
         k: v
         for k, v in {"epochs": epochs, "batch_size": batch_size, "learning_rate": lr}.items()
@@ -155,15 +158,15 @@ def command(
         for k, v in {"num_workers": workers, "cpus_per_worker": cpus_per_worker}.items()
         if v is not None
     }
-    ms = ms.model_copy(
+    model_settings = model_settings.model_copy(
         update={
-            "ranker": ms.ranker.model_copy(update=rk),
-            "training": ms.training.model_copy(update=tr),
+            "ranker": model_settings.ranker.model_copy(update=rk),
+            "training": model_settings.training.model_copy(update=tr),
         }
     )
     out = run_ranking(
         settings,
-        ms,
+        model_settings,
         events=events,
         catalogue=catalogue,
         training_set=training_set,

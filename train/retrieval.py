@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from app.models.config import ModelSettings, model_settings
+from app.models.config import ModelSettings, resolve_model_settings
 from app.models.two_tower import TwoTower
 from train.common import (
     RETRIEVAL_COLUMNS,
@@ -39,7 +39,7 @@ class JobResult:
 
 def run_retrieval(
     settings=None,
-    ms: ModelSettings | None = None,
+    model_settings: ModelSettings | None = None,
     *,
     events: str | None = None,
     catalogue: str | None = None,
@@ -54,9 +54,9 @@ def run_retrieval(
     from app.models.evaluation import evaluate_retrieval, gate
     from train.common import fit_options, load_champion, start_job
 
-    settings, ms, uri, ts, folder = start_job(
+    settings, model_settings, uri, ts, folder = start_job(
         settings,
-        ms,
+        model_settings,
         tracking_uri,
         events=events,
         catalogue=catalogue,
@@ -68,11 +68,11 @@ def run_retrieval(
         ts.positives("train"),
         RETRIEVAL_COLUMNS,
         folder / "retrieval_train",
-        shuffle_seed=ms.training.seed,
+        shuffle_seed=model_settings.training.seed,
     )
-    m = ms.two_tower.model_copy(update={"output_dim": settings.serving.embedding_dim})
-    config = TwoTower(ms.features, m).config()
-    t = ms.training
+    m = model_settings.two_tower.model_copy(update={"output_dim": settings.serving.embedding_dim})
+    config = TwoTower(model_settings.features, m).config()
+    t = model_settings.training
     model, result, last_epoch = fit(
         kind="two_tower",
         model_config=config,
@@ -81,36 +81,36 @@ def run_retrieval(
         batch_size=m.batch_size,
         lr=m.learning_rate,
         name=run_name,
-        **fit_options(settings, ms, storage_path),
+        **fit_options(settings, model_settings, storage_path),
     )
-    champion = load_champion(uri, ms.retrieval_model_name) if register else None
+    champion = load_champion(uri, model_settings.retrieval_model_name) if register else None
     report = evaluate_retrieval(
         model, ts.eval, ts.users, ts.items, champion=champion, ks=(100, 500)
     )
     report["train"] = {
         k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))
     }
-    decision = gate(report, ms.gate.retrieval_metric, ms.gate.tolerance)
+    decision = gate(report, model_settings.gate.retrieval_metric, model_settings.gate.tolerance)
     print(f"retrieval report: {report}", flush=True)
     registered: dict = {}
     if register:
         params = (
             flat_params("two_tower", m)
-            | flat_params("features", ms.features)
+            | flat_params("features", model_settings.features)
             | flat_params("training", t)
             | {"training_set": str(folder), "train_positives": ts.meta["train_positives"]}
         )
         registered = log_and_register(
             uri=uri,
-            experiment=ms.experiment,
-            model_name=ms.retrieval_model_name,
+            experiment=model_settings.experiment,
+            model_name=model_settings.retrieval_model_name,
             model=model,
             params=params,
             report=report,
             decision=decision,
             epochs_trained=last_epoch + 1,
             training_meta=ts.meta,
-            gate_settings=ms.gate,
+            gate_settings=model_settings.gate,
             run_name=run_name,
         )
     return JobResult(model, report, decision, registered, ts, folder, last_epoch + 1)
@@ -142,7 +142,7 @@ def command(
     from app.config import get_settings
 
     settings = get_settings()
-    ms = model_settings(settings)
+    model_settings = resolve_model_settings(settings)
     tt = {
         k: v
         for k, v in {"epochs": epochs, "batch_size": batch_size, "learning_rate": lr}.items()
@@ -153,15 +153,15 @@ def command(
         for k, v in {"num_workers": workers, "cpus_per_worker": cpus_per_worker}.items()
         if v is not None
     }
-    ms = ms.model_copy(
+    model_settings = model_settings.model_copy(
         update={
-            "two_tower": ms.two_tower.model_copy(update=tt),
-            "training": ms.training.model_copy(update=tr),
+            "two_tower": model_settings.two_tower.model_copy(update=tt),
+            "training": model_settings.training.model_copy(update=tr),
         }
     )
     out = run_retrieval(
         settings,
-        ms,
+        model_settings,
         events=events,
         catalogue=catalogue,
         training_set=training_set,

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from app.models.config import ModelSettings, model_settings
+from app.models.config import ModelSettings, resolve_model_settings
 
 
 def _trial(config: dict) -> None:
@@ -74,7 +74,7 @@ def _trial(config: dict) -> None:
 
 def run_tune(
     settings=None,
-    ms: ModelSettings | None = None,
+    model_settings: ModelSettings | None = None,
     *,
     model: str = "retrieval",
     training_set: str,
@@ -95,11 +95,13 @@ def run_tune(
     from train.common import default_storage
 
     settings = settings or get_settings()
-    ms = ms or model_settings(settings)
+    model_settings = model_settings or resolve_model_settings(settings)
     connect_ray(settings)
     meta = json.loads((Path(training_set) / "meta.json").read_text())
     if meta.get("features"):  # the bucket sizes the set's hashed ids were built with
-        ms = ms.model_copy(update={"features": FeatureSettings(**meta["features"])})
+        model_settings = model_settings.model_copy(
+            update={"features": FeatureSettings(**meta["features"])}
+        )
     space: dict[str, Any] = {"learning_rate": tune.loguniform(1e-3, 2e-2)}
     if model == "retrieval":
         space |= {
@@ -113,9 +115,9 @@ def run_tune(
         "training_set": str(Path(training_set).resolve()),
         "epochs": epochs,
         "base": {
-            "features": ms.features.model_dump(mode="json"),
-            "two_tower": ms.two_tower.model_dump(mode="json"),
-            "ranker": ms.ranker.model_dump(mode="json"),
+            "features": model_settings.features.model_dump(mode="json"),
+            "two_tower": model_settings.two_tower.model_dump(mode="json"),
+            "ranker": model_settings.ranker.model_dump(mode="json"),
         },
     }
     tuner = tune.Tuner(

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from app.config import get_settings
 from app.schemas import EventType, Exposure
 
 EXPOSURE_COLUMNS = ("request_id", "user_id", "arm", "media_id", "served_at")
@@ -152,9 +153,12 @@ def _user_arms(exposures: pd.DataFrame) -> pd.Series:
     return arms["first"].where(arms["nunique"] == 1, MIXED_ARM).rename("arm")
 
 
-def user_metrics(exposures: pd.DataFrame, events: pd.DataFrame, window_s: float) -> pd.DataFrame:
+def user_metrics(
+    exposures: pd.DataFrame, events: pd.DataFrame, window_s: float | None = None
+) -> pd.DataFrame:
     """One row per exposed user (index ``user_id``): ``arm`` and the counts of ``COUNT_COLUMNS``.
 
+    Events are attributed within ``window_s`` (default ``experiments.attribution_window_s``).
     Outcomes count once per (feed, item): a start is an impression that was started. A
     session is the exposure's ``session_id`` when logged, else the feed request.
     """
@@ -170,6 +174,8 @@ def user_metrics(exposures: pd.DataFrame, events: pd.DataFrame, window_s: float)
     out["sessions"] = session.groupby(feeds["user_id"]).nunique()
     degraded = feeds["degraded"].fillna(False).astype(bool) if "degraded" in feeds else None
     out["degraded_feeds"] = 0 if degraded is None else degraded.groupby(feeds["user_id"]).sum()
+    if window_s is None:
+        window_s = get_settings().experiments.attribution_window_s
     attributed = attribute_events(exposures, events, window_s)
     for column, event_type in OUTCOME_EVENTS.items():
         hits = attributed[attributed["event_type"] == str(event_type)]

@@ -62,6 +62,25 @@ STRONG_EVENTS: tuple[EventType, ...] = (
     EventType.SUBSCRIPTION_TO_CREATOR,
 )
 POSITIVE_EVENTS: tuple[EventType, ...] = (EventType.MEDIA_COMPLETED, *STRONG_EVENTS)
+NEGATIVE_EVENTS: tuple[EventType, ...] = (
+    EventType.MEDIA_SKIPPED,
+    EventType.MEDIA_DISLIKED,
+    EventType.MEDIA_PAUSED_EARLY,
+)
+
+# The label weight each engagement event carries (``EventSettings.signal_weights``).
+DEFAULT_SIGNAL_WEIGHTS: dict[EventType, float] = {
+    EventType.MEDIA_COMPLETED: 1.0,
+    EventType.MEDIA_REPLAY: 0.8,
+    EventType.MEDIA_LIKED: 0.8,
+    EventType.MEDIA_SHARED: 0.8,
+    EventType.MEDIA_ADDED_TO_PLAYLIST: 0.7,
+    EventType.SUBSCRIPTION_TO_CREATOR: 0.7,
+    EventType.MEDIA_STARTED: 0.1,
+    EventType.MEDIA_PAUSED_EARLY: -0.2,
+    EventType.MEDIA_SKIPPED: -0.4,
+    EventType.MEDIA_DISLIKED: -0.5,
+}
 
 # Events whose consumed_fraction x duration counts as time spent (for avg_session_duration).
 TIMED_EVENTS = frozenset(

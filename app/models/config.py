@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.features.definitions import STRONG_EVENTS  # defined once there; importable from here
-from app.schemas import EventType
-
-NEGATIVE_EVENTS: tuple[EventType, ...] = (
-    EventType.MEDIA_SKIPPED,
-    EventType.MEDIA_DISLIKED,
-    EventType.MEDIA_PAUSED_EARLY,
+from app.features.definitions import (  # defined once there; importable from here
+    DEFAULT_SIGNAL_WEIGHTS,
+    NEGATIVE_EVENTS,
+    STRONG_EVENTS,
 )
+from app.schemas import EventType
 
 
 class FeatureSettings(BaseModel):
@@ -139,7 +137,7 @@ class ModelSettings(BaseModel):
     evaluation: EvaluationSettings = EvaluationSettings()
 
 
-def model_settings(settings: object | None = None) -> ModelSettings:
+def resolve_model_settings(settings: object | None = None) -> ModelSettings:
     """``settings.models`` (defaults when ``settings`` is None)."""
     found = getattr(settings, "models", None)
     return found if isinstance(found, ModelSettings) else ModelSettings()
@@ -151,8 +149,6 @@ def default_head_weights(signal_weights: dict | None = None) -> dict[str, float]
     completion -> weight of media_completed; strong -> mean weight of the strong events;
     negative -> mean weight of skip / dislike / early pause (negative numbers).
     """
-    from app.config import DEFAULT_SIGNAL_WEIGHTS
-
     w = {str(k): float(v) for k, v in (signal_weights or DEFAULT_SIGNAL_WEIGHTS).items()}
     return {
         "completed": w[str(EventType.MEDIA_COMPLETED)],

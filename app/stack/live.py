@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from app.config import LIVE_SERVICE_NAMES, FeedraySettings
-from app.stack.components import Component, ComponentStatus, StackPaths
+from app.stack.component import Component, ComponentStatus, StackPaths
 from app.stack.process import PidRecord, StackError, pid_alive, spawn_detached, terminate
 
 WORLD_RECORD = "world.json"

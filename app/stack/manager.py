@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
 from app.config import LIVE_SERVICE_NAMES, FeedraySettings
-from app.stack.components import Component, ComponentStatus, StackPaths, all_components
+from app.stack.component import Component, ComponentStatus, StackPaths
+from app.stack.components import all_components
 from app.stack.live import LiveService, live_services
 from app.stack.process import StackError
 

@@ -24,8 +24,11 @@ def ingest_command(
         ),
     ] = True,
     interval_s: Annotated[
-        float, typer.Option("--interval", min=1.0, help="Seconds between scheduled runs.")
-    ] = 300.0,
+        float | None,
+        typer.Option(
+            "--interval", min=1.0, help="Seconds between scheduled runs (ingest.interval_s)."
+        ),
+    ] = None,
     root: Annotated[
         str | None,
         typer.Option(
@@ -38,6 +41,7 @@ def ingest_command(
 ) -> None:
     """Kafka engagement events -> enriched Parquet (date/hour), exactly once per offset."""
     settings = get_settings()
+    interval_s = settings.ingest.interval_s if interval_s is None else interval_s
     while True:
         started = time.monotonic()
         try:

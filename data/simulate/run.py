@@ -152,11 +152,19 @@ simulate_app = typer.Typer(help="Simulate users engaging with a video+audio cata
 
 @simulate_app.command("run")
 def simulate_command(
-    users: int = typer.Option(10_000, "--users", min=1, help="Number of users."),
-    items: int = typer.Option(50_000, "--items", min=1, help="Number of items."),
-    creators: int = typer.Option(2_000, "--creators", min=1, help="Number of creators."),
+    users: int | None = typer.Option(
+        None, "--users", min=1, help="Number of users (default WorldConfig.n_users)."
+    ),
+    items: int | None = typer.Option(
+        None, "--items", min=1, help="Number of items (default WorldConfig.n_items)."
+    ),
+    creators: int | None = typer.Option(
+        None, "--creators", min=1, help="Number of creators (default WorldConfig.n_creators)."
+    ),
     days: float = typer.Option(1.0, "--days", min=0.0, help="Simulated days from the start."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Random seed (same seed, same stream)."),
+    seed: int | None = typer.Option(
+        None, "--seed", min=0, help="Random seed (same seed, same stream; default 0)."
+    ),
     sink: SinkKind = typer.Option(SinkKind.NONE, "--sink", help="Where events go."),
     path: Path | None = typer.Option(None, "--path", help="Output folder for --sink parquet."),
     max_events: int | None = typer.Option(None, "--max-events", min=1, help="Stop after N."),
@@ -181,7 +189,9 @@ def simulate_command(
         extra["start"] = clock_from_settings(get_settings()).now() - timedelta(days=days)
     elif start is not None:
         extra["start"] = start.replace(tzinfo=UTC)
-    config = WorldConfig(seed=seed, n_users=users, n_items=items, n_creators=creators, **extra)
+    sizes = {"seed": seed, "n_users": users, "n_items": items, "n_creators": creators}
+    extra |= {name: value for name, value in sizes.items() if value is not None}
+    config = WorldConfig(**extra)
     if sink is SinkKind.KAFKA:
         record_world(config)
     report = simulate(

@@ -44,3 +44,22 @@ def test_a_failed_step_stops_the_demo_and_shows_its_log(
     out, err = capsys.readouterr()
     assert "[ 3/5] bad" in out and "FAILED (exit 2)" in out
     assert "No such command" in err and str(tmp_path / "03-bad.log") in err
+
+
+def test_the_demo_world_defaults_to_the_demo_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.demo as demo
+
+    settings = FeedraySettings(demo={"users": 11, "items": 22, "creators": 3, "days": 0.5})
+    seen: list[tuple] = []
+    monkeypatch.setattr(demo, "get_settings", lambda: settings)
+    monkeypatch.setattr(demo, "demo_steps", lambda s, *world: seen.append(world) or [])
+    monkeypatch.setattr(demo, "serve_url", lambda: "http://127.0.0.1:1")
+    monkeypatch.setattr(demo, "example_request", lambda s, users, url: seen.append((users, url)))
+    demo.demo_command(users=None, items=None, days=None, creators=None)
+    demo.demo_command(users=7, items=None, days=None, creators=None)
+    assert seen == [
+        (11, 22, 0.5, 3),
+        (11, "http://127.0.0.1:1"),
+        (7, 22, 0.5, 3),
+        (7, "http://127.0.0.1:1"),
+    ]

@@ -200,7 +200,7 @@ def test_killed_collector_loses_and_double_counts_nothing(
 def test_redis_restart_mid_stream_ends_with_the_same_totals(
     tmp_path, ray_local, world, events
 ) -> None:
-    from app.stack.components import ensure_topics
+    from app.stack.kafka import ensure_topics
     from app.stack.manager import Stack
     from tests.conftest import scratch_settings
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 
 from app.config import FeedraySettings
-from app.stack.components import ensure_topics
+from app.stack.kafka import ensure_topics
 from app.stack.manager import Stack
 from app.stack.process import free_port
 from tests.conftest import TEST_AT, scratch_settings

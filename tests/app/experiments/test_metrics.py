@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
+from app.config import FeedraySettings
+from app.experiments import metrics
 from app.experiments.metrics import (
     MIXED_ARM,
     attribute_events,
@@ -174,3 +176,14 @@ def test_pre_period_activity_counts_events_per_user() -> None:
         "sessions": 2,
     }
     assert pre.loc["u2", "dislikes"] == 1 and pre.loc["u2", "sessions"] == 0
+
+
+@pytest.mark.parametrize(("window_s", "starts"), [(60.0, 0), (600.0, 1)])
+def test_user_metrics_attribute_within_the_configured_window(
+    monkeypatch: pytest.MonkeyPatch, window_s: float, starts: int
+) -> None:
+    settings = FeedraySettings(experiments={"attribution_window_s": window_s})
+    monkeypatch.setattr(metrics, "get_settings", lambda: settings)
+    exposures = exposure_frame([_exposure("r1", "u1", "canary", ["m1"], T0)])
+    events = _events([("u1", "m1", "media_started", T0 + timedelta(minutes=5))])
+    assert user_metrics(exposures, events).loc["u1", "starts"] == starts

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.config import LatencySettings
 from app.serving import degrade
 from app.serving.assembly import (
     FeedParams,
@@ -19,7 +20,7 @@ from app.serving.assembly import (
     trending_keys,
 )
 from app.serving.cache import TTLCache
-from app.serving.timing import Stopwatch, stage_timeout_s
+from app.serving.timing import Stopwatch, over_budget, stage_timeout_s
 from app.serving.types import CandidateBatch, UserFeatures
 
 
@@ -203,3 +204,11 @@ def test_degradations_and_timing():
         pass
     assert watch.ms["a"] >= 0 and watch.total_ms() >= watch.ms["a"]
     assert stage_timeout_s(10, 60) == pytest.approx(0.07)
+
+
+def test_over_budget_reads_each_stage_budget_from_the_settings():
+    budgets = LatencySettings(features_ms=5.0, total_ms=150.0)
+    assert over_budget(4.9, 149.0, budgets) == []
+    assert over_budget(5.1, 150.5, budgets) == ["features", "total"]
+    tight = LatencySettings(features_ms=1.0, total_ms=200.0)
+    assert over_budget(4.9, 160.0, tight) == ["features"]
