@@ -27,21 +27,6 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 # Modules that may import any layer.
 COMPOSITION_ROOTS = frozenset({"app.cli"})
-# Upward imports that are being removed; each (importer, imported) pair is allowed only
-# while it is listed here. Empty this as the moves land.
-KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("deployments.store", "data.catalogue"),
-        ("deployments.store", "data.trending"),
-        ("train.bootstrap", "deployments.live_index"),
-        ("app.features.offline", "data.ingest"),
-    }
-)
-
-# Import cycles that are being broken (same rule: listed only while they exist).
-KNOWN_CYCLES: tuple[tuple[str, ...], ...] = (
-    ("deployments.ranking", "deployments.retrieval", "deployments.stages"),
-)
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -131,20 +116,11 @@ def test_the_graph_sees_the_project():
 
 
 def test_no_import_cycles():
-    cycles = [tuple(c) for c in import_cycles(import_graph())]
-    assert [c for c in cycles if c not in KNOWN_CYCLES] == []
-    assert [c for c in KNOWN_CYCLES if c not in cycles] == []
+    assert import_cycles(import_graph()) == []
 
 
 def test_no_layer_imports_upward():
-    bad = upward_imports(import_graph())
-    assert sorted(bad - KNOWN_VIOLATIONS) == []
-
-
-def test_the_known_violations_are_still_there():
-    """A violation that is gone must leave the allow-list, so it cannot come back unseen."""
-    bad = upward_imports(import_graph())
-    assert sorted(KNOWN_VIOLATIONS - bad) == []
+    assert sorted(upward_imports(import_graph())) == []
 
 
 @pytest.mark.parametrize(
