@@ -8,7 +8,7 @@ PYTEST  := $(VENV)/bin/pytest
 # size defaults to the `demo` settings: override e.g. `make demo DEMO_ARGS="--users 100000 --items 1000000"`.
 DEMO_ARGS ?=
 
-.PHONY: install demo test test-fast up down status purge
+.PHONY: install demo test test-fast lint up down status purge
 
 install:
 	bash scripts/install.sh
@@ -16,9 +16,14 @@ install:
 demo: install
 	$(FEEDRAY) demo $(DEMO_ARGS)
 
-# The whole suite; integration tests start their own Redis, Kafka, Ray and MLflow on free loopback ports.
-test: install
+# Lint and format check (ruff, configured in pyproject.toml), then the whole suite; integration
+# tests start their own Redis, Kafka, Ray and MLflow on free loopback ports.
+test: install lint
 	$(PYTEST) -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Pure-logic tests only (no servers).
 test-fast: install

@@ -18,7 +18,10 @@ from app.stack.ray_env import DashboardAccess, dashboard_access
 
 cli = typer.Typer(
     name="feedray",
-    help="Ray-native two-stage recommendation platform: local stack, simulator, pipelines, models, serving.",
+    help=(
+        "Ray-native two-stage recommendation platform: local stack, simulator, pipelines,"
+        " models, serving."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

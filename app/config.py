@@ -155,7 +155,8 @@ class EventSettings(BaseModel):
     @field_validator("signal_weights", mode="before")
     @classmethod
     def _overrides_merge_onto_defaults(cls, weights: Any) -> Any:
-        """Overriding one weight (``FEEDRAY_EVENTS__SIGNAL_WEIGHTS__MEDIA_LIKED=0.9``) keeps the rest."""
+        """Overriding one weight (``FEEDRAY_EVENTS__SIGNAL_WEIGHTS__MEDIA_LIKED=0.9``) keeps the
+        rest."""
         if isinstance(weights, dict):
             return {str(k): v for k, v in DEFAULT_SIGNAL_WEIGHTS.items()} | {
                 str(k): v for k, v in weights.items()
@@ -345,7 +346,8 @@ class CollectorSettings(BaseModel):
     actor_num_cpus: float = Field(0.5, ge=0)
     meta_cache_size: int = Field(1_000_000, ge=0)
     # A 5,000-event apply script can take longer than settings.redis.socket_timeout_s on a busy
-    # host; a timed-out call that did run is detected on retry by its offsets (skipped, not doubled).
+    # host; a timed-out call that did run is detected on retry by its offsets (skipped, not
+    # doubled).
     redis_socket_timeout_s: float = Field(10.0, gt=0)
 
 

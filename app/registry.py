@@ -29,7 +29,8 @@ ALIASES = (CHAMPION, CHALLENGER)
 
 
 def tracking_uri(settings: Any | None = None) -> str:
-    """The configured tracking URI, else the stack's MLflow server when it runs, else its SQLite store."""
+    """The configured tracking URI, else the stack's MLflow server when it runs, else its SQLite
+    store."""
     if settings is None:
         from app.config import get_settings
 

@@ -1,6 +1,7 @@
 """Collector throughput: events/s from Kafka to Redis features, with 1 and 2 workers.
 
-    .venv/bin/python -m bench.bench_collector [--events 500000] [--workers 1 2] [--repeats 3] [--use-running-stack]
+    .venv/bin/python -m bench.bench_collector [--events 500000] [--workers 1 2] [--repeats 3] \
+        [--use-running-stack]
 
 Pre-produces ``--events`` simulated events (``KafkaSink``) into a fresh engagement topic,
 seeds the world's catalogue into Redis, then for each worker count runs
@@ -51,9 +52,13 @@ def main() -> None:
     with context as base:
         suffix = uuid.uuid4().hex[:8]
         topics = base.kafka.topics.model_copy(
-            update={"engagement": f"bench.engagement.{suffix}", "published": f"bench.published.{suffix}",
-                    "dead_letter": f"bench.dlq.{suffix}", "exposures": f"bench.exposures.{suffix}"}
-        )  # fmt: skip
+            update={
+                "engagement": f"bench.engagement.{suffix}",
+                "published": f"bench.published.{suffix}",
+                "dead_letter": f"bench.dlq.{suffix}",
+                "exposures": f"bench.exposures.{suffix}",
+            }
+        )
         settings = base.model_copy(
             update={"kafka": base.kafka.model_copy(update={"topics": topics})}
         )
@@ -100,7 +105,8 @@ def main() -> None:
                 runs.setdefault(str(workers), []).append(report.model_dump())
                 print(
                     f"workers={workers} repeat={repeat}: {report.events:,} events, "
-                    f"{report.events_per_s:,.0f}/s wall, {report.processing_events_per_s:,.0f}/s processing",
+                    f"{report.events_per_s:,.0f}/s wall, "
+                    f"{report.processing_events_per_s:,.0f}/s processing",
                     flush=True,
                 )
                 # Free the run's keys before the next one (the host has little memory to spare).

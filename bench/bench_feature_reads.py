@@ -1,6 +1,7 @@
 """Online feature read latency: one user's features and 500 items' features.
 
-    .venv/bin/python -m bench.bench_feature_reads [--reads 10000] [--items 100000] [--use-running-stack]
+    .venv/bin/python -m bench.bench_feature_reads [--reads 10000] [--items 100000] \
+        [--use-running-stack]
 
 Seeds a simulated world's catalogue into Redis, streams simulated events through the store's
 write path (so records and user hashes have realistic contents), then times, over

@@ -253,18 +253,26 @@ def main() -> None:
 
         result = {
             "benchmark": "kafka -> parquet (validate + enrich + date/hour partitions)",
-            "command": " ".join([".venv/bin/python", *[a if i else "bench/bench_ingest.py" for i, a in enumerate(sys.argv)]]),
+            "command": " ".join(
+                [
+                    ".venv/bin/python",
+                    *[a if i else "bench/bench_ingest.py" for i, a in enumerate(sys.argv)],
+                ]
+            ),
             "when": datetime.now(UTC).isoformat(),
             "host": {
-                "machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                "platform": platform.platform(), "load_avg_1m_at_end": os.getloadavg()[0],
+                "machine": platform.machine(),
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "load_avg_1m_at_end": os.getloadavg()[0],
             },
             "events": produced.events,
             "partitions": settings.kafka.topics.engagement_partitions,
             "produce_seconds": round(produce_s, 2),
             "ray_data_read_kafka": summary(ray_runs),
             "baseline_confluent_pyarrow": summary(base_runs),
-        }  # fmt: skip
+        }
         result["ray_over_baseline"] = round(
             result["ray_data_read_kafka"]["median_events_per_s"]
             / result["baseline_confluent_pyarrow"]["median_events_per_s"],

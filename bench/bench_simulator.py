@@ -1,6 +1,7 @@
 """Simulator throughput: events/s into the real Kafka broker, against generation alone.
 
-    .venv/bin/python -m bench.bench_simulator --users 100000 --items 300000 --events 1000000 --runs 3
+    .venv/bin/python -m bench.bench_simulator --users 100000 --items 300000 --events 1000000 \
+        --runs 3
 
 Each run streams the same simulated stream (fresh topics per run) through ``KafkaSink``
 (acks=all, idempotent, lz4); the baseline is the same generation + JSON encoding into a

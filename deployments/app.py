@@ -8,11 +8,11 @@
 config's ``args``::
 
     args:
-      settings: {redis: {port: 6379}, kafka: {...}}   # FeedraySettings overrides (else env / feedray.yaml)
+      settings: {redis: {port: 6379}, kafka: {...}}  # FeedraySettings overrides (else env/yaml)
       serving: {hop_allowance_ms: 60}                 # laid over settings.serving (ServingSettings)
       features_hop: false                             # FeatureLookup as its own deployment
-      gpu: auto                                       # retrieval/ranking num_gpus: auto | true | false
-      stages: remote                                  # remote (own deployments) | local (in the ingress)
+      gpu: auto                # retrieval/ranking num_gpus: auto | true | false
+      stages: remote           # remote (own deployments) | local (in the ingress)
 """
 
 from __future__ import annotations

@@ -177,8 +177,8 @@ def serve_command(
     refresh_models: Annotated[
         bool,
         typer.Option(
-            help="Resolve MLflow aliases (alias:champion, ...) to versions first: how a promotion or "
-            "rollback reaches running replicas, in place."
+            help="Resolve MLflow aliases (alias:champion, ...) to versions first: how a promotion "
+            "or rollback reaches running replicas, in place."
         ),
     ] = True,
     wait_s: Annotated[
@@ -190,8 +190,8 @@ def serve_command(
     stages: Annotated[
         Placement | None,
         typer.Option(
-            help="Where retrieval and ranking run: own deployments (remote) or inside the ingress (local). "
-            "Default: the config's args.stages."
+            help="Where retrieval and ranking run: own deployments (remote) or inside the ingress "
+            "(local). Default: the config's args.stages."
         ),
     ] = None,
 ) -> None:
@@ -230,5 +230,6 @@ def serve_command(
     deploy(spec, wait_s)
     http = spec.get("http_options") or {}
     print(
-        f"feedray serving on http://{host}:{http.get('port', 8000)}/api/v1/content/feed (docs: /docs)"
+        f"feedray serving on http://{host}:{http.get('port', 8000)}/api/v1/content/feed "
+        "(docs: /docs)"
     )

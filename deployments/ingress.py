@@ -49,7 +49,10 @@ LANGUAGE_PATTERN = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
 fastapi_app = FastAPI(
     title="feedray",
     version="1",
-    description="Personalised video + audio feeds: retrieval (two-tower + FAISS), ranking (TorchRec DLRM), re-rank.",
+    description=(
+        "Personalised video + audio feeds: retrieval (two-tower + FAISS), "
+        "ranking (TorchRec DLRM), re-rank."
+    ),
 )
 
 

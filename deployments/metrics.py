@@ -26,7 +26,10 @@ class ServingMetrics:
 
         self.stage_latency = Histogram(
             "feedray_stage_latency_ms",
-            description="Per-stage latency of the feed path in ms (stage=features|retrieval|ranking|rerank|total).",
+            description=(
+                "Per-stage latency of the feed path in ms "
+                "(stage=features|retrieval|ranking|rerank|total)."
+            ),
             boundaries=LATENCY_BOUNDARIES_MS,
             tag_keys=("stage",),
         )
@@ -42,7 +45,9 @@ class ServingMetrics:
         )
         self.cache = Counter(
             "feedray_feature_cache_total",
-            description="Replica feature cache lookups while Redis was unavailable (result=hit|miss).",
+            description=(
+                "Replica feature cache lookups while Redis was unavailable (result=hit|miss)."
+            ),
             tag_keys=("result",),
         )
         self.requests = Counter(

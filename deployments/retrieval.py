@@ -2,7 +2,7 @@
 
 ``user_config`` (hot, via ``reconfigure``; no restart)::
 
-    models: {champion: "alias:champion", canary: "alias:challenger"}   # or "3", "feedray-two-tower@3"
+    models: {champion: "alias:champion", canary: "alias:challenger"}  # or "3", "name@3"
     fault: null | "error"     # fault injection for drills and tests
     delay_ms: 0               # artificial stage delay (drills: "stage over budget")
 """

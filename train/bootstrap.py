@@ -129,7 +129,8 @@ def register_version(
     index=None,
     alias: str | None = "champion",
 ) -> int:
-    """Log ``model`` (and its ``index``) in a new MLflow run and register it as a version of ``name``."""
+    """Log ``model`` (and its ``index``) in a new MLflow run and register it as a version of
+    ``name``."""
     import mlflow
 
     from app import registry

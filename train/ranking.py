@@ -29,7 +29,8 @@ from train.retrieval import JobResult
 
 
 def add_retrieval_score(frame: pd.DataFrame, retrieval_model) -> pd.DataFrame:
-    """``retrieval_score`` column: cosine of the user and content tower embeddings (0 without a model)."""
+    """``retrieval_score`` column: cosine of the user and content tower embeddings (0 without a
+    model)."""
     from app.models.features import ITEM_COLUMNS, USER_COLUMNS, frame_columns
     from app.models.two_tower import embed
 

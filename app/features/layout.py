@@ -119,7 +119,8 @@ class PackedLayout:
         return self.offset(last_static) + self.dtype.fields[last_static][0].itemsize
 
     def lua_table(self) -> str:
-        """A Lua table literal ``{fmt=..., n=..., size=..., f={name={pos,count},...}, rings=...}``."""
+        """A Lua table literal
+        ``{fmt=..., n=..., size=..., f={name={pos,count},...}, rings=...}``."""
         fields = ", ".join(f"{n}={{{p},{c}}}" for n, (p, c) in self.lua_positions.items())
         rings = ", ".join(
             f"{r.name}={{size={r.size}, bucket_s={r.bucket_s}, series={{"

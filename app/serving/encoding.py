@@ -48,7 +48,8 @@ class ItemCounters:
 def user_columns(
     user: UserFeatures, context: RequestContext, cfg: FeatureSettings
 ) -> dict[str, np.ndarray]:
-    """u_* columns [1, ...] of one request's user; a cold-start user is described by the request language."""
+    """u_* columns [1, ...] of one request's user; a cold-start user is described by the request
+    language."""
     from app.features.online_store import UserFeatures as OnlineUser
 
     language = (
@@ -111,7 +112,8 @@ def ranking_batch(
     now_s: float,
     cfg: FeatureSettings,
 ) -> dict[str, np.ndarray]:
-    """The ranker's input for n candidates: user columns repeated, item columns, retrieval score, type match."""
+    """The ranker's input for n candidates: user columns repeated, item columns, retrieval score,
+    type match."""
     n = len(candidates)
     items = item_columns(
         candidates.media_ids,

@@ -52,9 +52,11 @@ class ExposureLog:
     def log(self, exposure: Exposure) -> bool:
         try:
             self.producer.produce(
-                self.topic, key=exposure.user_id.encode(), value=exposure.model_dump_json().encode(),
+                self.topic,
+                key=exposure.user_id.encode(),
+                value=exposure.model_dump_json().encode(),
                 on_delivery=self._delivery,
-            )  # fmt: skip
+            )
             return True
         except Exception as error:  # noqa: BLE001 - BufferError, KafkaException: drop, count
             log.warning("exposure dropped: %s", error)

@@ -33,7 +33,8 @@ class RankingCore:
         import torch
 
         torch.set_num_threads(1)
-        # A replica placed on a GPU node (num_gpus > 0) scores there; not exercised on CPU-only hosts.
+        # A replica placed on a GPU node (num_gpus > 0) scores there; not exercised on CPU-only
+        # hosts.
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.settings = settings
         self.clock = clock_from_settings(settings)

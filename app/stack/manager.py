@@ -29,7 +29,8 @@ class Stack:
         unknown = sorted(set(only or []) - set(COMPONENT_NAMES))
         if unknown:
             raise StackError(
-                f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(COMPONENT_NAMES)}"
+                f"unknown component(s) {', '.join(unknown)}; "
+                f"choose from {', '.join(COMPONENT_NAMES)}"
             )
         self.settings = settings
         self.paths = StackPaths.from_settings(settings)

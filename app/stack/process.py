@@ -65,7 +65,8 @@ def spawn_detached(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
 ) -> int:
-    """Start ``command`` in its own session (it outlives this CLI); stdout+stderr go to ``log_path``."""
+    """Start ``command`` in its own session (it outlives this CLI); stdout+stderr go to
+    ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         child = subprocess.Popen(

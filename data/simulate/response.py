@@ -1,4 +1,5 @@
-"""The user response model: what users do with a served feed (closes the loop for A/B and load tests).
+"""The user response model: what users do with a served feed (closes the loop for A/B and load
+tests).
 
 For a feed of ``n`` items, position ``p`` (0-based) is examined with probability
 ``examine_first * (p + 1) ** -position_decay`` (position bias); an examined item is

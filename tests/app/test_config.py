@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,7 @@ def test_feedray_yaml_in_working_directory_is_read(tmp_path: Path) -> None:
 
 def test_missing_config_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FEEDRAY_CONFIG_FILE", "/nonexistent/feedray.yaml")
-    with pytest.raises(FileNotFoundError, match="/nonexistent/feedray.yaml"):
+    with pytest.raises(FileNotFoundError, match=re.escape("/nonexistent/feedray.yaml")):
         FeedraySettings()
 
 

@@ -111,9 +111,16 @@ def test_diversity_out_of_range_is_rejected(bad: float) -> None:
     duplicate=st.booleans(),
 )
 def test_invariants_hold_for_any_input(
-    n: int, audio_share: float, n_creators: int, limit: int, preferred: str,
-    diversity: float, cap: int, seed: int, duplicate: bool,
-) -> None:  # fmt: skip
+    n: int,
+    audio_share: float,
+    n_creators: int,
+    limit: int,
+    preferred: str,
+    diversity: float,
+    cap: int,
+    seed: int,
+    duplicate: bool,
+) -> None:
     candidates = make_candidates(n, audio_share, n_creators, seed)
     if duplicate and n:  # the same media id twice in the candidate list
         candidates = Candidates(
@@ -123,8 +130,14 @@ def test_invariants_hold_for_any_input(
             creator_ids=[*candidates.creator_ids, candidates.creator_ids[0]],
         )
     exclude = {f"m{i}" for i in range(0, n, 7)}
-    feed = rerank(candidates, limit=limit, preferred_type=preferred, diversity=diversity,
-                  max_per_creator=cap, exclude=exclude)  # fmt: skip
+    feed = rerank(
+        candidates,
+        limit=limit,
+        preferred_type=preferred,
+        diversity=diversity,
+        max_per_creator=cap,
+        exclude=exclude,
+    )
     media = [candidates.media_ids[i] for i in feed]
     assert len(feed) <= limit
     assert len(set(media)) == len(media)
@@ -133,6 +146,17 @@ def test_invariants_hold_for_any_input(
     assert max((creators.count(c) for c in creators), default=0) <= cap
     # nothing eligible was left out while the feed is short
     eligible = {m for m in candidates.media_ids if m not in exclude}
-    per_creator_room = sum(min(cap, len({m for m, c in zip(candidates.media_ids, candidates.creator_ids, strict=False) if c == cr and m in eligible}))
-                           for cr in set(candidates.creator_ids))  # fmt: skip
+    per_creator_room = sum(
+        min(
+            cap,
+            len(
+                {
+                    m
+                    for m, c in zip(candidates.media_ids, candidates.creator_ids, strict=False)
+                    if c == cr and m in eligible
+                }
+            ),
+        )
+        for cr in set(candidates.creator_ids)
+    )
     assert len(feed) == min(limit, per_creator_room)

@@ -243,7 +243,8 @@ def test_redis_restart_mid_stream_ends_with_the_same_totals(
         runner.join(timeout=120)
         assert not runner.is_alive()
         report = result["report"]
-        # Retries happen inside redis-py (its default Retry) and, past those, in the collector's backoff.
+        # Retries happen inside redis-py (its default Retry) and, past those, in the collector's
+        # backoff.
         assert report.events + report.skipped_replays >= len(events)
         _assert_totals(_store(settings), events)
     finally:

@@ -26,9 +26,16 @@ HOUR = 3_600
 def _event(i: int, etype: str, media: str, ts: float, **extra) -> bytes:
     stamp = datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
     return orjson.dumps(
-        {"event_id": f"e{i}", "event_type": etype, "user_id": f"u{i}", "media_id": media,
-         "content_type": "VIDEO", "timestamp": stamp, **extra}
-    )  # fmt: skip
+        {
+            "event_id": f"e{i}",
+            "event_type": etype,
+            "user_id": f"u{i}",
+            "media_id": media,
+            "content_type": "VIDEO",
+            "timestamp": stamp,
+            **extra,
+        }
+    )
 
 
 def test_trending_order_follows_the_formula(broker_stack) -> None:
@@ -46,9 +53,14 @@ def test_trending_order_follows_the_formula(broker_stack) -> None:
         ("old", "VIDEO", "fr", 1.0, 0, 0, 0, 0),  # only views 2 h ago: not listed
     ]
     store.upsert_items(
-        [c[0] for c in case], ["c1"] * len(case), ["music"] * len(case), [c[2] for c in case],
-        [c[1] for c in case], np.full(len(case), 100.0), np.array([NOW - c[3] * HOUR for c in case]),
-    )  # fmt: skip
+        [c[0] for c in case],
+        ["c1"] * len(case),
+        ["music"] * len(case),
+        [c[2] for c in case],
+        [c[1] for c in case],
+        np.full(len(case), 100.0),
+        np.array([NOW - c[3] * HOUR for c in case]),
+    )
     raws, i = [], 0
     for media, _, _, _, views, completes, likes, dislikes in case:
         for kind, n in (

@@ -146,7 +146,8 @@ def test_cold_start_items_retrieved_far_above_chance(world_store, retrieval_run)
     recall = recall_at_k(retrieved, relevant, k)
     chance = k / len(cold_items)
     print(
-        f"cold-start recall@{k} among {len(cold_items)} unseen items: {recall:.4f} (chance {chance:.4f})"
+        f"cold-start recall@{k} among {len(cold_items)} unseen items: {recall:.4f} "
+        f"(chance {chance:.4f})"
     )
     assert recall > 3 * chance  # about 4x on this world
 

@@ -23,8 +23,17 @@ def test_assignment_is_stable_across_processes() -> None:
         "from app.experiments.assignment import assign_arm;"
         f"print(','.join(assign_arm(u, 0.3, 'exp-1') for u in {users!r}))"
     )
-    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={"PYTHONHASHSEED": "123", "PATH": ""}).stdout.strip().split(",")  # fmt: skip
+    there = (
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": "123", "PATH": ""},
+        )
+        .stdout.strip()
+        .split(",")
+    )
     assert here == there
 
 

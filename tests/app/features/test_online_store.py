@@ -241,10 +241,15 @@ def test_features_equal_what_a_simulated_stream_implies(store: OnlineStore) -> N
 
 
 def test_engagement_counts_and_positive_history(store: OnlineStore) -> None:
-    _catalogue(store, {
-        "m1": ("c1", "music", "en", "VIDEO", 100.0, T0 - DAY), "m2": ("c1", "news", "fr", "AUDIO", 50.0, T0 - DAY),
-        "m3": ("c2", "music", "en", "VIDEO", 80.0, T0 - DAY), "m10": ("c2", "news", "en", "VIDEO", 60.0, T0 - DAY),
-    })  # fmt: skip
+    _catalogue(
+        store,
+        {
+            "m1": ("c1", "music", "en", "VIDEO", 100.0, T0 - DAY),
+            "m2": ("c1", "news", "fr", "AUDIO", 50.0, T0 - DAY),
+            "m3": ("c2", "music", "en", "VIDEO", 80.0, T0 - DAY),
+            "m10": ("c2", "news", "en", "VIDEO", 60.0, T0 - DAY),
+        },
+    )
     raws = [
         _event(0, "media_started", "u1", "m1", T0 + 10),
         _event(1, "media_completed", "u1", "m1", T0 + 40, consumed_fraction=1.0),

@@ -91,7 +91,8 @@ def _assert_same_columns(
         )
         bad = np.flatnonzero((got != want).reshape(len(users), -1).any(axis=1))
         assert bad.size == 0, (
-            f"{name}: {bad.size} users differ, e.g. {users[bad[0]]}: {got[bad[0]]} != {want[bad[0]]}"
+            f"{name}: {bad.size} users differ, "
+            f"e.g. {users[bad[0]]}: {got[bad[0]]} != {want[bad[0]]}"
         )
 
 

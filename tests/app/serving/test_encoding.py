@@ -54,11 +54,17 @@ def test_item_columns_equal_training_item_features():
     from app.features.offline import item_counters, item_features
     from app.schemas import EventType
 
-    catalogue = pd.DataFrame({
-        "media_id": ["m0", "m1", "m2"], "creator_id": ["c0", "c1", "c0"], "category": ["music", "news", "music"],
-        "language": ["en", "es", "en"], "content_type": ["VIDEO", "AUDIO", "VIDEO"],
-        "duration_s": [30.0, 600.0, 4000.0], "published_ms": [1_000_000, 2_000_000, 3_000_000],
-    })  # fmt: skip
+    catalogue = pd.DataFrame(
+        {
+            "media_id": ["m0", "m1", "m2"],
+            "creator_id": ["c0", "c1", "c0"],
+            "category": ["music", "news", "music"],
+            "language": ["en", "es", "en"],
+            "content_type": ["VIDEO", "AUDIO", "VIDEO"],
+            "duration_s": [30.0, 600.0, 4000.0],
+            "published_ms": [1_000_000, 2_000_000, 3_000_000],
+        }
+    )
     kinds = [
         EventType.MEDIA_STARTED,
         EventType.MEDIA_STARTED,

@@ -1,4 +1,5 @@
-"""simulate(), the sinks and the typer command (Kafka through the real broker started by the test run)."""
+"""simulate(), the sinks and the typer command (Kafka through the real broker started by the
+test run)."""
 
 from __future__ import annotations
 
