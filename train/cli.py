@@ -1,8 +1,5 @@
-"""Typer commands for the lead to mount as ``feedray train retrieval|ranking|tune|index``:
-
-from train.cli import app as train_app
-cli.add_typer(train_app, name="train")
-"""
+"""``feedray train retrieval|ranking|tune|index``: the training jobs as one Typer group, which
+``app/cli.py`` mounts."""
 
 import typer
 
