@@ -256,7 +256,8 @@ def test_redis_restart_mid_stream_ends_with_the_same_totals(
 def test_one_online_store_override_moves_the_writer_and_its_readers(
     kafka_topics, ray_local, world, events
 ) -> None:
-    from data.trending import read_trending, refresh_trending
+    from app.features.trending import read_trending
+    from data.trending import refresh_trending
 
     settings = _scoped(kafka_topics)  # the one override: settings.online_store.prefix
     seed_catalogue_from_world(settings, world, write_parquet=False)  # catalogue: from settings
