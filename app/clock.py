@@ -15,7 +15,9 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field, model_validator
 
 
 @runtime_checkable
@@ -103,8 +105,37 @@ class SimulatedClock:
         return f"SimulatedClock(at={at}, anchor_s={self.anchor_s}, rate={self.rate})"
 
 
+class ClockSettings(BaseModel):
+    """Which clock decides "now" (``app.clock``). ``FeedraySettings.clock``.
+
+    ``system`` (default): the wall clock. ``fixed``: always ``at``. ``simulated``: ``at`` when
+    the wall clock read ``anchor_s`` (default: when each process builds its clock), then
+    ``rate`` simulated seconds per real second. Giving ``at`` without ``kind`` means
+    ``simulated`` (``FEEDRAY_CLOCK__AT=2027-03-28T01:30:00Z`` runs anything at that instant).
+    """
+
+    kind: Literal["system", "fixed", "simulated"] = "system"
+    at: datetime | None = None
+    anchor_s: float | None = None
+    rate: float = Field(1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _instant(self) -> ClockSettings:
+        if self.at is not None and "kind" not in self.model_fields_set:
+            self.kind = "simulated"
+        if self.kind == "system":
+            if self.at is not None:
+                raise ValueError("clock.at needs clock.kind 'fixed' or 'simulated'")
+            return self
+        if self.at is None:
+            raise ValueError(f"clock.kind '{self.kind}' needs clock.at")
+        if self.at.tzinfo is None:
+            raise ValueError("clock.at must be timezone-aware (e.g. 2027-01-01T00:00:00Z)")
+        return self
+
+
 def clock_from_settings(settings: Any) -> Clock:
-    """The clock ``settings.clock`` (an ``app.config.ClockSettings``) describes."""
+    """The clock ``settings.clock`` (a ``ClockSettings``) describes."""
     c = settings.clock
     if c.kind == "system":
         return SystemClock()

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from app.config import ClockSettings, FeedraySettings
+from app.clock import ClockSettings
+from app.config import FeedraySettings
 from app.stack.manager import Stack
 from app.stack.process import free_port
 

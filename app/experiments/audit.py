@@ -30,7 +30,8 @@ from pydantic import BaseModel, ConfigDict
 from scipy import special
 from statsmodels.stats.multitest import multipletests
 
-from app.config import BiasAuditSettings, get_settings
+from app.config import get_settings
+from app.experiments.settings import BiasAuditSettings
 
 ALL_USERS = "all"
 CREATOR_TIERS = ("small", "mid", "large")

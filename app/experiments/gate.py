@@ -35,11 +35,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from app.config import ExperimentSettings, get_settings
+from app.config import get_settings
 from app.experiments import inference
 from app.experiments.audit import AuditVerdict
 from app.experiments.estimators import quantile_difference, ratio_difference
 from app.experiments.metrics import COUNT_COLUMNS, MIXED_ARM, RATIO_METRICS, RatioMetric
+from app.experiments.settings import ExperimentSettings
 from app.experiments.verdict import ArmSizes, Decision, GateVerdict, MetricResult
 
 GUARDRAILS = ("dislike_rate", "skip_rate", "degraded_share", "latency_p99")

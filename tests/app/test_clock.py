@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from app.clock import FixedClock, SimulatedClock, SystemClock, clock_from_settings
-from app.config import ClockSettings, FeedraySettings
+from app.clock import ClockSettings, FixedClock, SimulatedClock, SystemClock, clock_from_settings
+from app.config import FeedraySettings
 
 AT = datetime(2028, 2, 29, 23, 59, 30, tzinfo=UTC)
 

@@ -17,7 +17,8 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from app.config import ClockSettings, FeedraySettings
+from app.clock import ClockSettings
+from app.config import FeedraySettings
 from tests.conftest import scratch_settings
 from tests.deployments.constructed_users import catalogued_items, write_user
 

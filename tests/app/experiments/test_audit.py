@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.config import BiasAuditSettings
 from app.experiments.audit import audit_bias, creator_tier
+from app.experiments.settings import BiasAuditSettings
 from tests.app.experiments.feeds import (
     hide_band_zero_favourites,
     hide_french_creators,

@@ -13,8 +13,8 @@ from functools import cache
 import numpy as np
 import pytest
 
-from app.config import ExperimentSettings
 from app.experiments.gate import evaluate
+from app.experiments.settings import ExperimentSettings
 from tests.app.experiments.outcomes import simulate_users
 
 pytestmark = pytest.mark.slow

@@ -10,11 +10,11 @@ import pytest
 from pydantic import ValidationError
 from statsmodels.stats.multitest import multipletests
 
-from app.config import ExperimentSettings
 from app.experiments.assignment import assign_arm
 from app.experiments.audit import AuditVerdict
 from app.experiments.gate import GateVerdict, evaluate, holm, sample_ratio, with_audit
 from app.experiments.metrics import user_metrics
+from app.experiments.settings import ExperimentSettings
 from tests.app.experiments.outcomes import simulate_users
 
 LOOSE_GUARDRAILS = {"dislike_rate": 0.5, "skip_rate": 0.5, "degraded_share": 0.05}

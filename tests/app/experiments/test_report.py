@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from app.config import BiasAuditSettings, ExperimentSettings
 from app.experiments.audit import AuditVerdict, audit_bias
 from app.experiments.gate import evaluate, with_audit
 from app.experiments.report import write_report
+from app.experiments.settings import BiasAuditSettings, ExperimentSettings
 from app.experiments.verdict import GateVerdict
 from tests.app.experiments.feeds import hide_french_creators, served_frames
 from tests.app.experiments.outcomes import simulate_users
