@@ -134,7 +134,7 @@ def register_version(
     import mlflow
 
     from app import registry
-    from train.common import save_model_dir
+    from train.mlflow_run import save_model_dir
 
     registry.configure(uri)
     with mlflow.start_run(

@@ -21,10 +21,9 @@ from app.models.ranker import Ranker
 from train.common import (
     RANKING_COLUMNS,
     fit,
-    flat_params,
-    log_and_register,
     ray_dataset,
 )
+from train.mlflow_run import flat_params, log_and_register
 from train.retrieval import JobResult
 
 
@@ -58,7 +57,8 @@ def run_ranking(
     register: bool = True,
 ) -> JobResult:
     from app.models.evaluation import evaluate_ranking, gate
-    from train.common import fit_options, load_champion, start_job
+    from train.common import fit_options, start_job
+    from train.mlflow_run import load_champion
 
     settings, model_settings, uri, ts, folder = start_job(
         settings,

@@ -20,10 +20,9 @@ from app.models.two_tower import TwoTower
 from train.common import (
     RETRIEVAL_COLUMNS,
     fit,
-    flat_params,
-    log_and_register,
     ray_dataset,
 )
+from train.mlflow_run import flat_params, log_and_register
 
 
 @dataclass
@@ -52,7 +51,8 @@ def run_retrieval(
 ) -> JobResult:
     """Train, evaluate and register a two-tower model (see the module docstring)."""
     from app.models.evaluation import evaluate_retrieval, gate
-    from train.common import fit_options, load_champion, start_job
+    from train.common import fit_options, start_job
+    from train.mlflow_run import load_champion
 
     settings, model_settings, uri, ts, folder = start_job(
         settings,

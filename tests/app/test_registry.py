@@ -6,7 +6,7 @@ import pytest
 from app import registry
 from app.models.config import FeatureSettings, TwoTowerSettings
 from app.models.two_tower import TwoTower
-from train.common import save_model_dir
+from train.mlflow_run import save_model_dir
 
 
 @pytest.mark.integration
