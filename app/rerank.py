@@ -23,8 +23,9 @@ MAX_CROSS_TYPE_SHARE = 0.5  # at diversity 1 half of the feed is the non-preferr
 
 
 @dataclass(frozen=True)
-class Candidates:
-    """Ranked candidates as parallel arrays of length n (any order; ``scores`` decides)."""
+class RerankInput:
+    """What the re-rank orders, as parallel arrays of length n (any order; ``scores`` decides):
+    retrieval candidates, fallback-list entries or a blend of both (``app.serving.assembly``)."""
 
     media_ids: Sequence[str]
     scores: npt.NDArray[np.float64]
@@ -50,7 +51,7 @@ def _spread_positions(limit: int, count: int) -> set[int]:
 
 
 def rerank(
-    candidates: Candidates,
+    candidates: RerankInput,
     *,
     limit: int,
     preferred_type: PreferredContentType | str,

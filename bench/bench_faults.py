@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 from collections import Counter
 
-from app.stack.kafka import ensure_topics
 from app.stack.manager import Stack
-from app.stack.process import free_port
 from bench.common import percentiles, private_stack, save
+from bench.feed_app import bootstrapped, deploy_feed_app
 
 
 async def _clients(url: str, users: list[str], clients: int, stop: asyncio.Event) -> list[tuple]:
@@ -79,43 +77,13 @@ def main() -> None:
     import ray
     import requests
 
-    from data.simulate.world import WorldConfig
-    from deployments.app import settings_payload
-    from deployments.deploy import deploy, load_config
-    from train.bootstrap import bootstrap
-
     figures: dict = {"config": vars(args)}
     with private_stack(("redis", "kafka")) as settings:
-        ensure_topics(settings)
-        uri = f"sqlite:///{settings.state_dir.resolve()}/mlflow.db"
-        settings = settings.model_copy(
-            update={"mlflow": settings.mlflow.model_copy(update={"tracking_uri": uri})}
+        settings, _, figures["bootstrap_s"] = bootstrapped(
+            settings, args.items, args.users, args.days, args.epochs
         )
-        t0 = time.perf_counter()
-        world = WorldConfig(
-            seed=5, n_users=args.users, n_items=args.items, n_creators=max(args.items // 50, 1)
-        )
-        bootstrap(settings, world, args.days, args.epochs)
-        figures["bootstrap_s"] = time.perf_counter() - t0
-
-        os.environ["RAY_ADDRESS"] = "local"
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-        port = free_port()
-        config = load_config()
-        config["http_options"] = {"host": "127.0.0.1", "port": port}
-        app = config["applications"][0]
-        app["args"] = {
-            "settings": settings_payload(settings),
-            "serving": {"hop_allowance_ms": args.hop_allowance_ms, "index_rebuild_interval_s": 0},
-            "gpu": "auto",
-        }
-        for entry in app["deployments"]:
-            entry.pop("autoscaling_config", None)
-            entry["num_replicas"] = 1
-        t0 = time.perf_counter()
-        deploy(config, wait_s=900)
-        figures["deploy_s"] = time.perf_counter() - t0
-        url = f"http://127.0.0.1:{port}/api/v1/content/feed"
+        _, base, figures["deploy_s"] = deploy_feed_app(settings, args.hop_allowance_ms)
+        url = f"{base}/api/v1/content/feed"
         t0 = time.perf_counter()
         first = requests.get(url, params={"user_id": "u1", "limit": 20}, timeout=60)
         figures["first_feed"] = {

@@ -14,16 +14,14 @@ own deployments, two Serve hops per feed) and ``local`` (inside the ingress, no 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 import uuid
 from datetime import UTC, datetime
 
 import numpy as np
 
-from app.stack.kafka import ensure_topics
-from app.stack.process import free_port
 from bench.common import percentiles, private_stack, save
+from bench.feed_app import bootstrapped, deploy_feed_app
 
 
 def _load(url: str, params_of, n: int, concurrency: int) -> tuple[list[float], list[dict]]:
@@ -107,52 +105,20 @@ def main() -> None:
     from fastapi import FastAPI
     from ray import serve
 
-    from data.simulate.world import WorldConfig
-    from deployments.app import settings_payload
-    from deployments.deploy import deploy, load_config, with_stages
-    from train.bootstrap import bootstrap
+    from deployments.deploy import deploy, with_stages
 
     figures: dict = {"config": vars(args)}
     with private_stack(("redis", "kafka")) as settings:
-        ensure_topics(settings)
-        uri = f"sqlite:///{settings.state_dir.resolve()}/mlflow.db"
-        settings = settings.model_copy(
-            update={"mlflow": settings.mlflow.model_copy(update={"tracking_uri": uri})}
+        settings, boot, figures["bootstrap_s"] = bootstrapped(
+            settings, args.items, args.users, args.days, args.epochs
         )
-        t0 = time.perf_counter()
-        boot = bootstrap(
-            settings,
-            WorldConfig(
-                seed=5, n_users=args.users, n_items=args.items, n_creators=max(args.items // 50, 1)
-            ),
-            args.days,
-            args.epochs,
-        )
-        figures["bootstrap_s"] = time.perf_counter() - t0
         figures["bootstrap"] = {
             "events": boot.events,
             "versions": boot.versions,
             "seconds": boot.seconds,
             "index": boot.models["index"].params.model_dump(),
         }
-
-        os.environ["RAY_ADDRESS"] = "local"
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-        port = free_port()
-        config = load_config()
-        config["http_options"] = {"host": "127.0.0.1", "port": port}
-        app = config["applications"][0]
-        app["args"] = {
-            "settings": settings_payload(settings),
-            "serving": {"hop_allowance_ms": args.hop_allowance_ms, "index_rebuild_interval_s": 0},
-            "gpu": "auto",
-        }
-        for entry in app["deployments"]:
-            entry.pop("autoscaling_config", None)
-            entry["num_replicas"] = 1
-        t0 = time.perf_counter()
-        deploy(config, wait_s=900)
-        figures["deploy_s"] = time.perf_counter() - t0
+        config, base, figures["deploy_s"] = deploy_feed_app(settings, args.hop_allowance_ms)
 
         # Baseline: a bare Serve ingress returning a constant, same proxy, same host.
         baseline_api = FastAPI()
@@ -166,7 +132,6 @@ def main() -> None:
 
         serve.run(Constant.bind(), name="baseline", route_prefix="/baseline")
 
-        base = f"http://127.0.0.1:{port}"
         users = [f"u{u}" for u in range(args.users)]
         feed = lambda k: {"user_id": users[(k * 7919) % len(users)], "limit": 20}  # noqa: E731
         _load(base + "/baseline/", lambda k: {}, 30, 1)  # warm-up
@@ -234,11 +199,12 @@ def main() -> None:
         # What crosses the two Serve hops of one request (pickled, as Serve ships it).
         import pickle
 
-        from app.serving.types import RequestContext, UserFeatures
+        from app.features.records import UserFeatures
+        from app.serving.types import RequestContext
 
         retrieval = serve.get_deployment_handle("Retrieval", app_name="feedray")
         ranking = serve.get_deployment_handle("Ranking", app_name="feedray")
-        sample_user = UserFeatures(users[0], True)
+        sample_user = UserFeatures(user_id=users[0])
         candidates = retrieval.retrieve.remote(
             sample_user, RequestContext(), "champion", 500
         ).result()

@@ -9,8 +9,8 @@ from __future__ import annotations
 from ray import serve
 
 from app.config import FeedraySettings
+from app.features.records import UserFeatures
 from app.serving.feature_lookup import FeatureLookup
-from app.serving.types import UserFeatures
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)

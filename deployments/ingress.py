@@ -23,6 +23,7 @@ from ray.serve.handle import DeploymentHandle
 from app.clock import clock_from_settings
 from app.config import FeedraySettings
 from app.experiments.assignment import assign_arm
+from app.features.records import UserFeatures
 from app.schemas import ContentType, ExposedItem, Exposure
 from app.serving import degrade
 from app.serving.api import FeedItem, FeedResponse, Health, Timings, TrendingItem, TrendingResponse
@@ -39,7 +40,7 @@ from app.serving.feature_lookup import FeatureLookup
 from app.serving.stages import Stages
 from app.serving.timing import Stopwatch, over_budget, stage_timeout_s
 from app.serving.trending_reader import TrendingReader
-from app.serving.types import CandidateBatch, RankedBatch, RequestContext, UserFeatures
+from app.serving.types import CandidateBatch, RankedBatch, RequestContext
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class Ingress:
 
     async def _warm_stages(self) -> None:
         """One request through retrieval and ranking before this replica reports ready."""
-        user, context = UserFeatures(user_id="warmup", known=False), RequestContext()
+        user, context = UserFeatures(user_id="warmup"), RequestContext()
         t0 = time.perf_counter()
         try:
             candidates = await asyncio.wait_for(
@@ -338,7 +339,7 @@ class Ingress:
         if need_trending:
             trending, kinds = self.trending.gather(
                 trending_keys(user, language, params.content_type),
-                wanted(params.limit, len(user.recent_media)),
+                wanted(params.limit, len(user.recent_media_7d)),
             )
             for kind in kinds:
                 degraded.add(kind)

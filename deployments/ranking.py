@@ -15,9 +15,10 @@ import time
 from ray import serve
 
 from app.config import FeedraySettings
+from app.features.records import UserFeatures
 from app.serving.ranking import RankingCore
 from app.serving.stages import StageControls
-from app.serving.types import CandidateBatch, RankedBatch, RequestContext, UserFeatures
+from app.serving.types import CandidateBatch, RankedBatch, RequestContext
 
 
 @serve.deployment(

@@ -16,9 +16,10 @@ import time
 from ray import serve
 
 from app.config import FeedraySettings
+from app.features.records import UserFeatures
 from app.serving.retrieval import RetrievalCore
 from app.serving.stages import StageControls
-from app.serving.types import CandidateBatch, RequestContext, UserFeatures
+from app.serving.types import CandidateBatch, RequestContext
 from deployments.metrics import report_index_metrics
 
 

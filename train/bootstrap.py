@@ -175,7 +175,8 @@ def bootstrap(
     from app.models.two_tower import TwoTower
     from app.models.two_tower import train_step as tower_step
     from app.ray_runtime import connect_ray
-    from app.serving.live_index import ItemAttributes, embed_items
+    from app.serving.catalogue import CatalogueColumns
+    from app.serving.live_index import embed_items
     from app.storage import catalogue_root, read_catalogue
     from data.catalogue import seed_catalogue_from_world
     from data.simulate.sinks import ParquetSink
@@ -245,7 +246,7 @@ def bootstrap(
     seconds["training"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    catalogue = ItemAttributes.from_table(read_catalogue(catalogue_root(settings)))
+    catalogue = CatalogueColumns.from_table(read_catalogue(catalogue_root(settings)))
     index = build_index(
         embed_items(tower, catalogue, now_s=now.timestamp()),
         list(catalogue.media_ids),

@@ -35,8 +35,8 @@ from app.features.layout import (
     USER_CORE_LAYOUT,
 )
 from app.features.records import (
-    ItemFeatures,
-    ItemMeta,
+    OnlineItemFeatures,
+    OnlineItemMeta,
     UserFeatures,
     _int_array,
     _s,
@@ -177,7 +177,7 @@ class OnlineStore:
             pipe.execute()
         return n
 
-    def item_metadata(self, media_ids: list[str]) -> dict[str, ItemMeta]:
+    def item_metadata(self, media_ids: list[str]) -> dict[str, OnlineItemMeta]:
         """Static metadata of the catalogued items among ``media_ids`` (one MGET)."""
         if not media_ids:
             return {}
@@ -189,7 +189,7 @@ class OnlineStore:
         ctype = CONTENT_TYPE_NAMES[rec["content_type"].astype(np.int64)]
         out = {}
         for i in np.flatnonzero(found).tolist():
-            out[media_ids[i]] = ItemMeta(
+            out[media_ids[i]] = OnlineItemMeta(
                 media_ids[i],
                 int(rec["creator"][i]),
                 category[i],
@@ -242,7 +242,7 @@ class OnlineStore:
         fields, recent, subs, positive = pipe.execute()
         return user_features_from_raw(user_id, fields, recent, subs, now, positive)
 
-    def read_items(self, media_ids: list[str], now: float | None = None) -> ItemFeatures:
+    def read_items(self, media_ids: list[str], now: float | None = None) -> OnlineItemFeatures:
         """N items' features in one round trip (for up to ``READ_CHUNK`` items).
 
         Fast path (every item's creator code already cached in this process; codes are
@@ -287,5 +287,5 @@ class OnlineStore:
 
     def item_features_from_raw(
         self, media_ids: list[str], blobs: list[bytes | None], counts: list[Any], now: float
-    ) -> ItemFeatures:
+    ) -> OnlineItemFeatures:
         return item_features_from_raw(media_ids, blobs, counts, now, self.names)

@@ -1,5 +1,10 @@
 """Typed records of the online store and their decoders from raw Redis replies.
 
+``UserFeatures`` is the one record of a user's features, from the store to the models'
+columns; items have ``OnlineItemFeatures`` (N items' features at a read time) and
+``OnlineItemMeta`` (one item's static record). The serving stages' item arrays are
+``app.serving.catalogue.CatalogueColumns`` (catalogue attributes, no online state).
+
 Features are computed from the raw counts at read time with ``app.features.definitions`` (the
 one definition shared with training), so windows expire without any background job.
 
@@ -37,7 +42,7 @@ offline store):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -50,6 +55,7 @@ from app.features.layout import (
     USER_AFFINITY_LAYOUT,
     USER_CORE_LAYOUT,
 )
+from app.schemas import PreferredContentType
 
 Names = Callable[[str, np.ndarray], np.ndarray]  # (vocabulary kind, codes) -> names
 
@@ -58,30 +64,40 @@ def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-@dataclass
+@dataclass(frozen=True)
 class UserFeatures:
+    """One user's online features: what the store decodes, what the serving stages carry
+    (pickled across Serve hops, cached per replica), what ``encode_online_users`` encodes.
+
+    Every field but ``user_id`` defaults to the values of a user the store never saw (a
+    cold-start user, or the defaults when the store cannot be read).
+    """
+
     user_id: str
-    recent_media_7d: list[str]
-    top_categories_7d: list[str]
-    avg_session_duration: float
-    preferred_language: str | None
-    preferred_content_type: str
-    subscriber_count: int
+    recent_media_7d: tuple[str, ...] = ()  # started in 7 days, newest first: never served again
+    top_categories_7d: tuple[str, ...] = ()
+    avg_session_duration: float = 0.0
+    preferred_language: str | None = None
+    preferred_content_type: str = PreferredContentType.MIXED.value
+    subscriber_count: int = 0
     plays_7d: float = 0.0
     sessions_7d: float = 0.0
     video_plays_7d: float = 0.0
     completes_7d: float = 0.0
     likes_7d: float = 0.0
     dislikes_7d: float = 0.0
-    recent_positive_7d: list[str] = field(default_factory=list)  # newest first (the models' u_hist)
+    recent_positive_7d: tuple[str, ...] = ()  # newest first (the models' u_hist)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    @property
+    def known(self) -> bool:
+        """False for a cold-start user: no plays and no recent items in the 7-day window."""
+        return self.plays_7d > 0 or bool(self.recent_media_7d)
 
 
 @dataclass
-class ItemFeatures:
-    """Columnar features of N items (arrays of length N, in request order)."""
+class OnlineItemFeatures:
+    """Online features of N items decoded from their packed Redis records at a read time
+    (arrays of length N, in request order; ``raw`` keeps the records' lifetime counters)."""
 
     media_id: list[str]
     found: np.ndarray  # bool: the item is in the catalogue
@@ -100,22 +116,11 @@ class ItemFeatures:
     def __len__(self) -> int:
         return len(self.media_id)
 
-    def records(self) -> list[dict[str, Any]]:
-        names = [
-            "play_count_24h", "views_1h", "like_ratio", "completion_rate", "category", "language",
-            "duration", "content_type", "creator_subscriber_count", "publish_age_hours",
-        ]  # fmt: skip
-        cols = {n: getattr(self, n).tolist() for n in names}
-        found = self.found.tolist()
-        return [
-            {"media_id": m, "found": found[i], **{n: cols[n][i] for n in names}}
-            for i, m in enumerate(self.media_id)
-        ]
-
 
 @dataclass
-class ItemMeta:
-    """Static catalogue metadata of one item (what the collector enriches events with)."""
+class OnlineItemMeta:
+    """The static part of one item's Redis record, vocabulary-coded as stored (what the
+    collector enriches events with and the fallback lists are described by)."""
 
     media_id: str
     creator: int  # vocabulary code
@@ -176,8 +181,8 @@ def user_features_from_raw(
                 langs[k[5:]] = v
     return UserFeatures(
         user_id=user_id,
-        recent_media_7d=[_s(m) for m in recent],
-        top_categories_7d=d.top_k_keys(cats),
+        recent_media_7d=tuple(_s(m) for m in recent),
+        top_categories_7d=tuple(d.top_k_keys(cats)),
         avg_session_duration=float(d.avg_session_duration(consumed, sessions)),
         preferred_language=d.argmax_key(langs),
         preferred_content_type=str(d.preferred_content_type(video, audio)),
@@ -188,7 +193,7 @@ def user_features_from_raw(
         completes_7d=c["d7_completes"],
         likes_7d=c["d7_likes"],
         dislikes_7d=c["d7_dislikes"],
-        recent_positive_7d=[_s(m) for m in positive or ()],
+        recent_positive_7d=tuple(_s(m) for m in positive or ()),
     )
 
 
@@ -198,12 +203,12 @@ def item_features_from_raw(
     counts: list[Any],
     now: float,
     names: Names,
-) -> ItemFeatures:
+) -> OnlineItemFeatures:
     """Decode N packed item records and their creators' counts into features at ``now``."""
     rec, found = ITEM_LAYOUT.decode(blobs)
     found &= (rec["flags"] & FLAG_CATALOGUED) > 0
     creator_subs = _int_array(counts)
-    return ItemFeatures(
+    return OnlineItemFeatures(
         media_id=list(media_ids),
         found=found,
         play_count_24h=d.windowed_sum(

@@ -27,7 +27,7 @@ from app.features import definitions as fd
 from app.models.config import FeatureSettings
 
 if TYPE_CHECKING:
-    from app.features.online_store import UserFeatures
+    from app.features.records import UserFeatures
 
 USER_DENSE_NAMES = ("log_plays_7d", "completion_rate_7d", "like_ratio_7d", "video_share_7d")
 ITEM_DENSE_NAMES = ("log_starts", "completion_rate", "like_ratio", "log_age_hours", "log_duration")

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.rerank import Candidates, rerank
+from app.features.records import UserFeatures
+from app.rerank import RerankInput, rerank
 from app.schemas import PreferredContentType
 from app.serving.api import FeedItem, Source
-from app.serving.types import CandidateBatch, UserFeatures
+from app.serving.types import CandidateBatch
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,14 @@ def _feed(
     if len(media_ids) == 0:
         return []
     picked = rerank(
-        Candidates(
+        RerankInput(
             list(media_ids), keys.astype(np.float64), list(content_types), list(creator_ids)
         ),
         limit=params.limit,
         preferred_type=preferred_type(user, params.content_type),
         diversity=params.diversity,
         max_per_creator=params.max_per_creator,
-        exclude=user.recent_media,
+        exclude=user.recent_media_7d,
         content_type=params.content_type,
     )
     return [
@@ -89,9 +90,10 @@ def ranked_feed(
 ) -> list[FeedItem]:
     """The normal path: ranker scores (or retrieval scores) through the re-rank."""
     scores = np.asarray(scores, dtype=np.float64)
+    items = candidates.items
     return _feed(
-        candidates.media_ids, scores, scores, candidates.content_types, candidates.creator_ids,
-        candidates.categories, [source] * len(candidates), user, params,
+        items.media_ids, scores, scores, items.content_types, items.creator_ids,
+        items.categories, [source] * len(candidates), user, params,
     )  # fmt: skip
 
 
@@ -135,12 +137,12 @@ def blended_feed(
         [np.asarray(scores, dtype=np.float64), np.asarray([t.score for t in trending], np.float64)]
     )
     return _feed(
-        list(candidates.media_ids) + [t.media_id for t in trending],
+        list(candidates.items.media_ids) + [t.media_id for t in trending],
         keys,
         shown,
-        list(candidates.content_types) + [t.content_type for t in trending],
-        list(candidates.creator_ids) + [t.creator_id for t in trending],
-        list(candidates.categories) + [t.category for t in trending],
+        list(candidates.items.content_types) + [t.content_type for t in trending],
+        list(candidates.items.creator_ids) + [t.creator_id for t in trending],
+        list(candidates.items.categories) + [t.category for t in trending],
         ["cold_start"] * n_model + ["trending"] * n_trend,
         user,
         params,

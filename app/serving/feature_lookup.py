@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 
 from app.config import FeedraySettings
+from app.features.records import UserFeatures
 from app.serving import degrade
 from app.serving.breaker import CircuitBreaker
 from app.serving.cache import TTLCache
 from app.serving.store import ServingStore
-from app.serving.types import UserFeatures
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +37,12 @@ class FeatureLookup:
         tried = self.breaker.allow()
         if tried:
             try:
-                online = self.store.read_user(user_id)
+                features = self.store.read_user(user_id)
             except Exception as error:  # noqa: BLE001 - any Redis failure degrades, never fails
                 log.warning("user feature read failed: %s", error)
                 self.breaker.failed()
             else:
                 self.breaker.succeeded()
-                features = UserFeatures.from_online(online)
                 if features.known:
                     self.cache.put(user_id, features)
                 return features, [], None
@@ -52,7 +51,7 @@ class FeatureLookup:
         if cached is not None:
             return cached, [degrade.FEATURES_UNAVAILABLE, degrade.FEATURES_CACHED, *circuit], "hit"
         return (
-            UserFeatures(user_id=user_id, known=False),
+            UserFeatures(user_id=user_id),
             [degrade.FEATURES_UNAVAILABLE, degrade.FEATURES_DEFAULT, *circuit],
             "miss",
         )

@@ -23,132 +23,20 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import pyarrow as pa
 
 from app.clock import Clock, SystemClock
 from app.index import FeedIndex, build_index
 from app.models.config import IndexSettings
+from app.serving.catalogue import CatalogueColumns
 from app.serving.encoding import ItemCounters, item_columns
 
 log = logging.getLogger(__name__)
 TYPES = ("VIDEO", "AUDIO")
 
 
-@dataclass
-class ItemAttributes:
-    """Catalogue attributes of n items (arrays of length n; one row per index position)."""
-
-    media_ids: list[str]
-    content_types: np.ndarray  # object
-    creator_ids: np.ndarray  # object
-    categories: np.ndarray  # object
-    languages: np.ndarray  # object
-    durations: np.ndarray  # float32 seconds
-    published_s: np.ndarray  # float64 epoch seconds
-
-    def __len__(self) -> int:
-        return len(self.media_ids)
-
-    @classmethod
-    def from_table(cls, table: pa.Table) -> ItemAttributes:
-        """From catalogue rows (``app.storage.CATALOGUE_SCHEMA``)."""
-        col = table.column
-        published = col("published_at").cast(pa.int64()).to_numpy(zero_copy_only=False) / 1000.0
-
-        def text(name: str) -> np.ndarray:
-            return np.asarray(col(name).to_pylist(), dtype=object)
-
-        return cls(
-            col("media_id").to_pylist(),
-            text("content_type"),
-            text("creator_id"),
-            text("category"),
-            text("language"),
-            col("duration_s").to_numpy(zero_copy_only=False).astype(np.float32),
-            np.asarray(published, np.float64),
-        )
-
-    @classmethod
-    def from_published(cls, records) -> ItemAttributes:
-        """From ``app.schemas.MediaPublished`` records."""
-        return cls(
-            [r.media_id for r in records],
-            np.asarray([str(r.content_type) for r in records], object),
-            np.asarray([r.creator_id for r in records], object),
-            np.asarray([r.category for r in records], object),
-            np.asarray([r.language for r in records], object),
-            np.asarray([r.duration_s for r in records], np.float32),
-            np.asarray([r.published_at.timestamp() for r in records], np.float64),
-        )
-
-    def take(self, rows: np.ndarray) -> ItemAttributes:
-        rows = np.asarray(rows, np.int64)
-        return ItemAttributes(
-            [self.media_ids[r] for r in rows],
-            self.content_types[rows],
-            self.creator_ids[rows],
-            self.categories[rows],
-            self.languages[rows],
-            self.durations[rows],
-            self.published_s[rows],
-        )
-
-    def concat(self, other: ItemAttributes) -> ItemAttributes:
-        return ItemAttributes(
-            self.media_ids + other.media_ids,
-            *(
-                np.concatenate([getattr(self, n), getattr(other, n)])
-                for n in (
-                    "content_types",
-                    "creator_ids",
-                    "categories",
-                    "languages",
-                    "durations",
-                    "published_s",
-                )
-            ),
-        )
-
-    @classmethod
-    def missing(cls, media_ids: list[str]) -> ItemAttributes:
-        n = len(media_ids)
-        blank = np.full(n, "", object)
-        return cls(
-            list(media_ids),
-            blank,
-            blank.copy(),
-            blank.copy(),
-            blank.copy(),
-            np.zeros(n, np.float32),
-            np.zeros(n, np.float64),
-        )
-
-
-def align(catalogue: ItemAttributes, media_ids: list[str]) -> ItemAttributes:
-    """Attributes in the order of ``media_ids`` (ids missing from the catalogue get blank rows)."""
-    row_of = {m: i for i, m in enumerate(catalogue.media_ids)}
-    rows = np.fromiter((row_of.get(m, -1) for m in media_ids), np.int64, len(media_ids))
-    found = rows >= 0
-    if found.all():
-        return catalogue.take(rows)
-    out = ItemAttributes.missing(list(media_ids))
-    if found.any():
-        part = catalogue.take(rows[found])
-        for name in (
-            "content_types",
-            "creator_ids",
-            "categories",
-            "languages",
-            "durations",
-            "published_s",
-        ):
-            getattr(out, name)[found] = getattr(part, name)
-    return out
-
-
 def embed_items(
     model,
-    items: ItemAttributes,
+    items: CatalogueColumns,
     counters: ItemCounters | None = None,
     now_s: float | None = None,
     batch_size: int = 65_536,
@@ -160,18 +48,8 @@ def embed_items(
     from app.models.two_tower import embed
 
     counters = counters or ItemCounters.zeros(len(items))
-    columns = item_columns(
-        items.media_ids,
-        items.content_types,
-        items.creator_ids,
-        items.categories,
-        items.languages,
-        items.durations,
-        items.published_s,
-        counters,
-        time.time() if now_s is None else now_s,
-        model.features,
-    )
+    now_s = time.time() if now_s is None else now_s
+    columns = item_columns(items, counters, now_s, model.features)
     with torch.inference_mode():
         vectors = embed(
             model.content, to_tensors({k: columns[k] for k in ITEM_COLUMNS}), batch_size
@@ -197,7 +75,7 @@ class LiveIndex:
     model: object  # app.models.two_tower.TwoTower (eval mode)
     version: str
     index: FeedIndex
-    items: ItemAttributes  # aligned with index.ids (position -> attributes)
+    items: CatalogueColumns  # aligned with index.ids (position -> attributes)
     built_at: float = field(default_factory=time.time)
     clock: Clock = field(default_factory=SystemClock)  # "now" of new items' features
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -263,7 +141,7 @@ class LiveIndex:
             typed = np.isin(self.items.content_types[positions], TYPES)
         return positions[typed].astype(np.int64), scores[typed].astype(np.float32)
 
-    def add(self, items: ItemAttributes) -> int:
+    def add(self, items: CatalogueColumns) -> int:
         """Embed and add items not yet indexed (a re-published item keeps its position)."""
         fresh = [i for i, m in enumerate(items.media_ids) if m not in self.index]
         if not fresh:
@@ -299,7 +177,7 @@ class LiveIndex:
 def build_live_index(
     model,
     version: str,
-    catalogue: ItemAttributes,
+    catalogue: CatalogueColumns,
     logged: FeedIndex | None,
     settings: IndexSettings | None = None,
     counters: ItemCounters | None = None,
@@ -313,7 +191,7 @@ def build_live_index(
     """
     clock = clock or SystemClock()
     if logged is not None:
-        return LiveIndex(model, version, logged, align(catalogue, logged.ids), clock=clock)
+        return LiveIndex(model, version, logged, catalogue.align(logged.ids), clock=clock)
     if len(catalogue) == 0:
         raise RuntimeError(
             "the catalogue is empty: nothing to index (run `feedray catalogue` first)"

@@ -19,11 +19,13 @@ import numpy as np
 
 from app.clock import clock_from_settings
 from app.config import FeedraySettings
+from app.features.records import UserFeatures
 from app.serving.breaker import CircuitBreaker
+from app.serving.catalogue import CatalogueColumns
 from app.serving.encoding import ItemCounters, ranking_batch, user_columns
 from app.serving.model_refs import load_model, resolve_arms
 from app.serving.store import ServingStore
-from app.serving.types import CandidateBatch, RankedBatch, RequestContext, UserFeatures
+from app.serving.types import CandidateBatch, RankedBatch, RequestContext
 
 log = logging.getLogger(__name__)
 
@@ -63,22 +65,20 @@ class RankingCore:
 
     def warm(self, n: int = 8) -> dict:
         """One forward per arm over ``n`` placeholder candidates, with their Redis read."""
-        candidates = CandidateBatch(
+        items = CatalogueColumns(
             media_ids=[f"warmup-{i}" for i in range(n)],
-            scores=np.zeros(n, np.float32),
             content_types=["VIDEO", "AUDIO"] * (n // 2) + ["VIDEO"] * (n % 2),
             creator_ids=["warmup"] * n,
             categories=["warmup"] * n,
             languages=["en"] * n,
-            durations=np.full(n, 60.0, np.float32),
-            published_s=np.zeros(n, np.float64),
+            durations=np.full(n, 60.0),
+            published_s=np.zeros(n),
         )
+        candidates = CandidateBatch(items, np.zeros(n, np.float32))
         report = {}
         for arm in self.models:
             t0 = time.perf_counter()
-            ranked = self.rank(
-                UserFeatures(user_id="warmup", known=False), RequestContext(), candidates, arm
-            )
+            ranked = self.rank(UserFeatures(user_id="warmup"), RequestContext(), candidates, arm)
             report[arm] = {
                 "ms": round((time.perf_counter() - t0) * 1000.0, 2),
                 "redis": not ranked.features_unavailable,
@@ -99,7 +99,7 @@ class RankingCore:
         counters, found = None, None
         if self.breaker.allow():
             try:
-                counters, found = self.store.read_item_counters(candidates.media_ids)
+                counters, found = self.store.read_item_counters(candidates.items.media_ids)
                 self.breaker.succeeded()
             except Exception as error:  # noqa: BLE001
                 log.warning("item feature read failed: %s", error)

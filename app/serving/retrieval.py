@@ -21,12 +21,14 @@ import numpy as np
 
 from app.clock import clock_from_settings
 from app.config import FeedraySettings
+from app.features.records import UserFeatures
 from app.serving.candidates import select_with_type_floor
+from app.serving.catalogue import CatalogueColumns
 from app.serving.encoding import user_columns
-from app.serving.live_index import TYPES, ItemAttributes, LiveIndex, build_live_index
+from app.serving.live_index import TYPES, LiveIndex, build_live_index
 from app.serving.model_refs import load_logged_index, load_model, resolve_arms
 from app.serving.store import ServingStore
-from app.serving.types import CandidateBatch, RequestContext, UserFeatures
+from app.serving.types import CandidateBatch, RequestContext
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +49,11 @@ class RetrievalCore:
         self.store = ServingStore(settings, timeout_s=30.0)
         self.refs: dict[str, str] = {}
         self.states: dict[str, LiveIndex] = {}  # arm -> index (swapped as a whole)
-        self._published: list[ItemAttributes] = []  # items from media.published since start
+        self._published: list[CatalogueColumns] = []  # items from media.published since start
         self._stop = threading.Event()
         self._load_lock = threading.Lock()
         self._consumer_positions = self._published_positions() if consume_published else None
-        self.catalogue = ItemAttributes.from_table(self.store.read_catalogue())
+        self.catalogue = CatalogueColumns.from_table(self.store.read_catalogue())
         self.last_publish_lag_s: float | None = None
         self.warmup: dict = {}  # arm -> {"ms", "n"} of the warm-up after the last load
         if consume_published:
@@ -60,7 +62,7 @@ class RetrievalCore:
             threading.Thread(target=self._rebuild_loop, daemon=True, name="rebuild").start()
 
     # ---------------------------------------------------------------- models / reconfigure
-    def _all_items(self) -> ItemAttributes:
+    def _all_items(self) -> CatalogueColumns:
         items = self.catalogue
         for extra in list(self._published):
             items = items.concat(extra)
@@ -104,7 +106,7 @@ class RetrievalCore:
         for arm in self.states:
             t0 = time.perf_counter()
             batch = self.retrieve(
-                UserFeatures(user_id="warmup", known=False),
+                UserFeatures(user_id="warmup"),
                 RequestContext(),
                 arm,
                 self.settings.serving.candidate_count,
@@ -116,7 +118,7 @@ class RetrievalCore:
     def rebuild(self) -> None:
         """Full rebuild of every loaded version's index from the catalogue and current counters."""
         with self._load_lock:
-            self.catalogue = ItemAttributes.from_table(self.store.read_catalogue())
+            self.catalogue = CatalogueColumns.from_table(self.store.read_catalogue())
             self._published = []
             items = self._all_items()
             try:
@@ -209,7 +211,7 @@ class RetrievalCore:
             consumer.close()
 
     def add_published(self, published) -> int:
-        items = ItemAttributes.from_published(published)
+        items = CatalogueColumns.from_published(published)
         self._published.append(items)
         added = 0
         for state in {id(s): s for s in self.states.values()}.values():
@@ -233,7 +235,7 @@ class RetrievalCore:
         columns = user_columns(user, context, state.model.features)
         with torch.inference_mode():
             vector = state.model.user(to_tensors({c: columns[c] for c in USER_COLUMNS})).numpy()[0]
-        exclude = set(user.recent_media)
+        exclude = set(user.recent_media_7d)
         extra = len(exclude)
         if context.content_type in TYPES:
             positions, scores = state.search(vector, {context.content_type: k + extra})
@@ -263,16 +265,9 @@ class RetrievalCore:
             TYPES,
         )
         positions, scores = positions[order], scores[order]
-        items = state.items.take(positions)
         return CandidateBatch(
-            media_ids=items.media_ids,
+            items=state.items.take(positions),
             scores=scores.astype(np.float32),
-            content_types=items.content_types.tolist(),
-            creator_ids=items.creator_ids.tolist(),
-            categories=items.categories.tolist(),
-            languages=items.languages.tolist(),
-            durations=items.durations,
-            published_s=items.published_s,
             model_version=f"{self.model_name}@{state.version}",
             index_size=state.size,
             compute_ms=(time.perf_counter() - t0) * 1000.0,

@@ -14,7 +14,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from app.serving.types import CandidateBatch, RankedBatch, RequestContext, UserFeatures
+from app.features.records import UserFeatures
+from app.serving.types import CandidateBatch, RankedBatch, RequestContext
 
 
 @runtime_checkable

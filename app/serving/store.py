@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from app.features.records import UserFeatures
 from app.serving.assembly import TrendingEntry
 from app.serving.encoding import ItemCounters
 
@@ -39,8 +40,8 @@ class ServingStore:
             retry=Retry(NoBackoff(), 0),
         )
 
-    def read_user(self, user_id: str):
-        """``app.features.online_store.UserFeatures`` (all zeros for a user never seen)."""
+    def read_user(self, user_id: str) -> UserFeatures:
+        """The user's online features (the defaults for a user never seen)."""
         return self.store.read_user(user_id)
 
     def read_item_counters(self, media_ids: Sequence[str]) -> tuple[ItemCounters, np.ndarray]:

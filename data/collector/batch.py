@@ -8,7 +8,7 @@ import orjson
 
 from app.features import definitions as d
 from app.features.online_store import OnlineStore
-from app.features.records import ItemMeta
+from app.features.records import OnlineItemMeta
 
 # Hot-loop constants (plain str keys: StrEnum members hash and compare as their values).
 _COUNTER_INDEX = {str(e): d.ITEM_COUNTERS.index(c) for e, c in d.ITEM_COUNTER_OF_EVENT.items()}
@@ -52,7 +52,7 @@ class EventBatch:
             rng[0] = min(rng[0], offset)
             rng[1] = max(rng[1], offset)
 
-    def add(self, event: Any, meta: ItemMeta) -> None:
+    def add(self, event: Any, meta: OnlineItemMeta) -> None:
         """One valid event of a catalogued item (hot loop: plain dicts and lists only)."""
         self.events += 1
         ts = int(event.timestamp.timestamp())

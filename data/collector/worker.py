@@ -10,7 +10,7 @@ from typing import Any
 
 from app.config import CollectorSettings, FeedraySettings
 from app.features.online_store import REDIS_RETRYABLE, OffsetConflict, OnlineStore
-from app.features.records import ItemMeta
+from app.features.records import OnlineItemMeta
 from app.schemas import InvalidEvent, parse_engagement_event
 from data.collector.batch import EventBatch
 from data.collector.metrics import CollectorMetrics
@@ -57,7 +57,7 @@ class CollectorWorker:
             settings, self.config.group_id, f"feedray-collector-dlq-{worker}"
         )
         self._stop = threading.Event()
-        self._meta: dict[str, ItemMeta] = {}
+        self._meta: dict[str, OnlineItemMeta] = {}
         self.events = 0  # valid events applied to Redis
         self.messages = 0  # messages consumed (valid or not)
         self.rejected: CounterDict[str] = CounterDict()
@@ -186,7 +186,7 @@ class CollectorWorker:
 
     # --- helpers -----------------------------------------------------------------------------
 
-    def _metadata(self, media_ids: list[str]) -> dict[str, ItemMeta]:
+    def _metadata(self, media_ids: list[str]) -> dict[str, OnlineItemMeta]:
         """Catalogue metadata for the items of a batch: cache, then one MGET for the misses."""
         cache = self._meta
         missing = list({m for m in media_ids if m not in cache})

@@ -7,12 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.rerank import Candidates, cross_type_slots, rerank
+from app.rerank import RerankInput, cross_type_slots, rerank
 
 
-def make_candidates(n: int, audio_share: float, n_creators: int, seed: int = 0) -> Candidates:
+def make_candidates(n: int, audio_share: float, n_creators: int, seed: int = 0) -> RerankInput:
     rng = np.random.default_rng(seed)
-    return Candidates(
+    return RerankInput(
         media_ids=[f"m{i}" for i in range(n)],
         scores=rng.normal(size=n),
         content_types=["AUDIO" if x < audio_share else "VIDEO" for x in rng.random(n)],
@@ -20,7 +20,7 @@ def make_candidates(n: int, audio_share: float, n_creators: int, seed: int = 0) 
     )
 
 
-def video_share(candidates: Candidates, feed: list[int]) -> float:
+def video_share(candidates: RerankInput, feed: list[int]) -> float:
     return sum(candidates.content_types[i] == "VIDEO" for i in feed) / len(feed)
 
 
@@ -123,7 +123,7 @@ def test_invariants_hold_for_any_input(
 ) -> None:
     candidates = make_candidates(n, audio_share, n_creators, seed)
     if duplicate and n:  # the same media id twice in the candidate list
-        candidates = Candidates(
+        candidates = RerankInput(
             media_ids=[*candidates.media_ids, candidates.media_ids[0]],
             scores=np.append(candidates.scores, 99.0),
             content_types=[*candidates.content_types, candidates.content_types[0]],

@@ -51,21 +51,22 @@ def redis_settings(tmp_path_factory) -> Iterator[FeedraySettings]:
 
 def _candidates(world, store, now_s: float):
     """The 80 most popular items of each type as a retrieval batch (catalogue attributes)."""
+    from app.serving.catalogue import CatalogueColumns
     from app.serving.types import CandidateBatch
 
     ids = catalogued_items(world, "AUDIO", now_s, 80) + catalogued_items(world, "VIDEO", now_s, 80)
     meta = store.item_metadata(ids)
     creators = store.names("creator", np.asarray([meta[m].creator for m in ids], np.int64))
-    return CandidateBatch(
+    items = CatalogueColumns(
         ids,
-        np.linspace(1.0, 0.5, len(ids)).astype(np.float32),
         [meta[m].content_type for m in ids],
         [str(c) for c in creators],
         [meta[m].category for m in ids],
         [meta[m].language for m in ids],
-        np.asarray([meta[m].duration_s for m in ids], np.float32),
-        np.asarray([meta[m].published_at_s for m in ids], np.float64),
+        [meta[m].duration_s for m in ids],
+        [meta[m].published_at_s for m in ids],
     )
+    return CandidateBatch(items, np.linspace(1.0, 0.5, len(ids)).astype(np.float32))
 
 
 @pytest.mark.parametrize("at", INSTANTS)
@@ -80,7 +81,7 @@ def test_serving_path_at_instant(redis_settings, tmp_path, at):
     from app.models.ranker import Ranker
     from app.serving.assembly import FeedParams, ranked_feed
     from app.serving.encoding import ItemCounters, ranking_batch, user_columns
-    from app.serving.types import RequestContext, UserFeatures
+    from app.serving.types import RequestContext
     from data.catalogue import seed_catalogue_from_world
     from data.simulate.world import WorldConfig
     from data.trending import refresh_trending
@@ -120,7 +121,7 @@ def test_serving_path_at_instant(redis_settings, tmp_path, at):
 
     # The ranking stage's features and scores, item ages and 24 h counts as of the clock.
     candidates = _candidates(world, store, now_s)
-    items = store.read_items(candidates.media_ids)
+    items = store.read_items(candidates.items.media_ids)
     assert (items.publish_age_hours >= 0).all()
     assert items.play_count_24h.sum() > 0  # the world's last day is the clock's last 24 h
     features = settings.models.features.model_copy(
@@ -128,9 +129,8 @@ def test_serving_path_at_instant(redis_settings, tmp_path, at):
     )
     torch.manual_seed(0)
     ranker = Ranker(features, settings.models.ranker, default_head_weights())
-    user = UserFeatures.from_online(online)
     batch = ranking_batch(
-        user_columns(user, RequestContext(), features),
+        user_columns(online, RequestContext(), features),
         candidates,
         ItemCounters.from_store(items),
         clock.time(),
@@ -140,8 +140,8 @@ def test_serving_path_at_instant(redis_settings, tmp_path, at):
     assert scores.shape == (len(candidates),) and np.isfinite(scores).all()
 
     # The personalised feed: AUDIO first, the user's plays never served back.
-    focused = ranked_feed(candidates, scores, user, FeedParams(20, 0.0, 2))
+    focused = ranked_feed(candidates, scores, online, FeedParams(20, 0.0, 2))
     assert len(focused) == 20 and {i.content_type for i in focused} == {"AUDIO"}
     assert not {i.media_id for i in focused} & set(played)
-    mixed = ranked_feed(candidates, scores, user, FeedParams(20, 1.0, 2))
+    mixed = ranked_feed(candidates, scores, online, FeedParams(20, 1.0, 2))
     assert sum(i.content_type == "VIDEO" for i in mixed) / len(mixed) > 0.3

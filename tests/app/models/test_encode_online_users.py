@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.features.online_store import UserFeatures
+from app.features.records import UserFeatures
 from app.models.config import FeatureSettings
 from app.models.features import (
     PREFERRED_CODE,

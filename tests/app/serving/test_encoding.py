@@ -5,17 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from app.features.records import UserFeatures
 from app.models.config import FeatureSettings, RankerSettings
+from app.serving.catalogue import CatalogueColumns
 from app.serving.encoding import ItemCounters, item_columns, ranking_batch, user_columns
-from app.serving.types import CandidateBatch, RequestContext, UserFeatures
+from app.serving.types import CandidateBatch, RequestContext
 
 CFG = FeatureSettings(user_buckets=1_024, item_buckets=4_096, creator_buckets=256)
 
 
 def _candidates(n: int) -> CandidateBatch:
-    return CandidateBatch(
+    items = CatalogueColumns(
         media_ids=[f"m{i}" for i in range(n)],
-        scores=np.linspace(1, 0, n).astype(np.float32),
         content_types=["VIDEO", "AUDIO"] * (n // 2),
         creator_ids=[f"c{i % 7}" for i in range(n)],
         categories=["music"] * n,
@@ -23,6 +24,7 @@ def _candidates(n: int) -> CandidateBatch:
         durations=np.full(n, 300.0, np.float32),
         published_s=np.full(n, 1.7e9),
     )
+    return CandidateBatch(items, np.linspace(1, 0, n).astype(np.float32))
 
 
 def test_ranking_batch_has_the_training_columns_and_scores():
@@ -33,7 +35,17 @@ def test_ranking_batch_has_the_training_columns_and_scores():
     from train.common import RANKING_COLUMNS
 
     n = 40
-    user = UserFeatures("u1", True, "AUDIO", "en", ("music",), (), ("m3",), 5.0, 1.0, 2.0, 1.0, 0.0)
+    user = UserFeatures(
+        user_id="u1",
+        preferred_content_type="AUDIO",
+        preferred_language="en",
+        top_categories_7d=("music",),
+        recent_positive_7d=("m3",),
+        plays_7d=5.0,
+        video_plays_7d=1.0,
+        completes_7d=2.0,
+        likes_7d=1.0,
+    )
     counters = ItemCounters(*(np.arange(n, dtype=np.float64) for _ in range(4)))
     batch = ranking_batch(
         user_columns(user, RequestContext(), CFG), _candidates(n), counters, 1.7e9 + 3600, CFG
@@ -42,7 +54,7 @@ def test_ranking_batch_has_the_training_columns_and_scores():
     assert set(batch) == set(wanted)
     assert all(len(batch[c]) == n for c in wanted)
     assert batch["u_hist"].shape == (n, CFG.history_len) and batch["i_dense"].shape == (n, 5)
-    assert (batch["type_match"] == (np.asarray(_candidates(n).content_types) == "AUDIO")).all()
+    assert (batch["type_match"] == (_candidates(n).items.content_types == "AUDIO")).all()
     torch.manual_seed(0)
     scores = Ranker(CFG, RankerSettings()).score(to_tensors(batch))["value"]
     assert scores.shape == (n,) and torch.isfinite(scores).all()
@@ -86,18 +98,16 @@ def test_item_columns_equal_training_item_features():
     counters = ItemCounters(
         np.array([1.0, 1, 1]), np.array([1.0, 0, 0]), np.array([1.0, 0, 0]), np.array([0.0, 1, 0])
     )
-    served = item_columns(
-        catalogue["media_id"],
+    items = CatalogueColumns(
+        catalogue["media_id"].tolist(),
         catalogue["content_type"],
         catalogue["creator_id"],
         catalogue["category"],
         catalogue["language"],
-        catalogue["duration_s"].to_numpy(),
+        catalogue["duration_s"],
         catalogue["published_ms"].to_numpy() / 1000.0,
-        counters,
-        at_ms / 1000.0,
-        CFG,
     )
+    served = item_columns(items, counters, at_ms / 1000.0, CFG)
     for name in ("i_hash", "i_cat", "i_creator", "i_type", "i_lang", "i_dur"):
         assert served[name].tolist() == trained[name].tolist(), name
     np.testing.assert_allclose(

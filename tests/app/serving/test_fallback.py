@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from app.features.records import UserFeatures
 from app.serving.assembly import FeedParams, TrendingEntry, trending_feed
 from app.serving.fallback import ALL, NEWEST, TRENDING, fallback_chain, gather, wanted
-from app.serving.types import UserFeatures
 
 
 def _entries(prefix: str, n: int, ctype: str = "VIDEO", score: float = 1.0):
@@ -61,7 +61,7 @@ def test_gather_walks_down_until_enough_and_names_its_sources() -> None:
 def test_trending_feed_keeps_chain_order_and_fills_the_limit() -> None:
     """Newest items (score 0) come after trending ones; the feed is full."""
     entries = _entries("t", 4) + _entries("n", 40, score=0.0)
-    user = UserFeatures("u", False)
+    user = UserFeatures(user_id="u")
     items = trending_feed(entries, user, FeedParams(limit=20, diversity=0.0, max_per_creator=2))
     assert len(items) == 20
     assert [i.media_id for i in items[:4]] == ["t0", "t1", "t2", "t3"]

@@ -7,14 +7,15 @@ import pytest
 
 from app.models.config import FeatureSettings, IndexSettings, TwoTowerSettings
 from app.models.two_tower import TwoTower
-from app.serving.live_index import ItemAttributes, build_live_index, embed_items
+from app.serving.catalogue import CatalogueColumns
+from app.serving.live_index import build_live_index, embed_items
 
 FEATURES = FeatureSettings(user_buckets=1_024, item_buckets=8_192, creator_buckets=512)
 
 
-def _items(n: int, offset: int = 0) -> ItemAttributes:
+def _items(n: int, offset: int = 0) -> CatalogueColumns:
     rng = np.random.default_rng(offset)
-    return ItemAttributes(
+    return CatalogueColumns(
         [f"m{offset + i}" for i in range(n)],
         np.where(rng.random(n) < 0.6, "VIDEO", "AUDIO").astype(object),
         np.asarray([f"c{k}" for k in rng.integers(50, size=n)], object),

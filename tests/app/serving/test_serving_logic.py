@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.config import LatencySettings
+from app.features.records import UserFeatures
 from app.serving import degrade
 from app.serving.assembly import (
     FeedParams,
@@ -20,8 +21,9 @@ from app.serving.assembly import (
     trending_keys,
 )
 from app.serving.cache import TTLCache
+from app.serving.catalogue import CatalogueColumns
 from app.serving.timing import Stopwatch, over_budget, stage_timeout_s
-from app.serving.types import CandidateBatch, UserFeatures
+from app.serving.types import CandidateBatch
 
 
 class FakeClock:
@@ -47,15 +49,17 @@ def test_cache_is_bounded_lru_with_ttl():
 
 
 def _batch(n: int, rng: np.random.Generator, creators: int = 7) -> CandidateBatch:
-    return CandidateBatch(
+    scores = rng.random(n).astype(np.float32)
+    items = CatalogueColumns(
         media_ids=[f"m{i}" for i in range(n)],
-        scores=rng.random(n).astype(np.float32),
         content_types=["VIDEO" if rng.random() < 0.5 else "AUDIO" for _ in range(n)],
         creator_ids=[f"c{rng.integers(creators)}" for _ in range(n)],
         categories=["music"] * n,
         languages=["en"] * n,
-        model_version="two_tower@1",
+        durations=np.full(n, 60.0),
+        published_s=np.zeros(n),
     )
+    return CandidateBatch(items, scores, model_version="two_tower@1")
 
 
 def _trending(n: int, offset: int = 0) -> list[TrendingEntry]:
@@ -94,7 +98,14 @@ def test_every_path_keeps_the_feed_guarantees(
     rng = np.random.default_rng(seed)
     batch = _batch(n, rng)
     recent = tuple(f"m{i}" for i in range(0, n, 4))
-    user = UserFeatures("u1", True, preferred, "en", ("music",), recent)
+    user = UserFeatures(
+        user_id="u1",
+        preferred_content_type=preferred,
+        preferred_language="en",
+        top_categories_7d=("music",),
+        recent_media_7d=recent,
+        plays_7d=1.0,
+    )
     params = FeedParams(limit, diversity, cap, content_type)
     _assert_feed(
         ranked_feed(batch, batch.scores, user, params), limit, set(recent), cap, content_type
@@ -107,7 +118,7 @@ def test_every_path_keeps_the_feed_guarantees(
 def test_cold_start_blend_alternates_sources():
     rng = np.random.default_rng(0)
     batch = _batch(50, rng, creators=50)
-    user = UserFeatures("new", False)
+    user = UserFeatures(user_id="new")
     items = blended_feed(
         batch, batch.scores, _trending(50, offset=100), user, FeedParams(10, 0.0, 10), 0.5
     )
@@ -118,48 +129,23 @@ def test_cold_start_blend_alternates_sources():
 
 
 def test_trending_keys_follow_filter_language_and_preference():
-    user = UserFeatures("u", True, "AUDIO", "fr")
+    user = UserFeatures(
+        user_id="u", preferred_content_type="AUDIO", preferred_language="fr", plays_7d=1.0
+    )
     assert trending_keys(user, None, None) == [("AUDIO", "fr"), ("VIDEO", "fr")]
     assert trending_keys(user, "es", "VIDEO") == [("VIDEO", "es")]
-    assert trending_keys(UserFeatures("n", False), None, None) == [
+    assert trending_keys(UserFeatures(user_id="n"), None, None) == [
         ("VIDEO", "all"),
         ("AUDIO", "all"),
     ]
 
 
-def _online(**fields):
-    from app.features.online_store import UserFeatures as OnlineUser
-
-    base = dict(
-        user_id="u",
-        recent_media_7d=[],
-        top_categories_7d=[],
-        avg_session_duration=0.0,
-        preferred_language=None,
-        preferred_content_type="MIXED",
-        subscriber_count=0,
-    )
-    return OnlineUser(**{**base, **fields})
-
-
-def test_user_features_from_online_store():
-    assert not UserFeatures.from_online(_online()).known  # never seen: cold start
-    f = UserFeatures.from_online(
-        _online(
-            preferred_content_type="BOGUS",
-            recent_media_7d=["m1"],
-            plays_7d=3.0,
-            completes_7d=1.0,
-            recent_positive_7d=["m1"],
-            video_plays_7d=2.0,
-        )
-    )
-    assert f.known and f.preferred_content_type == "MIXED" and f.recent_media == ("m1",)
-    assert f.recent_positive == ("m1",) and (f.plays_7d, f.video_plays_7d, f.completes_7d) == (
-        3.0,
-        2.0,
-        1.0,
-    )
+def test_a_user_is_known_by_plays_or_recent_items():
+    never_seen = UserFeatures(user_id="u")
+    assert not never_seen.known and never_seen.preferred_content_type == "MIXED"
+    assert UserFeatures(user_id="u", plays_7d=3.0).known
+    assert UserFeatures(user_id="u", recent_media_7d=("m1",)).known
+    assert not UserFeatures(user_id="u", recent_positive_7d=("m1",), likes_7d=1.0).known
 
 
 def test_user_columns_match_the_model_encoder():
@@ -171,22 +157,23 @@ def test_user_columns_match_the_model_encoder():
     from app.serving.types import RequestContext
 
     cfg = FeatureSettings(user_buckets=1_024, item_buckets=4_096)
-    online = _online(
+    online = UserFeatures(
+        user_id="u",
         plays_7d=4.0,
         video_plays_7d=4.0,
         completes_7d=2.0,
         likes_7d=1.0,
-        top_categories_7d=["music"],
+        top_categories_7d=("music",),
         preferred_language="en",
         preferred_content_type="VIDEO",
-        recent_positive_7d=["m1", "m2"],
+        recent_positive_7d=("m1", "m2"),
     )
-    served = user_columns(UserFeatures.from_online(online), RequestContext(language="es"), cfg)
+    served = user_columns(online, RequestContext(language="es"), cfg)
     expected = encode_online_users([online], cfg)
     assert set(served) == set(expected)
     for name in expected:
         assert np.array_equal(served[name], expected[name]), name
-    cold = user_columns(UserFeatures("new", False), RequestContext(language="es"), cfg)
+    cold = user_columns(UserFeatures(user_id="new"), RequestContext(language="es"), cfg)
     assert cold["u_lang"][0] == stable_hash(["es"], cfg.language_buckets, "lang:")[0]
     assert cold["u_pref"][0] == 0 and not cold["u_hist"].any()
 

@@ -14,9 +14,8 @@ pytestmark = [pytest.mark.integration]
 def test_store_reads_catalogue_items_users_and_trending(broker_stack, tmp_path):
     import redis
 
-    from app.serving.live_index import ItemAttributes, align
+    from app.serving.catalogue import CatalogueColumns
     from app.serving.store import ServingStore
-    from app.serving.types import UserFeatures
     from data.catalogue import seed_catalogue_from_world
     from data.simulate.world import World, WorldConfig
     from data.trending import refresh_trending
@@ -29,14 +28,14 @@ def test_store_reads_catalogue_items_users_and_trending(broker_stack, tmp_path):
 
     store = ServingStore(settings)  # the request-path client: short timeouts, no retries
     assert store.store.client.connection_pool.connection_kwargs["retry"].get_retries() == 0
-    assert not UserFeatures.from_online(store.read_user("u-never-seen")).known  # cold start
+    assert not store.read_user("u-never-seen").known  # cold start
     counters, found = store.read_item_counters(["m0", "m1", "m-missing"])
     assert found.tolist() == [True, True, False]
     assert counters.starts.shape == (3,) and (counters.starts == 0).all()  # no events yet
-    catalogue = ItemAttributes.from_table(store.read_catalogue())
+    catalogue = CatalogueColumns.from_table(store.read_catalogue())
     assert len(catalogue) == 500 and set(catalogue.content_types) <= {"VIDEO", "AUDIO"}
     assert catalogue.published_s.min() > 1e9  # epoch seconds
-    aligned = align(catalogue, ["m3", "m-missing", "m1"])
+    aligned = catalogue.align(["m3", "m-missing", "m1"])
     assert aligned.media_ids == ["m3", "m-missing", "m1"] and aligned.content_types[1] == ""
     lists = store.read_lists(
         [("trending", "VIDEO", "all"), ("trending", "AUDIO", "en"), ("newest", "AUDIO", "all")], 10

@@ -1,0 +1,62 @@
+"""A servable feed app for the HTTP benchmarks: a bootstrapped world deployed on a local Ray.
+
+``bootstrapped`` fills a private stack (its own MLflow on SQLite in the stack's state dir)
+with a simulated world made servable by ``train.bootstrap``; ``deploy_feed_app`` starts a
+local 2-CPU Ray and deploys serve_config.yaml's shape on it, one replica per deployment.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from app.config import FeedraySettings
+from app.stack.kafka import ensure_topics
+from app.stack.process import free_port
+
+
+def bootstrapped(
+    settings: FeedraySettings, items: int, users: int, days: float, epochs: int
+) -> tuple[FeedraySettings, object, float]:
+    """(settings with the private MLflow, ``train.bootstrap.Bootstrapped``, seconds taken)."""
+    from data.simulate.world import WorldConfig
+    from train.bootstrap import bootstrap
+
+    ensure_topics(settings)
+    uri = f"sqlite:///{settings.state_dir.resolve()}/mlflow.db"
+    settings = settings.model_copy(
+        update={"mlflow": settings.mlflow.model_copy(update={"tracking_uri": uri})}
+    )
+    world = WorldConfig(seed=5, n_users=users, n_items=items, n_creators=max(items // 50, 1))
+    t0 = time.perf_counter()
+    boot = bootstrap(settings, world, days, epochs)
+    return settings, boot, time.perf_counter() - t0
+
+
+def deploy_feed_app(settings: FeedraySettings, hop_allowance_ms: float) -> tuple[dict, str, float]:
+    """(the deployed Serve config, the app's base URL, seconds the deploy took).
+
+    Ray starts here (``num_cpus=2``, no dashboard); autoscaling is off, one replica each.
+    """
+    import ray
+
+    from deployments.app import settings_payload
+    from deployments.deploy import deploy, load_config
+
+    os.environ["RAY_ADDRESS"] = "local"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    port = free_port()
+    config = load_config()
+    config["http_options"] = {"host": "127.0.0.1", "port": port}
+    app = config["applications"][0]
+    app["args"] = {
+        "settings": settings_payload(settings),
+        "serving": {"hop_allowance_ms": hop_allowance_ms, "index_rebuild_interval_s": 0},
+        "gpu": "auto",
+    }
+    for entry in app["deployments"]:
+        entry.pop("autoscaling_config", None)
+        entry["num_replicas"] = 1
+    t0 = time.perf_counter()
+    deploy(config, wait_s=900)
+    return config, f"http://127.0.0.1:{port}", time.perf_counter() - t0
