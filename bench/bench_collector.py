@@ -9,7 +9,11 @@ seeds the world's catalogue into Redis, then for each worker count runs
 and a fresh key prefix in Redis (so every run applies every event from offset 0). Reported
 per run: ``events_per_s`` over the whole run (Ray actor start-up, group join and the idle check
 included) and ``processing_events_per_s`` (events / time from the first to the last batch
-written); the median of the repeats is the figure. Results: ``bench/results/collector.json``.
+written); the median of the repeats is the figure. Baseline in the same run, before each
+collector run: a bare ``confluent_kafka`` consumer reading the topic from offset 0 (assigned
+partitions, no group, no decode, no Redis), events/s from the call that returned its first
+message to its last; the ``ratio_to_baseline`` of each worker count is its median processing
+rate over the baseline's median. Results: ``bench/results/collector.json``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,35 @@ from data.collector.run import run_collectors
 from data.simulate.run import simulate
 from data.simulate.sinks import KafkaSink
 from data.simulate.world import World, WorldConfig
+
+
+def kafka_read_events_per_s(settings, n_events: int, timeout_s: float = 120.0) -> float:
+    """Events/s of a bare consumer reading the engagement topic's first ``n_events`` messages."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    topic = settings.kafka.topics.engagement
+    consumer = Consumer(
+        settings.kafka.client_config(
+            **{"group.id": f"bench-baseline-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False}
+        )
+    )
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(partitions)])
+    n, first, last = 0, None, None
+    deadline = time.perf_counter() + timeout_s
+    try:
+        while n < n_events and time.perf_counter() < deadline:
+            called = time.perf_counter()
+            got = [m for m in consumer.consume(10_000, timeout=1.0) if m.error() is None]
+            if got:
+                first = first or called
+                n += len(got)
+                last = time.perf_counter()
+    finally:
+        consumer.close()
+    if n < n_events or first is None or last <= first:
+        raise RuntimeError(f"baseline read {n:,} of {n_events:,} events in {timeout_s:.0f}s")
+    return n / (last - first)
 
 
 def main() -> None:
@@ -79,8 +112,10 @@ def main() -> None:
         )
         client = redis.Redis(**settings.redis.client_kwargs())
         runs: dict[str, list[dict]] = {}
+        baseline: list[float] = []
         for workers in args.workers:
             for repeat in range(args.repeats):
+                baseline.append(kafka_read_events_per_s(settings, sim.events))
                 prefix = f"b{workers}r{repeat}{suffix}"
                 store = OnlineStore(client, OnlineStoreSettings(prefix=prefix))
                 seed_catalogue_from_world(settings, world, store=store, write_parquet=False)
@@ -123,10 +158,13 @@ def main() -> None:
                 "produce_s": round(produce_s, 2),
                 "stack": "running" if args.use_running_stack else "private",
             },
+            "baseline": {"kafka_read_events_per_s": baseline, "median": median(baseline)},
             "median": {
                 w: {
                     "events_per_s": median([r["events_per_s"] for r in rs]),
                     "processing_events_per_s": median([r["processing_events_per_s"] for r in rs]),
+                    "ratio_to_baseline": median([r["processing_events_per_s"] for r in rs])
+                    / median(baseline),
                 }
                 for w, rs in runs.items()
             },

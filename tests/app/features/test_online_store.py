@@ -107,14 +107,14 @@ def test_windows_expire_without_any_background_job(store: OnlineStore) -> None:
     assert gone.completion_rate[0] == pytest.approx((1 + 1) / (2 + 1 + 3))  # lifetime counters stay
 
     user = store.read_user("u1", now=T0 + HOUR)
-    assert user.recent_media_7d == ["m2", "m1"]
-    assert user.top_categories_7d == ["music", "news"]  # tie broken by name
+    assert user.recent_media_7d == ("m2", "m1")
+    assert user.top_categories_7d == ("music", "news")  # tie broken by name
     assert user.preferred_content_type == "MIXED"
     assert user.avg_session_duration == pytest.approx(100.0)
     six_days = store.read_user("u1", now=T0 + 6 * DAY + HOUR)
-    assert six_days.recent_media_7d == ["m2", "m1"]
+    assert six_days.recent_media_7d == ("m2", "m1")
     forgotten = store.read_user("u1", now=T0 + 7 * DAY + HOUR)
-    assert forgotten.recent_media_7d == [] and forgotten.top_categories_7d == []
+    assert forgotten.recent_media_7d == () and forgotten.top_categories_7d == ()
     assert forgotten.preferred_language is None and forgotten.avg_session_duration == 0.0
 
     # A new play a day later reuses ring slots: only the live buckets count.
@@ -222,9 +222,9 @@ def test_features_equal_what_a_simulated_stream_implies(store: OnlineStore) -> N
         feats = store.read_user(f"u{u}", now=now)
         assert feats.subscriber_count == len(subs_of_user[u])
         cats = {CATEGORY_NAMES[int(k[4:])]: v for k, v in plays7[u].items() if k.startswith("cat:")}
-        assert feats.top_categories_7d == [
+        assert feats.top_categories_7d == tuple(
             c for c, _ in sorted(cats.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
-        ]
+        )
         video, audio = plays7[u]["type:0"], plays7[u]["type:1"]
         share = video / (video + audio) if video + audio else 0.5
         assert feats.preferred_content_type == (
@@ -278,7 +278,7 @@ def test_engagement_counts_and_positive_history(store: OnlineStore) -> None:
             f.completes_7d,
             f.likes_7d,
             f.dislikes_7d,
-            f.recent_positive_7d,
+            list(f.recent_positive_7d),
         )
 
     everything = (2.0, 1.0, 1.0, 2.0, 1.0, ["m2", "m3", "m1", "m10"])
@@ -302,7 +302,7 @@ def test_engagement_counts_and_positive_history(store: OnlineStore) -> None:
     )  # day 1 gone
     assert read(T0 + 9 * DAY + HOUR) == (0.0, 0.0, 0.0, 1.0, 0.0, ["m2", "m3", "m1"])  # day 2 gone
     assert read(T0 + 10 * DAY + HOUR) == (0.0, 0.0, 0.0, 0.0, 0.0, [])
-    assert store.read_user("u2", now=T0 + 4 * DAY).recent_positive_7d == ["m3"]
+    assert store.read_user("u2", now=T0 + 4 * DAY).recent_positive_7d == ("m3",)
     ttl = store.client.ttl(store.keys.user_positive("u1"))
     assert 0 < ttl <= store.config.user_ttl_s
 
