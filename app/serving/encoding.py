@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from app.features import definitions as fd
-from app.features.records import UserFeatures
+from app.features.records import OnlineItemFeatures, UserFeatures
 from app.models.config import FeatureSettings
 from app.models.features import encode_items, encode_online_users, item_dense, type_match
 from app.serving.catalogue import CatalogueColumns
@@ -38,8 +38,8 @@ class ItemCounters:
         return cls(z, z, z, z)
 
     @classmethod
-    def from_store(cls, features) -> ItemCounters:
-        """From ``OnlineStore.read_items``' ``OnlineItemFeatures`` (missing items read as zeros)."""
+    def from_store(cls, features: OnlineItemFeatures) -> ItemCounters:
+        """From ``OnlineStore.read_items``' records (missing items read as zeros)."""
         raw = features.raw
         return cls(
             *(raw[name].astype(np.float64) for name in ("starts", "completes", "likes", "dislikes"))
