@@ -36,13 +36,15 @@ def bootstrapped(
 def deploy_feed_app(settings: FeedraySettings, hop_allowance_ms: float) -> tuple[dict, str, float]:
     """(the deployed Serve config, the app's base URL, seconds the deploy took).
 
-    Ray starts here (``num_cpus=2``, no dashboard); autoscaling is off, one replica each.
+    A fresh local Ray starts here (``num_cpus=2``, no dashboard); autoscaling is off, one
+    replica each.
     """
     import ray
 
     from deployments.app import settings_payload
     from deployments.deploy import deploy, load_config
 
+    ray.shutdown()  # the Ray ``train.bootstrap`` joined for its Ray Data steps, if any
     os.environ["RAY_ADDRESS"] = "local"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     port = free_port()
