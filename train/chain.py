@@ -58,10 +58,9 @@ class ChainRecord:
         return next(s for s in self.steps if s.name == name)
 
     def to_json(self) -> dict[str, Any]:
-        """The record without the steps' in-memory outputs."""
-        out = asdict(self)
-        out.pop("outputs")
-        return out
+        """The record without the steps' in-memory outputs (models, frames: never copied)."""
+        out = {k: v for k, v in vars(self).items() if k not in ("steps", "outputs")}
+        return out | {"steps": [asdict(s) for s in self.steps]}
 
 
 def failure_reason(error: BaseException) -> str:

@@ -90,3 +90,13 @@ def test_a_failing_summary_fails_its_step() -> None:
 def test_step_names_must_be_unique() -> None:
     with pytest.raises(ValueError, match="unique"):
         run_chain("r4", [Step("a", lambda o: 1), Step("a", lambda o: 2)], _clock())
+
+
+def test_the_json_record_never_copies_step_outputs() -> None:
+    class Model:
+        def __deepcopy__(self, memo):
+            raise AssertionError("a step output was copied")
+
+    record = run_chain("r5", [Step("train", lambda o: Model(), lambda m: {"version": 2})], _clock())
+    assert record.to_json()["steps"][0]["detail"] == {"version": 2}
+    assert isinstance(record.outputs["train"], Model)
