@@ -18,7 +18,7 @@ from app.retraining import NewVersions
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-N_USERS, N_ITEMS, DAYS = 400, 1000, 3.0
+N_USERS, N_ITEMS, DAYS = 600, 1000, 3.0
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def world_settings(broker_stack, ray_local, tmp_path_factory):
             user_buckets=1 << 12, item_buckets=1 << 13, creator_buckets=1 << 9
         ),
         two_tower=TwoTowerSettings(epochs=2, learning_rate=5e-3),
-        ranker=RankerSettings(epochs=1),
+        ranker=RankerSettings(epochs=4, batch_size=128),
         training=TrainingSettings(num_workers=1, cpus_per_worker=1, eval_days=0.5),
     )
     uri = settings.mlflow.tracking_uri
