@@ -176,6 +176,12 @@ def _mount_serve() -> None:
     cli.command("serve")(serve_command)
 
 
+def _mount_pipeline() -> None:
+    from train.pipeline import app as pipeline_app
+
+    cli.add_typer(pipeline_app, name="pipeline")
+
+
 # --- real datasets: import and offline evaluation ---------------------------------------------
 
 
@@ -206,6 +212,7 @@ LAZY_COMMANDS = {
     "serve": _mount_serve,
     "audience": _mount_audience,
     "demo": _mount_demo,
+    "pipeline": _mount_pipeline,
     **DATASET_COMMANDS,
 }
 

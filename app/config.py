@@ -27,6 +27,7 @@ from app.experiments.settings import ExperimentSettings
 from app.features import definitions as d
 from app.features.definitions import DEFAULT_SIGNAL_WEIGHTS
 from app.models.config import ModelSettings
+from app.retraining import PipelineSettings
 from app.schemas import EventType
 
 DEFAULT_CONFIG_FILE = "feedray.yaml"
@@ -375,6 +376,7 @@ class FeedraySettings(BaseSettings):
     audience: AudienceSettings = AudienceSettings()
     demo: DemoSettings = DemoSettings()
     clock: ClockSettings = ClockSettings()
+    pipeline: PipelineSettings = PipelineSettings()
 
     @model_validator(mode="after")
     def _ports_distinct(self) -> FeedraySettings:

@@ -1,7 +1,8 @@
 """The MLflow side of a training job: the model folder, the champion, one run per job.
 
 ``log_and_register`` logs params, metrics and artifacts in one run, registers a version and
-sets ``challenger`` (``champion`` too when there is none) when the gate passes.
+sets ``challenger`` (``champion`` too when there is none) when the gate passes
+(``assign_aliases``).
 """
 
 from __future__ import annotations
@@ -64,9 +65,11 @@ def log_and_register(
     training_meta: dict,
     gate_settings,
     run_name: str,
+    set_aliases: bool = True,
 ) -> dict[str, Any]:
     """One MLflow run: params, metrics, artifacts (model folder, report); register a version;
-    set ``challenger`` when the gate passes (``champion`` too when there is none yet)."""
+    set ``challenger`` when the gate passes (``champion`` too when there is none yet), unless
+    ``set_aliases`` is False (the retraining pipeline sets them once every step succeeded)."""
     import mlflow
 
     from app import registry
@@ -94,17 +97,33 @@ def log_and_register(
             "gate_value": f"{decision.value:.6f}",
         },
     )
-    aliases = []
-    has_champion = registry.get_version(uri, model_name, registry.CHAMPION) is not None
-    if decision.passed:
-        registry.set_alias(uri, model_name, registry.CHALLENGER, mv.version)
-        aliases.append(registry.CHALLENGER)
-        if not has_champion and gate_settings.bootstrap_champion:
-            registry.set_alias(uri, model_name, registry.CHAMPION, mv.version)
-            aliases.append(registry.CHAMPION)
+    aliases = (
+        assign_aliases(uri, model_name, int(mv.version), decision.passed, gate_settings)
+        if set_aliases
+        else []
+    )
     print(
         f"registered {model_name} v{mv.version} (run {run_id}); aliases: {aliases or 'none'}; "
         f"gate: {decision.reason}",
         flush=True,
     )
     return {"run_id": run_id, "version": int(mv.version), "aliases": aliases}
+
+
+def assign_aliases(
+    uri: str, model_name: str, version: int, passed: bool, gate_settings
+) -> list[str]:
+    """``challenger`` on ``version`` when its gate ``passed`` (``champion`` too when the model
+    has none yet and ``gate_settings.bootstrap_champion``); the aliases set."""
+    from app import registry
+
+    aliases: list[str] = []
+    if not passed:
+        return aliases
+    has_champion = registry.get_version(uri, model_name, registry.CHAMPION) is not None
+    registry.set_alias(uri, model_name, registry.CHALLENGER, version)
+    aliases.append(registry.CHALLENGER)
+    if not has_champion and gate_settings.bootstrap_champion:
+        registry.set_alias(uri, model_name, registry.CHAMPION, version)
+        aliases.append(registry.CHAMPION)
+    return aliases

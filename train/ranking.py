@@ -55,6 +55,7 @@ def run_ranking(
     retrieval_model=None,
     tracking_uri: str | None = None,
     register: bool = True,
+    set_aliases: bool = True,
 ) -> JobResult:
     from app.models.evaluation import evaluate_ranking, gate
     from train.common import fit_options, start_job
@@ -120,6 +121,7 @@ def run_ranking(
             training_meta=ts.meta,
             gate_settings=model_settings.gate,
             run_name=run_name,
+            set_aliases=set_aliases,
         )
     return JobResult(model, report, decision, registered, ts, folder, last_epoch + 1)
 

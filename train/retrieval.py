@@ -48,6 +48,7 @@ def run_retrieval(
     exclude_items: set[str] | None = None,
     tracking_uri: str | None = None,
     register: bool = True,
+    set_aliases: bool = True,
 ) -> JobResult:
     """Train, evaluate and register a two-tower model (see the module docstring)."""
     from app.models.evaluation import evaluate_retrieval, gate
@@ -112,6 +113,7 @@ def run_retrieval(
             training_meta=ts.meta,
             gate_settings=model_settings.gate,
             run_name=run_name,
+            set_aliases=set_aliases,
         )
     return JobResult(model, report, decision, registered, ts, folder, last_epoch + 1)
 

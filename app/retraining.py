@@ -1,0 +1,43 @@
+"""The retraining pipeline's contract: its settings and what it hands to the canary.
+
+``train.pipeline`` builds a pair of versions (a two-tower with its FAISS index, and the
+ranker trained on that two-tower's scores); only when every step succeeded are both aliased
+``challenger`` and passed, as one ``NewVersions``, to a ``Handoff`` callable (the canary's
+entry point; ``settings.pipeline.handoff`` names it as ``module:function``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+
+
+class PipelineSettings(BaseModel):
+    """Scheduled retraining (``feedray pipeline run|schedule``). ``FeedraySettings.pipeline``."""
+
+    interval_s: float = Field(86_400.0, gt=0)  # cadence of `feedray pipeline schedule` (daily)
+    # The hand-off of a finished run's versions to the canary, as ``module:function``.
+    handoff: str = "train.pipeline:print_handoff"
+    experiment: str = "feedray-pipeline"  # MLflow experiment of the pipeline's own runs
+
+
+@dataclass(frozen=True)
+class NewVersions:
+    """The versions one pipeline run built, both already aliased ``challenger``."""
+
+    retrieval_model: str
+    retrieval_version: int  # its FAISS index is logged as ``index/`` in this version's run
+    ranking_model: str
+    ranking_version: int  # trained on ``retrieval_version``'s retrieval_score
+    pipeline_run: str  # the pipeline run id (record file name, MLflow run name suffix)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Handoff(Protocol):
+    def __call__(self, versions: NewVersions) -> dict[str, Any] | None:
+        """Start the canary of ``versions``; what it returns (JSON-able) goes in the record."""
+        ...
