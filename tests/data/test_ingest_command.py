@@ -24,7 +24,7 @@ def test_schedule_interval_defaults_to_the_setting(
         raise _Slept  # one scheduled period is enough
 
     monkeypatch.setattr(ingest, "get_settings", lambda: settings)
-    monkeypatch.setattr(ingest, "ingest_until_caught_up", lambda *args: iter(()))
+    monkeypatch.setattr(ingest, "ingest_streams", lambda *args: iter(()))
     monkeypatch.setattr(ingest.time, "sleep", sleep)
     with pytest.raises(_Slept):
         ingest.ingest_command(once=False, interval_s=option)
