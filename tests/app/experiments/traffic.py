@@ -69,6 +69,11 @@ def simulate_traffic(
     completion = rng.beta(0.4 * 6, 0.6 * 6, n_users)
     out, seq = Traffic(), 0
 
+    def emit(user: str, kind: str, media: str, at: datetime, **extra) -> None:
+        nonlocal seq
+        seq += 1
+        out.events.append((user.encode(), _event(kind, user, media, at, seq, **extra)))
+
     def period(begin: datetime, length_h: float, treated: np.ndarray) -> None:
         nonlocal seq
         feeds = 1 + rng.poisson(feeds_per_user - 1, n_users)
@@ -93,32 +98,15 @@ def simulate_traffic(
                 out.exposures.append((user.encode(), exposure.model_dump_json().encode()))
                 for i in items:
                     media, at = f"m{i}", served + timedelta(seconds=float(rng.uniform(1, 600)))
-                    seq += 1
                     if rng.random() < p_start:
-                        out.events.append(
-                            (user.encode(), _event("media_started", user, media, at, seq))
-                        )
+                        emit(user, "media_started", media, at)
                         if rng.random() < completion[u]:
-                            seq += 1
                             later = at + timedelta(seconds=120)
-                            out.events.append(
-                                (
-                                    user.encode(),
-                                    _event(
-                                        "media_completed", user, media, later, seq,
-                                        consumed_fraction=0.95,
-                                    ),
-                                )  # fmt: skip
-                            )
+                            emit(user, "media_completed", media, later, consumed_fraction=0.95)
                     elif rng.random() < 0.1:
-                        out.events.append(
-                            (user.encode(), _event("media_skipped", user, media, at, seq))
-                        )
+                        emit(user, "media_skipped", media, at)
                     if rng.random() < 0.01:
-                        seq += 1
-                        out.events.append(
-                            (user.encode(), _event("media_disliked", user, media, at, seq))
-                        )
+                        emit(user, "media_disliked", media, at)
 
     if pre_hours:
         period(start - timedelta(hours=pre_hours), pre_hours, np.zeros(n_users, dtype=bool))
