@@ -151,6 +151,13 @@ def audit_exposures(
     return AuditRun(verdict=verdict, skipped=skipped)
 
 
+def _note_skipped(markdown: Path, audit: AuditRun | None) -> None:
+    """Append to the report what the audit could not test (no attribute data)."""
+    if audit is not None and audit.skipped:
+        with markdown.open("a") as out:
+            out.write(f"\nNot audited (no attribute data): {', '.join(audit.skipped)}.\n")
+
+
 def report_folder(settings: FeedraySettings, experiment: str, kind: str, end: datetime) -> Path:
     """``<state_dir>/reports/<experiment>/<kind>-<end>``."""
     root = Path(settings.state_dir).expanduser().resolve() / "reports" / experiment
@@ -203,6 +210,7 @@ def evaluate_experiment(
         audit=None if audit is None else audit.verdict,
         title=f"Canary evaluation: {experiment}, {start:%Y-%m-%d %H:%M} - {end:%Y-%m-%d %H:%M}",
     )
+    _note_skipped(files.markdown, audit)
     run_id = decision_file = None
     if record_decision:
         run_id = record.record_run(
@@ -294,6 +302,7 @@ def audit_experiment(
     audit = audit_exposures(settings, exposures, reference=reference, candidate=candidate)
     folder = report_folder(settings, experiment, "audit", end)
     files = write_report(folder, audit=audit.verdict, title=f"Bias audit: {experiment}")
+    _note_skipped(files.markdown, audit)
     run_id = None
     if record_decision:
         versions = offline.arm_versions(exposures)
