@@ -5,15 +5,23 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from enum import StrEnum
 from typing import Annotated
 
 import orjson
 import typer
 
 from app.config import get_settings
-from data.ingest.window import Stream, ingest_streams
+from data.ingest.window import ingest_streams
 
 log = logging.getLogger("feedray.ingest")
+
+
+class Topic(StrEnum):
+    """The streams ``--topic`` names (``ingest.topics``)."""
+
+    ENGAGEMENT = "engagement"
+    EXPOSURES = "exposures"
 
 
 def ingest_command(
@@ -39,7 +47,7 @@ def ingest_command(
         int | None, typer.Option("--max-records", min=1, help="Cap on one window (all partitions).")
     ] = None,
     topics: Annotated[
-        list[Stream] | None,
+        list[Topic] | None,
         typer.Option("--topic", help="engagement and/or exposures, repeatable (ingest.topics)."),
     ] = None,
     exposures_root: Annotated[
@@ -54,7 +62,7 @@ def ingest_command(
     exactly once per offset."""
     settings = get_settings()
     interval_s = settings.ingest.interval_s if interval_s is None else interval_s
-    streams = tuple(topics) if topics else settings.ingest.topics
+    streams = tuple(Topic(t).value for t in topics) if topics else settings.ingest.topics
     roots = {"engagement": root, "exposures": exposures_root}
     while True:
         started = time.monotonic()
