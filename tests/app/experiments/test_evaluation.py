@@ -24,8 +24,8 @@ from app.experiments.offline import creators_root, users_root
 from app.experiments.record import read_decisions
 from app.experiments.settings import ExperimentSettings
 from app.experiments.verdict import GateVerdict
-from app.storage import catalogue_root
-from data.ingest import ingest_streams
+from app.storage import catalogue_root, exposures_root, offline_root, read_catalogue
+from data.ingest import ingest_streams, stage_batch
 from tests.app.experiments.traffic import N_ITEMS, VERSIONS, simulate_traffic
 
 START = datetime(2026, 12, 1, 0, tzinfo=UTC)
@@ -163,3 +163,53 @@ def test_an_equivalent_canary_is_not_promoted(
         assert metric["outcome"] == "flat"  # powered for its MDE, and no difference
     decisions = read_decisions(settings, NAME).to_pylist()
     assert [d["decision"] for d in decisions] == ["undecided"]
+
+
+def stage_directly(settings: FeedraySettings, traffic) -> None:
+    """Both streams through ingestion's own batch stager straight into the store (no Kafka)."""
+    for stream, root, messages in (
+        ("exposures", exposures_root(settings), traffic.exposures),
+        ("engagement", offline_root(settings), traffic.events),
+    ):
+        n = len(messages)
+        batch = pa.table(
+            {
+                "offset": pa.array(range(n), pa.int64()),
+                "key": pa.array([k for k, _ in messages], pa.binary()),
+                "value": pa.array([v for _, v in messages], pa.binary()),
+                "partition": pa.array(np.zeros(n, np.int32)),
+                "timestamp": pa.array(np.zeros(n, np.int64)),
+            }
+        )
+        stage_batch(
+            batch, topic=stream, staging=root, catalogue_refs=None, compression="zstd",
+            catalogue=read_catalogue(catalogue_root(settings)), stream=stream,
+        )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_failed_bias_audit_rejects_a_canary_whose_metrics_promote(tmp_path: Path) -> None:
+    settings = FeedraySettings(
+        state_dir=tmp_path,
+        experiments=EXPERIMENTS,
+        mlflow={"port": 1},  # no server there: the local SQLite store
+        clock=ClockSettings(kind="fixed", at=START + timedelta(hours=HOURS + 1)),
+    )
+    write_attributes(settings)
+    creators = pq.read_table(f"{creators_root(settings)}/part-0.parquet").to_pandas()
+    catalogue = pq.read_table(f"{catalogue_root(settings)}/part-0.parquet").to_pandas()
+    french = set(creators.loc[creators["language"] == "fr", "creator_id"])
+    pool = np.flatnonzero(~catalogue["creator_id"].isin(french).to_numpy())
+    traffic = simulate_traffic(
+        5, USERS, start=START, hours=HOURS, canary_share=SHARE, experiment=NAME,
+        ctr_lift=0.4, pre_hours=HOURS, canary_pool=pool,
+    )  # fmt: skip
+    stage_directly(settings, traffic)
+
+    result = evaluate_experiment(settings, start=START)
+    assert result.gate_decision == "promote"  # the metrics alone would promote
+    assert result.audit_passed is False and result.decision == "reject" and not result.promote
+    failing = {(c.group, c.dimension, c.level) for c in result.audit.verdict.failures()}
+    assert ("all", "creator_language", "fr") in failing
+    assert result.verdict.reasons[0].startswith("bias audit failed")
+    assert read_decisions(settings, NAME).column("decision").to_pylist() == ["reject"]

@@ -58,10 +58,12 @@ def simulate_traffic(
     ctr_lift: float = 0.0,
     pre_hours: float = 0.0,
     feeds_per_user: float = 4.0,
+    canary_pool: np.ndarray | None = None,
 ) -> Traffic:
     """Feeds served in ``[start, start + hours)`` (and a champion-only pre-period of
     ``pre_hours`` before ``start``), each item's start / completion / skip / dislike events a
-    few seconds to minutes after it was served (inside the period)."""
+    few seconds to minutes after it was served (inside the period). ``canary_pool``: the item
+    indices the canary draws its feeds from (default all: a canary with no exposure bias)."""
     rng = np.random.default_rng(seed)
     users = [f"u{i}" for i in range(n_users)]
     canary = np.array([assign_arm(u, canary_share, experiment) == "canary" for u in users])
@@ -82,7 +84,8 @@ def simulate_traffic(
             p_start = min(1.0, ctr[u] * (1.0 + ctr_lift * treated[u]))
             for _ in range(feeds[u]):
                 served = begin + timedelta(seconds=float(rng.uniform(0, length_h * 3600 - 900)))
-                items = rng.choice(N_ITEMS, FEED_SIZE, replace=False)
+                pool = canary_pool if treated[u] and canary_pool is not None else N_ITEMS
+                items = rng.choice(pool, FEED_SIZE, replace=False)
                 seq += 1
                 exposure = Exposure(
                     request_id=f"r{seq}",
