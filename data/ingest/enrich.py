@@ -115,13 +115,12 @@ def _decode(
     sub: pa.Table,
     topic: str,
     catalogue: pa.Table,
-    max_bytes: int,
     dead_letters: dict[str, Any] | None,
 ) -> tuple[pa.Table, dict[str, int], np.ndarray, pa.Schema, str]:
     """(rows, invalid reasons, message position of each row, schema, time column) of one
     partition's messages for ``stream`` (``engagement`` or ``exposures``)."""
     if stream == "exposures":
-        rows, reasons, source, rejects = decode_exposures(sub, max_bytes)
+        rows, reasons, source, rejects = decode_exposures(sub)
         if dead_letters is not None:
             send_dead_letters(sub, topic, rejects, dead_letters)
         return rows, reasons, source, EXPOSURE_SCHEMA, "served_at"
@@ -138,13 +137,12 @@ def stage_batch(
     compression: str,
     catalogue: pa.Table | None = None,
     stream: str = "engagement",
-    max_bytes: int = 16_384,
     dead_letters: dict[str, Any] | None = None,
 ) -> pa.Table:
     """Decode, validate (enrich) and write one batch of Kafka rows under ``staging``.
 
-    ``stream`` picks the decoder; ``max_bytes`` bounds an exposure message; ``dead_letters``
-    (``client_config``, ``topic``, ``group``) receives malformed exposures.
+    ``stream`` picks the decoder; ``dead_letters`` (``client_config``, ``topic``, ``group``)
+    receives malformed exposures.
     """
     fs, base = resolve_fs(staging)
     if catalogue is None and stream == "engagement":
@@ -159,7 +157,7 @@ def stage_batch(
         sub = batch.filter(pa.array(mask))
         offsets = offsets_all[mask]
         events, reasons, source, schema, time_column = _decode(
-            stream, sub, topic, catalogue, max_bytes, dead_letters
+            stream, sub, topic, catalogue, dead_letters
         )
         events = events.append_column(
             "kafka_topic", pa.array([topic] * events.num_rows, pa.string())

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from app.schemas import Exposure, describe_validation_error
 from app.storage import EXPOSURE_SCHEMA
-from data.dead_letter import produce_dead_letter, reason_code, screen
+from data.dead_letter import produce_dead_letter, reason_code
 
 # The exposure columns this decoder fills; provenance (``kafka_*``) is added by the stager.
 DECODED = [n for n in EXPOSURE_SCHEMA.names if not n.startswith("kafka_")]
@@ -57,18 +57,19 @@ class KafkaRow:
 Reject = tuple[int, str, str]  # (message position in the batch, reason code, reason)
 
 
-def decode_exposures(
-    batch: pa.Table, max_bytes: int
-) -> tuple[pa.Table, dict[str, int], np.ndarray, list[Reject]]:
+def decode_exposures(batch: pa.Table) -> tuple[pa.Table, dict[str, int], np.ndarray, list[Reject]]:
     """Kafka rows -> (exposure rows without provenance, reasons, message position per row,
-    rejects). A valid feed of n items gives n rows (an empty feed one, null ``media_id``)."""
+    rejects). A valid feed of n items gives n rows (an empty feed one, null ``media_id``).
+
+    No size screen: an exposure is as large as its feed (up to 100 items), and the broker's
+    ``message.max.bytes`` bounds it already."""
     values = batch.column("value").to_pylist()
     cols: dict[str, list] = {name: [] for name in DECODED}
     source: list[int] = []
     reasons: dict[str, int] = {}
     rejects: list[Reject] = []
     for i, raw in enumerate(values):
-        refused = screen(raw, max_bytes)
+        refused = ("empty", "empty message") if raw is None else None
         if refused is None:
             try:
                 exposure = Exposure.model_validate_json(raw)

@@ -188,7 +188,6 @@ def ingest_once(
             "catalogue_refs": None if cat_ref is None else [cat_ref],
             "compression": cfg.compression,
             "stream": stream,
-            "max_bytes": settings.events.max_message_bytes,
             "dead_letters": dead_letters if stream == "exposures" else None,
         },
     )

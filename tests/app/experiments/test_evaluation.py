@@ -151,7 +151,7 @@ def test_an_equivalent_canary_is_not_promoted(
     out = CliRunner().invoke(feedray_cli.cli, ["canary", "evaluate", "--json"])
 
     assert out.exit_code == 1, out.output  # not promoted
-    result = orjson.loads(out.stdout)
+    result = orjson.loads(out.stdout.strip().splitlines()[-1])  # the one JSON line
     assert result["decision"] == "undecided" and result["promote"] is False
     assert result["experiment"] == NAME  # experiments.experiment_name
     # the default window starts at the first canary feed and spans evaluation_window_h
