@@ -150,6 +150,7 @@ def test_an_equivalent_canary_is_not_promoted(
     feedray_cli._mount_canary()
     out = CliRunner().invoke(feedray_cli.cli, ["canary", "evaluate", "--json"])
 
+    assert isinstance(out.exception, SystemExit), repr(out.exception)  # no error inside
     assert out.exit_code == 1, out.output  # not promoted
     result = orjson.loads(out.stdout.strip().splitlines()[-1])  # the one JSON line
     assert result["decision"] == "undecided" and result["promote"] is False
