@@ -200,6 +200,25 @@ def _mount_evaluate() -> None:
 DATASET_COMMANDS = {"import": _mount_import, "evaluate": _mount_evaluate}
 
 
+# --- experiments: the canary evaluation and the bias audit ------------------------------------
+
+
+def _mount_canary() -> None:
+    from app.experiments.commands import evaluate_command
+
+    canary = typer.Typer(help="Canary operations.", no_args_is_help=True)
+    canary.command("evaluate")(evaluate_command)
+    cli.add_typer(canary, name="canary")
+
+
+def _mount_audit() -> None:
+    from app.experiments.commands import audit_bias_command
+
+    audit = typer.Typer(help="Audits of what the models serve.", no_args_is_help=True)
+    audit.command("bias")(audit_bias_command)
+    cli.add_typer(audit, name="audit")
+
+
 # Commands whose modules import torch, Ray Serve or the simulator are mounted only when
 # invoked (or for the top-level help), so `feedray up|status|down` start in a blink.
 LAZY_COMMANDS = {
@@ -214,6 +233,8 @@ LAZY_COMMANDS = {
     "demo": _mount_demo,
     "pipeline": _mount_pipeline,
     **DATASET_COMMANDS,
+    "canary": _mount_canary,
+    "audit": _mount_audit,
 }
 
 

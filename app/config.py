@@ -229,6 +229,10 @@ class IngestSettings(BaseModel):
     compression: str = "zstd"
     consumer_group: str = "feedray-offline-ingest"  # only a client label: nothing is committed
     history_windows: int = Field(50, ge=0)  # window records kept in the progress manifest
+    # Topics `feedray ingest` lands: engagement events (``root``) and the exposure log
+    # (``exposures_root``, default <state_dir>/offline/exposures).
+    topics: tuple[Literal["engagement", "exposures"], ...] = ("engagement", "exposures")
+    exposures_root: str | None = None
 
 
 class OnlineStoreSettings(BaseModel):

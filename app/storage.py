@@ -23,6 +23,30 @@ CATALOGUE_SCHEMA = pa.schema(
     ]
 )
 
+# The exposure log's offline copy: written by ingestion (``data/ingest``), read by the canary
+# evaluation. One row per exposed item (a feed with no items: one row, null ``media_id``), so
+# the rows are the impressions ``app.experiments.metrics`` counts without reshaping; the feed's
+# fields repeat on each of its rows. ``(kafka_partition, kafka_offset, position)`` is unique.
+EXPOSURE_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("user_id", pa.string()),
+        ("arm", pa.string()),
+        ("media_id", pa.string()),
+        ("position", pa.int32()),
+        ("score", pa.float64()),
+        ("source", pa.string()),
+        ("served_at", pa.timestamp("ms", tz="UTC")),
+        ("feed_items", pa.int32()),  # items in the whole feed (0: an empty feed)
+        ("degraded", pa.list_(pa.string())),  # the feed's degradations (empty: none)
+        ("model_versions", pa.map_(pa.string(), pa.string())),  # model name -> version
+        ("kafka_topic", pa.string()),
+        ("kafka_partition", pa.int32()),
+        ("kafka_offset", pa.int64()),
+        ("kafka_timestamp_ms", pa.int64()),
+    ]
+)
+
 
 def latest_per_item(table: pa.Table, key: str = "media_id") -> pa.Table:
     """The last row of each ``key`` value (the latest record wins), in the order of those rows."""
@@ -56,6 +80,20 @@ def offline_root(settings: FeedraySettings, root: str | None = None) -> str:
         or settings.ingest.root
         or str(settings.state_dir.expanduser().resolve() / "offline" / "events")
     )
+
+
+def exposures_root(settings: FeedraySettings, root: str | None = None) -> str:
+    """The exposure log's offline copy (default ``<state_dir>/offline/exposures``)."""
+    return (
+        root
+        or settings.ingest.exposures_root
+        or str(settings.state_dir.expanduser().resolve() / "offline" / "exposures")
+    )
+
+
+def sibling_root(root: str, name: str) -> str:
+    """The folder ``name`` beside ``root`` (a path or a URI): ``.../exposures`` -> ``.../name``."""
+    return f"{root.rstrip('/').rsplit('/', 1)[0]}/{name}"
 
 
 def catalogue_root(settings: FeedraySettings, root: str | None = None) -> str:

@@ -110,3 +110,14 @@ def ray_local() -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(broker_stack: FeedraySettings) -> Iterator[str]:
+    """A real MLflow tracking server (``app.stack``'s, on ``broker_stack``'s free port); its URL."""
+    stack = Stack(broker_stack, only=["mlflow"])
+    stack.up()
+    try:
+        yield broker_stack.mlflow.url
+    finally:
+        stack.down(purge=True)

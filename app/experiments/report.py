@@ -1,8 +1,8 @@
 """The evaluation report: Markdown with PNG plots, and the verdicts as JSON.
 
-The only I/O of the experiments package. Figures are drawn on matplotlib's Agg canvas
-(``FigureCanvasAgg``) without pyplot, so no global backend or figure state is touched and
-a headless process needs no display.
+Writes the report's files (the store and MLflow I/O is in ``offline`` and ``record``). Figures
+are drawn on matplotlib's Agg canvas (``FigureCanvasAgg``) without pyplot, so no global
+backend or figure state is touched and a headless process needs no display.
 """
 
 from __future__ import annotations

@@ -92,6 +92,13 @@ class ExperimentSettings(BaseModel):
     cuped: bool = True  # adjust each metric by the users' pre-experiment behaviour
     bootstrap_resamples: int = Field(1_000, ge=100)  # user-level bootstrap of latency p99
     audit: BiasAuditSettings = BiasAuditSettings()
+    # The experiment evaluated when none is named (the ingress' arm-hash key).
+    experiment_name: str = "default"
+    # `feedray canary evaluate` reads [start, start + evaluation_window_h) of exposures.
+    evaluation_window_h: float = Field(48.0, gt=0)
+    # CUPED covariates: each user's events (and exposures) this long before the start.
+    pre_period_h: float = Field(48.0, gt=0)
+    mlflow_experiment: str = "feedray-canary"  # MLflow experiment holding the decisions
 
     @model_validator(mode="after")
     def _decision_metrics(self) -> ExperimentSettings:

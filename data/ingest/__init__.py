@@ -1,4 +1,12 @@
-"""Offline store ingestion: Kafka engagement events -> enriched Parquet, in bounded windows.
+"""Offline store ingestion: Kafka engagement events -> enriched Parquet, and the exposure log
+-> Parquet, in bounded windows.
+
+Two streams through one window protocol (``ingest_once(..., stream=...)``; ``feedray ingest``
+runs the streams of ``ingest.topics``, default both): ``engagement`` (the engagement topic,
+under ``ingest.root``) and ``exposures`` (the exposures topic, under ``ingest.exposures_root``,
+default ``<state_dir>/offline/exposures``: one row per exposed item, ``app.storage.
+EXPOSURE_SCHEMA``, partitioned by ``served_at``; malformed exposures go to the dead-letter
+topic with their reason, ``data.ingest.exposures``). What follows holds for both.
 
 ``feedray ingest --once`` (or on a schedule) runs :func:`ingest_once`:
 
@@ -35,6 +43,7 @@ storage); a local path suits a single machine.
 
 Modules: ``schema`` (the store's Parquet layout and reading it back), ``files`` (durable
 writes on any pyarrow filesystem), ``enrich`` (decode, validate, enrich and stage one batch),
+``exposures`` (decode exposures, dead-letter the malformed),
 ``progress`` (committed offsets and window planning), ``window`` (the recovery protocol and
 ``ingest_once``), ``command`` (``feedray ingest``).
 """
@@ -63,7 +72,14 @@ from data.ingest.schema import (
     partition_folder,
     read_events,
 )
-from data.ingest.window import ingest_once, ingest_until_caught_up, recover
+from data.ingest.window import (
+    Stream,
+    ingest_once,
+    ingest_streams,
+    ingest_until_caught_up,
+    recover,
+    stream_root,
+)
 
 __all__ = [
     "BATCH_SCHEMA",
@@ -72,12 +88,14 @@ __all__ = [
     "IngestSettings",
     "PartitionWindow",
     "Progress",
+    "Stream",
     "decode_messages",
     "enrich",
     "event_files",
     "file_name",
     "ingest_command",
     "ingest_once",
+    "ingest_streams",
     "ingest_until_caught_up",
     "load_catalogue",
     "load_progress",
@@ -88,6 +106,7 @@ __all__ = [
     "resolve_fs",
     "save_progress",
     "stage_batch",
+    "stream_root",
     "watermarks",
     "window_key",
 ]

@@ -5,15 +5,23 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from enum import StrEnum
 from typing import Annotated
 
 import orjson
 import typer
 
 from app.config import get_settings
-from data.ingest.window import ingest_until_caught_up
+from data.ingest.window import ingest_streams
 
 log = logging.getLogger("feedray.ingest")
+
+
+class Topic(StrEnum):
+    """The streams ``--topic`` names (``ingest.topics``)."""
+
+    ENGAGEMENT = "engagement"
+    EXPOSURES = "exposures"
 
 
 def ingest_command(
@@ -38,14 +46,28 @@ def ingest_command(
     max_records: Annotated[
         int | None, typer.Option("--max-records", min=1, help="Cap on one window (all partitions).")
     ] = None,
+    topics: Annotated[
+        list[Topic] | None,
+        typer.Option("--topic", help="engagement and/or exposures, repeatable (ingest.topics)."),
+    ] = None,
+    exposures_root: Annotated[
+        str | None,
+        typer.Option(
+            "--exposures-root",
+            help="Exposure log root (ingest.exposures_root; <state_dir>/offline/exposures).",
+        ),
+    ] = None,
 ) -> None:
-    """Kafka engagement events -> enriched Parquet (date/hour), exactly once per offset."""
+    """Kafka engagement events -> enriched Parquet and the exposure log -> Parquet (date/hour),
+    exactly once per offset."""
     settings = get_settings()
     interval_s = settings.ingest.interval_s if interval_s is None else interval_s
+    streams = tuple(Topic(t).value for t in topics) if topics else settings.ingest.topics
+    roots = {"engagement": root, "exposures": exposures_root}
     while True:
         started = time.monotonic()
         try:
-            for report in ingest_until_caught_up(settings, root, max_records):
+            for report in ingest_streams(settings, streams, roots, max_records):
                 sys.stdout.write(orjson.dumps(report.model_dump(mode="json")).decode() + "\n")
                 sys.stdout.flush()
         except Exception as error:

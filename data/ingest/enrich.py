@@ -1,5 +1,6 @@
 """The per-batch work of an ingestion window (runs in Ray Data workers): decode and validate
-Kafka rows, left-join the offline catalogue, write the hour files into the staging folder."""
+Kafka rows (engagement events, left-joined to the offline catalogue; or exposures, one row per
+exposed item, malformed ones dead-lettered), write the hour files into the staging folder."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from app.schemas import InvalidEvent, parse_engagement_event
-from app.storage import CATALOGUE_SCHEMA, resolve_fs
+from app.storage import CATALOGUE_SCHEMA, EXPOSURE_SCHEMA, resolve_fs
+from data.ingest.exposures import decode_exposures, send_dead_letters
 from data.ingest.files import fsync_path
 from data.ingest.schema import BATCH_SCHEMA, EVENT_SCHEMA, file_name, partition_folder
 
@@ -108,6 +110,24 @@ def _date_hour(timestamp: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.nd
     return hours, ms
 
 
+def _decode(
+    stream: str,
+    sub: pa.Table,
+    topic: str,
+    catalogue: pa.Table,
+    dead_letters: dict[str, Any] | None,
+) -> tuple[pa.Table, dict[str, int], np.ndarray, pa.Schema, str]:
+    """(rows, invalid reasons, message position of each row, schema, time column) of one
+    partition's messages for ``stream`` (``engagement`` or ``exposures``)."""
+    if stream == "exposures":
+        rows, reasons, source, rejects = decode_exposures(sub)
+        if dead_letters is not None:
+            send_dead_letters(sub, topic, rejects, dead_letters)
+        return rows, reasons, source, EXPOSURE_SCHEMA, "served_at"
+    events, reasons, valid = decode_messages(sub)
+    return enrich(events, catalogue), reasons, np.flatnonzero(valid), EVENT_SCHEMA, "timestamp"
+
+
 def stage_batch(
     batch: pa.Table,
     *,
@@ -116,10 +136,16 @@ def stage_batch(
     catalogue_refs: list[Any] | None,
     compression: str,
     catalogue: pa.Table | None = None,
+    stream: str = "engagement",
+    dead_letters: dict[str, Any] | None = None,
 ) -> pa.Table:
-    """Decode, validate, enrich and write one batch of Kafka rows under ``staging``."""
+    """Decode, validate (enrich) and write one batch of Kafka rows under ``staging``.
+
+    ``stream`` picks the decoder; ``dead_letters`` (``client_config``, ``topic``, ``group``)
+    receives malformed exposures.
+    """
     fs, base = resolve_fs(staging)
-    if catalogue is None:
+    if catalogue is None and stream == "engagement":
         catalogue = (
             _catalogue_of(catalogue_refs) if catalogue_refs else CATALOGUE_SCHEMA.empty_table()
         )
@@ -130,21 +156,23 @@ def stage_batch(
         mask = partitions == part
         sub = batch.filter(pa.array(mask))
         offsets = offsets_all[mask]
-        events, reasons, valid = decode_messages(sub)
-        events = enrich(events, catalogue)
+        events, reasons, source, schema, time_column = _decode(
+            stream, sub, topic, catalogue, dead_letters
+        )
         events = events.append_column(
             "kafka_topic", pa.array([topic] * events.num_rows, pa.string())
         )
         events = events.append_column(
             "kafka_partition", pa.array(np.full(events.num_rows, part, np.int32))
         )
-        events = events.append_column("kafka_offset", pa.array(offsets[valid], pa.int64()))
-        kts = sub.column("timestamp").to_numpy(zero_copy_only=False)[valid]
+        events = events.append_column("kafka_offset", pa.array(offsets[source], pa.int64()))
+        kts = sub.column("timestamp").to_numpy(zero_copy_only=False)[source]
         events = events.append_column("kafka_timestamp_ms", pa.array(kts, pa.int64()))
-        events = events.select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
+        events = events.select(schema.names).cast(schema)
+        invalid = int(sub.num_rows - np.unique(source).size)
         files: list[str] = []
         if events.num_rows:
-            hours, _ = _date_hour(events.column("timestamp"))
+            hours, _ = _date_hour(events.column(time_column))
             for hour in np.unique(hours):
                 piece = events.filter(pa.array(hours == hour)).sort_by("kafka_offset")
                 off = piece.column("kafka_offset")
@@ -161,10 +189,10 @@ def stage_batch(
                 "messages": int(mask.sum()),
                 "min_offset": int(offsets.min()),
                 "max_offset": int(offsets.max()),
-                "invalid": int((~valid).sum()),
+                "invalid": invalid,
                 "unenriched": int(
                     events.num_rows - pc.sum(events.column("enriched")).as_py()
-                    if events.num_rows
+                    if events.num_rows and "enriched" in events.column_names
                     else 0
                 ),
                 "rows": int(events.num_rows),

@@ -64,18 +64,21 @@ def file_name(topic: str, partition: int, first: int, last: int) -> str:
     return f"{topic}+{partition}+{first:020d}+{last:020d}.parquet"
 
 
-def read_events(root: str, columns: list[str] | None = None) -> pa.Table:
-    """Every committed event under ``root`` (pyarrow; staging and progress are ignored)."""
+def read_events(
+    root: str, columns: list[str] | None = None, schema: pa.Schema = EVENT_SCHEMA
+) -> pa.Table:
+    """Every committed row under ``root`` (pyarrow; staging and progress are ignored), as
+    ``schema`` (the exposure log's: ``app.storage.EXPOSURE_SCHEMA``)."""
     import pyarrow.dataset as pads
 
     fs, base = resolve_fs(root)
     if fs.get_file_info(base).type == pafs.FileType.NotFound:
-        return EVENT_SCHEMA.empty_table()
+        return schema.empty_table()
     dataset = pads.dataset(
         base,
         filesystem=fs,
         format="parquet",
-        schema=EVENT_SCHEMA,
+        schema=schema,
         partitioning=None,
         exclude_invalid_files=False,
     )

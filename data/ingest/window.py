@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import pyarrow as pa
@@ -14,7 +14,7 @@ import pyarrow.fs as pafs
 
 from app.config import FeedraySettings, IngestSettings
 from app.ray_runtime import connect_ray
-from app.storage import catalogue_root, catalogue_table, offline_root, resolve_fs
+from app.storage import catalogue_root, catalogue_table, exposures_root, offline_root, resolve_fs
 from data.ingest.enrich import load_catalogue, stage_batch
 from data.ingest.files import fsync_path, is_local, read_json, uri_join, write_bytes_atomic
 from data.ingest.progress import (
@@ -31,6 +31,15 @@ from data.ingest.schema import BATCH_SCHEMA
 log = logging.getLogger("feedray.ingest")
 
 FaultHook = Callable[[str], None]
+# What a window reads: ``engagement`` (settings.kafka.topics.engagement, enriched events under
+# ``ingest.root``) or ``exposures`` (settings.kafka.topics.exposures, the exposure log under
+# ``ingest.exposures_root``). One protocol for both; progress is kept per topic.
+Stream = Literal["engagement", "exposures"]
+
+
+def stream_root(settings: FeedraySettings, stream: Stream, root: str | None = None) -> str:
+    """The store root of ``stream``: ``root``, else its setting, else under ``state_dir``."""
+    return exposures_root(settings, root) if stream == "exposures" else offline_root(settings, root)
 
 
 def _finish_window(
@@ -104,20 +113,23 @@ def ingest_once(
     config: IngestSettings | None = None,
     catalogue: pa.Table | str | None = None,
     fault: FaultHook | None = None,
+    stream: Stream = "engagement",
 ) -> IngestReport:
-    """Ingest one bounded window of ``settings.kafka.topics.engagement`` into the store.
+    """Ingest one bounded window of ``stream``'s topic into its store (``stream_root``).
 
     ``max_records`` caps the window (all partitions together; default
     ``config.max_records_per_window``). ``catalogue`` overrides the catalogue location
     (a URI/path) or gives the table itself. ``fault`` is called with a step name
     (``staged``, ``ready``, ``moved_one``, ``moved``, ``committed``) for crash tests.
+    Exposures are not enriched; their malformed messages go to the dead-letter topic.
     """
     import ray
 
     cfg = config or settings.ingest
     t0 = time.perf_counter()
-    topic = settings.kafka.topics.engagement
-    root = root or cfg.root or offline_root(settings)
+    topic = getattr(settings.kafka.topics, stream)
+    root = root or (cfg.root if stream == "engagement" else cfg.exposures_root)
+    root = stream_root(settings, stream, root)
     fs, base = resolve_fs(root)
     fs.create_dir(base, recursive=True)
     report = IngestReport(topic=topic, root=root)
@@ -144,13 +156,19 @@ def ingest_once(
     staging_uri = staging if is_local(fs) else uri_join(root, base, staging)
 
     connect_ray(settings)
-    cat = (
-        catalogue
-        if isinstance(catalogue, pa.Table)
-        else load_catalogue(catalogue or cfg.catalogue or catalogue_root(settings))
-    )
-    cat = catalogue_table(cat)
-    cat_ref = ray.put(cat)
+    cat_ref = None
+    if stream == "engagement":
+        cat = (
+            catalogue
+            if isinstance(catalogue, pa.Table)
+            else load_catalogue(catalogue or cfg.catalogue or catalogue_root(settings))
+        )
+        cat_ref = ray.put(catalogue_table(cat))
+    dead_letters = {
+        "client_config": settings.kafka.client_config(),
+        "topic": settings.kafka.topics.dead_letter,
+        "group": cfg.consumer_group,
+    }
     active = [p for p in starts if ends[p] > starts[p]]
     ds = ray.data.read_kafka(
         topic,
@@ -167,8 +185,10 @@ def ingest_once(
         fn_kwargs={
             "topic": topic,
             "staging": staging_uri,
-            "catalogue_refs": [cat_ref],
+            "catalogue_refs": None if cat_ref is None else [cat_ref],
             "compression": cfg.compression,
+            "stream": stream,
+            "dead_letters": dead_letters if stream == "exposures" else None,
         },
     )
     results = pa.concat_tables(
@@ -228,6 +248,23 @@ def ingest_once(
     report.seconds = round(time.perf_counter() - t0, 3)
     report.events_per_s = round(report.messages / report.seconds, 1) if report.seconds > 0 else 0.0
     return report
+
+
+def ingest_streams(
+    settings: FeedraySettings,
+    streams: tuple[Stream, ...] | None = None,
+    roots: dict[str, str | None] | None = None,
+    max_records: int | None = None,
+    **kwargs: Any,
+) -> list[IngestReport]:
+    """Catch up every stream of ``streams`` (default ``ingest.topics``), each to its root."""
+    roots = roots or {}
+    reports: list[IngestReport] = []
+    for stream in streams or settings.ingest.topics:
+        reports += ingest_until_caught_up(
+            settings, roots.get(stream), max_records, stream=stream, **kwargs
+        )
+    return reports
 
 
 def ingest_until_caught_up(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -20,6 +22,7 @@ from data.ingest import (
     plan_window,
     read_events,
     resolve_fs,
+    stream_root,
 )
 from data.simulate.events import PublicationChunk, concat_chunks
 from data.simulate.sessions import simulate_chunks
@@ -49,14 +52,14 @@ def write_catalogue(world: World, path: Path) -> pa.Table:
     return table
 
 
-def produce(settings, messages: list[tuple[bytes, bytes]]) -> None:
+def produce(settings, messages: list[tuple[bytes, bytes]], topic: str | None = None) -> None:
     from confluent_kafka import Producer
 
     producer = Producer(
         settings.kafka.client_config(**{"linger.ms": 5, "enable.idempotence": True})
     )
     for key, value in messages:
-        producer.produce(settings.kafka.topics.engagement, key=key, value=value)
+        producer.produce(topic or settings.kafka.topics.engagement, key=key, value=value)
     assert producer.flush(30) == 0
 
 
@@ -177,4 +180,87 @@ def test_interrupted_window_resumes_exactly_once(
     assert_exactly_once(root, expected_ids(events))
     assert (
         sum(load_progress(fs, base, settings.kafka.topics.engagement).partitions.values()) == 1_200
+    )
+
+
+def _read_topic(settings, topic: str, expected: int, timeout_s: float = 30.0) -> list:
+    import uuid
+
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        settings.kafka.client_config(
+            **{"group.id": f"r-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
+        )
+    )
+    consumer.subscribe([topic])
+    out, deadline = [], time.monotonic() + timeout_s
+    while len(out) < expected and time.monotonic() < deadline:
+        out += [m for m in consumer.consume(1_000, 0.5) if m.error() is None]
+    consumer.close()
+    return out
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_exposures_land_exactly_once_and_malformed_ones_are_dead_lettered(
+    kafka_topics, ray_local, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from app.storage import EXPOSURE_SCHEMA
+    from tests.app.experiments.traffic import simulate_traffic
+
+    settings = kafka_topics.model_copy(update={"state_dir": tmp_path})
+    start = datetime(2026, 12, 1, 8, tzinfo=UTC)
+    traffic = simulate_traffic(
+        3, 60, start=start, hours=3, canary_share=0.5, experiment="ingest", feeds_per_user=3
+    )
+    empty_feed = orjson.loads(traffic.exposures[0][1]) | {"request_id": "empty", "items": []}
+    bad = {
+        "not_json": b"{not json",
+        "invalid_value": orjson.dumps(orjson.loads(traffic.exposures[1][1]) | {"arm": "blue"}),
+        "missing_field": orjson.dumps(
+            {k: v for k, v in orjson.loads(traffic.exposures[2][1]).items() if k != "user_id"}
+        ),
+        "empty": None,
+    }
+    good = traffic.exposures + [(b"u0", orjson.dumps(empty_feed))]
+    messages = good[:50] + [(b"u0", v) for v in bad.values()] + good[50:]
+    produce(settings, messages, settings.kafka.topics.exposures)
+
+    first = ingest_once(settings, stream="exposures", max_records=len(messages) // 2)
+    reports = [first, *ingest_until_caught_up(settings, stream="exposures")]
+    assert sum(r.messages for r in reports) == len(messages)
+    assert sum(r.invalid for r in reports) == len(bad)
+    again = ingest_once(settings, stream="exposures")  # nothing new: nothing written twice
+    assert again.messages == 0 and again.window is None
+
+    root = stream_root(settings, "exposures")
+    assert root == str(tmp_path / "offline" / "exposures")
+    table = read_events(root, schema=EXPOSURE_SCHEMA)
+    assert table.schema.equals(EXPOSURE_SCHEMA)
+    frame = table.to_pandas()
+    assert not frame.duplicated(["kafka_partition", "kafka_offset", "position"]).any()
+    feeds = [orjson.loads(v) for _, v in good]
+    assert table.num_rows == sum(max(1, len(f["items"])) for f in feeds)
+    assert set(table.column("request_id").to_pylist()) == {f["request_id"] for f in feeds}
+    empty = frame[frame["request_id"] == "empty"]
+    assert len(empty) == 1 and empty["media_id"].isna().all() and (empty["feed_items"] == 0).all()
+    first_feed = frame[frame["request_id"] == feeds[0]["request_id"]].sort_values("position")
+    assert first_feed["media_id"].tolist() == [i["media_id"] for i in feeds[0]["items"]]
+    assert dict(first_feed["model_versions"].iloc[0]) == feeds[0]["model_versions"]
+
+    letters = _read_topic(settings, settings.kafka.topics.dead_letter, len(bad))
+    assert len(letters) == len(bad)
+    by_code = {dict(m.headers())["reason_code"].decode(): m for m in letters}
+    assert set(by_code) == set(bad)
+    for code, value in bad.items():
+        headers = dict(by_code[code].headers())
+        assert by_code[code].value() == value  # the original bytes
+        assert headers["source_topic"].decode() == settings.kafka.topics.exposures
+        assert headers["reason"]
+    fs, base = resolve_fs(root)
+    assert sum(load_progress(fs, base, settings.kafka.topics.exposures).partitions.values()) == len(
+        messages
     )

@@ -24,8 +24,30 @@ def test_schedule_interval_defaults_to_the_setting(
         raise _Slept  # one scheduled period is enough
 
     monkeypatch.setattr(ingest, "get_settings", lambda: settings)
-    monkeypatch.setattr(ingest, "ingest_until_caught_up", lambda *args: iter(()))
+    monkeypatch.setattr(ingest, "ingest_streams", lambda *args: iter(()))
     monkeypatch.setattr(ingest.time, "sleep", sleep)
     with pytest.raises(_Slept):
         ingest.ingest_command(once=False, interval_s=option)
     assert slept and expected - 1.0 < slept[0] <= expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [([], ("exposures",)), (["--topic", "engagement", "--topic", "exposures"], None)],
+)
+def test_topics_default_to_the_setting(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], expected: tuple[str, ...] | None
+) -> None:
+    from typer.testing import CliRunner
+
+    import app.cli as feedray_cli
+
+    settings = FeedraySettings(ingest={"topics": ("exposures",)})
+    seen: list = []
+    monkeypatch.setattr(ingest, "get_settings", lambda: settings)
+    monkeypatch.setattr(ingest, "ingest_streams", lambda *args: seen.append(args) or iter(()))
+    feedray_cli._mount_ingest()
+    result = CliRunner().invoke(feedray_cli.cli, ["ingest", "--once", *argv])
+    assert result.exit_code == 0, result.output
+    assert seen[0][1] == (expected or ("engagement", "exposures"))
+    assert seen[0][2] == {"engagement": None, "exposures": None}
