@@ -6,13 +6,17 @@ time (``score(users) -> [b, n_items]``), sets the excluded items (the user's tra
 items; for the test split also its validation items, as RecBole does) to -inf, takes the
 top max(K) and averages over users with at least one relevant item:
 
-- Recall@K = hits in the top K / |relevant|
+- Recall@K = hits in the top K / |relevant| (RecBole's convention, the one of the published
+  Last.fm table; not / min(|relevant|, K))
 - NDCG@K = sum over hits of 1 / log2(rank + 1), divided by the ideal sum over
-  min(|relevant|, K) ranks
+  min(|relevant|, K) ranks (binary gains)
 - Hit@K = 1 when the top K holds a relevant item
 - MRR@K = 1 / rank of the first relevant item in the top K (0 when none)
 
 Ties in score are broken by item position (lower first), so results are deterministic.
+``ranking_metrics`` is the one implementation of these metrics in the project:
+``mean_ranking_metrics`` applies it to lists already ranked elsewhere (the training jobs'
+offline evaluation, ``app.models.evaluation``).
 """
 
 from __future__ import annotations
@@ -110,6 +114,29 @@ def ranking_metrics(
         out[f"hit@{k}"] = (n_hit > 0).astype(np.float64)
         out[f"mrr@{k}"] = np.where(first >= 0, 1.0 / ranks[np.maximum(first, 0)], 0.0)
     return out
+
+
+def mean_ranking_metrics(
+    ranked: np.ndarray, relevant: Sequence[np.ndarray], ks: Sequence[int] = KS
+) -> dict[str, float]:
+    """Mean ``ranking_metrics`` of ``ranked`` [n_users, >= max K] item positions, best first,
+    against ``relevant`` (n_users arrays of item positions; negative ones are ignored).
+
+    Users with no relevant item are skipped; NaN for every metric when none has one.
+    """
+    ranked = np.asarray(ranked, dtype=np.int64)
+    rel = [np.unique(np.asarray(r, dtype=np.int64)) for r in relevant]
+    rel = [r[r >= 0] for r in rel]
+    keep = np.flatnonzero([r.size > 0 for r in rel])
+    names = [f"{m}@{k}" for k in ks for m in ("recall", "ndcg", "hit", "mrr")]
+    if keep.size == 0:
+        return {name: float("nan") for name in names}
+    cols = np.concatenate([rel[i] for i in keep])
+    rows = np.repeat(np.arange(keep.size), [rel[i].size for i in keep])
+    n_items = int(max(cols.max(), ranked.max(initial=0))) + 1
+    matrix = sp.csr_matrix((np.ones(cols.size), (rows, cols)), shape=(keep.size, n_items))
+    per_user = ranking_metrics(ranked[keep], matrix, ks)
+    return {name: float(values.mean()) for name, values in per_user.items()}
 
 
 def full_ranking(
