@@ -85,8 +85,8 @@ def _ground_truth(world, users, items, k):
 
 
 def test_two_tower_beats_popularity_on_true_preferences(world_store, retrieval_run):
-    from app.models.evaluation import item_embeddings, top_k, user_embeddings
     from app.evaluation.metrics import mean_ranking_metrics
+    from app.models.evaluation import item_embeddings, top_k, user_embeddings
 
     world = world_store[0]
     ts = retrieval_run.training_set
@@ -118,8 +118,8 @@ def test_two_tower_beats_popularity_on_true_preferences(world_store, retrieval_r
 
 
 def test_cold_start_items_retrieved_far_above_chance(world_store, retrieval_run):
-    from app.models.evaluation import item_embeddings, user_embeddings
     from app.evaluation.metrics import mean_ranking_metrics
+    from app.models.evaluation import item_embeddings, user_embeddings
     from data.simulate.affinity import user_logits
 
     world, _, _, cold = world_store

@@ -1,6 +1,7 @@
 import numpy as np
 import torch
 
+from app.evaluation.metrics import mean_ranking_metrics
 from app.models.config import (
     FeatureSettings,
     RankerSettings,
@@ -9,7 +10,6 @@ from app.models.config import (
 )
 from app.models.evaluation import gate
 from app.models.features import stable_hash
-from app.evaluation.metrics import mean_ranking_metrics
 from app.models.metrics import auc, log_loss
 from app.models.ranker import Ranker
 from app.models.two_tower import TwoTower, in_batch_loss
