@@ -35,6 +35,7 @@ from app.evaluation.baselines import EASE, Popularity
 from app.evaluation.metrics import Interactions, Scorer, full_ranking
 from app.evaluation.splits import Split, given_split, ratio_split, time_split
 from app.models.config import EvaluationSettings, ModelSettings, TwoTowerSettings
+from app.models.optim import SplitAdam
 from app.models.two_tower import TwoTower, embed, train_step
 from data.importers.readers import Dataset, DatasetError, read_dataset
 from train.eval_inputs import TowerInputs, build_inputs
@@ -103,7 +104,7 @@ def train_two_tower(
     s: TwoTowerSettings = model_settings.two_tower
     torch.manual_seed(ev.seed)
     model = TwoTower(model_settings.features, s)
-    opt = torch.optim.Adam(model.parameters(), lr=s.learning_rate, weight_decay=s.weight_decay)
+    opt = SplitAdam(model, lr=s.learning_rate, weight_decay=s.weight_decay)
     n = next(iter(inputs.pairs.values())).shape[0]
     gen = torch.Generator().manual_seed(ev.seed)
     max_epochs = ev.max_epochs or s.epochs
