@@ -6,11 +6,14 @@ order, or the given files), and reports, side by side, on the validation and tes
 
 - ``popularity``: training interaction counts;
 - ``ease``: EASE with its L2 weight picked on validation ``select_metric``;
-- ``two_tower``: the project's ``TwoTower`` with its default settings
+- ``two_tower`` (retrieval alone): the project's ``TwoTower`` with its default settings
   (``models.two_tower``), trained with its own ``train_step`` (in-batch negatives, logQ)
   for up to ``max_epochs`` epochs; after each epoch the validation ``select_metric`` is
   measured and training stops after ``patience`` epochs without a better one; the best
-  epoch's weights are kept. Also its recall@``retrieval_k`` (the ranker's ceiling).
+  epoch's weights are kept. Also its recall@``retrieval_k`` (the ranker's ceiling);
+- ``pipeline``: that two-tower's top ``retrieval_k`` re-ranked by the project's DLRM
+  ``Ranker`` (``train.eval_pipeline``: trained on the training split, epoch selected on
+  validation); ``train_s`` counts both stages.
 
 The test split is scored once per model, at the end, with the selected model. Every model
 ranks all items, with the user's training items (and, on test, validation items) excluded.
@@ -39,6 +42,7 @@ from app.models.optim import SplitAdam
 from app.models.two_tower import TwoTower, embed, train_step
 from data.importers.readers import Dataset, DatasetError, read_dataset
 from train.eval_inputs import TowerInputs, build_inputs
+from train.eval_pipeline import train_pipeline
 
 
 def make_split(dataset: Dataset, ev: EvaluationSettings) -> Split:
@@ -99,7 +103,7 @@ def train_two_tower(
     model_settings: ModelSettings,
     ev: EvaluationSettings,
     log=print,
-) -> dict[str, Any]:
+) -> tuple[TwoTower, dict[str, Any]]:
     """Train with early stopping on validation ``ev.select_metric`` (see the module doc)."""
     s: TwoTowerSettings = model_settings.two_tower
     torch.manual_seed(ev.seed)
@@ -141,7 +145,7 @@ def train_two_tower(
     model.load_state_dict(best_state)
     score = tower_scorer(model, inputs)
     ks = tuple(sorted(set(ev.ks) | {ev.retrieval_k}))
-    return {
+    return model, {
         "settings": s.model_dump(mode="json"),
         "best_epoch": best_epoch + 1,
         "epochs_run": len(curve),
@@ -156,7 +160,7 @@ def run_evaluation(
     dataset: Dataset,
     model_settings: ModelSettings,
     *,
-    models: tuple[str, ...] = ("popularity", "ease", "two_tower"),
+    models: tuple[str, ...] = ("popularity", "ease", "two_tower", "pipeline"),
     namespace: str = "",
     log=print,
 ) -> dict[str, Any]:
@@ -190,7 +194,7 @@ def run_evaluation(
     if "ease" in models:
         report["models"]["ease"] = evaluate_ease(data, ev)
         log(f"ease lambda {report['models']['ease']['lambda']}")
-    if "two_tower" in models:
+    if "two_tower" in models or "pipeline" in models:
         t0 = time.perf_counter()
         inputs = build_inputs(
             data,
@@ -203,7 +207,14 @@ def run_evaluation(
             seed=ev.seed,
         )
         log(f"two_tower inputs in {time.perf_counter() - t0:.1f}s")
-        report["models"]["two_tower"] = train_two_tower(data, inputs, model_settings, ev, log)
+        tower, report["models"]["two_tower"] = train_two_tower(
+            data, inputs, model_settings, ev, log
+        )
+        if "pipeline" in models:
+            entry = train_pipeline(tower, data, inputs, split.train, dataset, model_settings, log)
+            tt_s = report["models"]["two_tower"]["train_s"]
+            entry["train_s"] = round(tt_s + entry["ranker_train_s"], 3)
+            report["models"]["pipeline"] = entry
     return report
 
 
@@ -241,13 +252,13 @@ def evaluate_command(
     seed: Annotated[int | None, typer.Option(help="Split and training seed.")] = None,
     max_epochs: Annotated[int | None, typer.Option(help="Two-tower epoch cap.")] = None,
     models: Annotated[
-        str, typer.Option(help="Comma-separated: popularity, ease, two_tower.")
-    ] = "popularity,ease,two_tower",
+        str, typer.Option(help="Comma-separated: popularity, ease, two_tower, pipeline.")
+    ] = "popularity,ease,two_tower,pipeline",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     out: Annotated[str | None, typer.Option(help="Also write the JSON report here.")] = None,
     plot: Annotated[str | None, typer.Option(help="Write test Recall@K vs K (PNG) here.")] = None,
 ) -> None:
-    """Full-ranking evaluation: popularity, EASE and the two-tower on one dataset."""
+    """Full-ranking evaluation: popularity, EASE, the two-tower and the full pipeline."""
     from app.config import get_settings
     from app.models.config import resolve_model_settings
 

@@ -118,6 +118,8 @@ class EvaluationSettings(BaseModel):
     max_epochs: int | None = None  # None: two_tower.epochs
     patience: int = Field(2, ge=1)  # epochs without a better validation metric before stopping
     ease_lambdas: tuple[float, ...] = (50.0, 200.0, 500.0, 1000.0)  # picked on validation
+    # full pipeline: ranker negatives per training positive, drawn from the retrieval top-K
+    ranker_negatives: int = Field(4, ge=1)
 
 
 class ModelSettings(BaseModel):
