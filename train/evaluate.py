@@ -43,6 +43,7 @@ from app.models.two_tower import TwoTower, embed, train_step
 from data.importers.readers import Dataset, DatasetError, read_dataset
 from train.eval_inputs import TowerInputs, build_inputs
 from train.eval_pipeline import train_pipeline
+from train.eval_report import markdown_table, plot_recall
 
 
 def make_split(dataset: Dataset, ev: EvaluationSettings) -> Split:
@@ -218,31 +219,6 @@ def run_evaluation(
     return report
 
 
-def plot_recall(report: dict[str, Any], path: str) -> None:
-    """Test Recall@K against K (log scale) for every model of ``report``, as a PNG."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5, 3.5), dpi=120)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for name, entry in report["models"].items():
-        ks = sorted(int(k.split("@")[1]) for k in entry["test"] if k.startswith("recall@"))
-        ax.plot(ks, [entry["test"][f"recall@{k}"] for k in ks], marker="o", label=name)
-    p = report["protocol"]
-    ax.set(
-        xscale="log",
-        xlabel="K",
-        ylabel="test Recall@K",
-        title=f"{report['dataset']} ({p['split']})",
-    )
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-
-
 def evaluate_command(
     fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="recbole, lastfm or table.")],
     path: Annotated[str, typer.Argument(help="Dataset file or folder (read in place).")],
@@ -288,7 +264,4 @@ def evaluate_command(
     if as_json:
         typer.echo(text)
     else:
-        for name, entry in report["models"].items():
-            t = entry["test"]
-            cells = "  ".join(f"{k} {t[k]:.4f}" for k in t if "@" in k and k.endswith("@10"))
-            typer.echo(f"{name:10s} {cells}")
+        typer.echo(markdown_table(report))
