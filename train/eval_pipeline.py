@@ -73,10 +73,20 @@ def candidates(
 
 
 class RankerRows:
-    """The ranker's training rows as gathers into ``TowerInputs``: row r is (pair
-    ``pair[r]``'s user columns, item ``item[r]``) with ``score[r]`` and ``labels[r]`` [3]."""
+    """The ranker's training rows as gathers: row r is (row ``pair[r]`` of ``user_cols``,
+    row ``item[r]`` of ``item_cols``) with ``score[r]`` and ``labels[r]`` [3]."""
 
-    def __init__(self, pair: np.ndarray, item: np.ndarray, score: np.ndarray, labels: np.ndarray):
+    def __init__(
+        self,
+        user_cols: dict[str, torch.Tensor],
+        item_cols: dict[str, torch.Tensor],
+        pair: np.ndarray,
+        item: np.ndarray,
+        score: np.ndarray,
+        labels: np.ndarray,
+    ):
+        self.user_cols = {k: user_cols[k] for k in USER_KEYS}
+        self.item_cols = {k: item_cols[k] for k in ITEM_KEYS}
         self.pair = torch.from_numpy(pair)
         self.item = torch.from_numpy(item)
         self.score = torch.from_numpy(score.astype(np.float32))
@@ -85,9 +95,10 @@ class RankerRows:
     def __len__(self) -> int:
         return len(self.pair)
 
-    def batch(self, inputs: TowerInputs, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+    def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         p, i = self.pair[idx], self.item[idx]
-        b = {k: inputs.pairs[k][p] for k in USER_KEYS} | {k: inputs.items[k][i] for k in ITEM_KEYS}
+        b = {k: v[p] for k, v in self.user_cols.items()}
+        b |= {k: v[i] for k, v in self.item_cols.items()}
         b["retrieval_score"] = self.score[idx]
         b["type_match"] = torch.from_numpy(type_match(b["u_pref"].numpy(), b["i_type"].numpy()))
         for j, name in enumerate(LABELS):
@@ -115,7 +126,37 @@ def ranker_rows(
     labels = np.zeros((len(pair), len(LABELS)))
     labels[:n, 0] = 1.0  # label_completed
     labels[:n, 1] = np.asarray(strong[inputs.pair_users, inputs.pair_items]).ravel()
-    return RankerRows(pair.astype(np.int64), item.astype(np.int64), score, labels)
+    return RankerRows(
+        inputs.pairs, inputs.items, pair.astype(np.int64), item.astype(np.int64), score, labels
+    )
+
+
+def fold_rows(
+    tower: TwoTower,
+    data: Interactions,
+    inputs: TowerInputs,
+    strong: sp.csr_matrix,
+    ev: EvaluationSettings,
+) -> RankerRows:
+    """Rows from a held-out fold: ``tower`` / ``inputs`` saw only ``data.train``; the
+    positives are the fold's pairs (``data.valid``), the negatives ``ranker_negatives`` per
+    positive from the user's top ``retrieval_k`` minus its training and fold items."""
+    items = embed(tower.content, inputs.items)
+    users = embed(tower.user, inputs.users)
+    cand = candidates(users, items, data.seen("test"), ev.retrieval_k)
+    fold = data.valid.tocoo()
+    pos_u, pos_i = fold.row.astype(np.int64), fold.col.astype(np.int64)
+    n, n_neg = len(pos_u), ev.ranker_negatives
+    rng = np.random.default_rng(ev.seed)
+    neg_u = np.repeat(pos_u, n_neg)
+    neg = cand[neg_u, rng.integers(0, cand.shape[1], n * n_neg)]
+    user = np.concatenate([pos_u, neg_u])
+    item = np.concatenate([pos_i, neg])
+    score = (users[torch.from_numpy(user)] * items[torch.from_numpy(item)]).sum(1).numpy()
+    labels = np.zeros((len(user), len(LABELS)))
+    labels[:n, 0] = 1.0  # label_completed
+    labels[:n, 1] = np.asarray(strong[pos_u, pos_i]).ravel()
+    return RankerRows(inputs.users, inputs.items, user, item, score, labels)
 
 
 def pipeline_scorer(
@@ -147,16 +188,13 @@ def train_pipeline(
     tower: TwoTower,
     data: Interactions,
     inputs: TowerInputs,
-    train: pd.DataFrame,
-    dataset: Dataset,
+    rows: RankerRows,
     model_settings: ModelSettings,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train the ranker on the training split, select its epoch on validation, score test."""
+    """Train the ranker on ``rows``, select its epoch on validation, score test."""
     ev, rs = model_settings.evaluation, model_settings.ranker
     t0 = time.perf_counter()
-    rows = ranker_rows(tower, data, inputs, strong_matrix(data, train, dataset), ev)
-    rows_s = time.perf_counter() - t0
     torch.manual_seed(ev.seed)
     ranker = Ranker(model_settings.features, rs)
     opt = SplitAdam(ranker, lr=rs.learning_rate)
@@ -166,7 +204,7 @@ def train_pipeline(
     for epoch in range(rs.epochs):
         perm = torch.randperm(len(rows), generator=gen)
         losses = [
-            ranker_step(ranker, rows.batch(inputs, perm[lo : lo + rs.batch_size]), opt)
+            ranker_step(ranker, rows.batch(perm[lo : lo + rs.batch_size]), opt)
             for lo in range(0, len(rows), rs.batch_size)
         ]
         value = full_ranking(valid_score, data, "valid", ev.ks)[ev.select_metric]
@@ -199,7 +237,6 @@ def train_pipeline(
         "best_epoch": best_epoch + 1,
         "epochs_run": len(curve),
         "valid_curve": curve,
-        "rows_s": round(rows_s, 3),
         "ranker_train_s": round(train_s, 3),
         "valid": full_ranking(valid_score, data, "valid", ev.ks),
         "test": test,

@@ -65,20 +65,23 @@ class Interactions:
         if items is not None:
             all_items.append(np.asarray(items, dtype=str))
         item_ids = np.unique(np.concatenate(all_items))
-        uidx = pd.Index(users)
-        iidx = pd.Index(item_ids)
+        return cls(users, item_ids, *(_matrix(f, users, item_ids) for f in frames))
 
-        def matrix(f: pd.DataFrame) -> sp.csr_matrix:
-            r = uidx.get_indexer(f["user_id"].astype(str))
-            c = iidx.get_indexer(f["item_id"].astype(str))
-            m = sp.csr_matrix(
-                (np.ones(len(r), np.float32), (r, c)), shape=(len(users), len(item_ids))
-            )
-            m.sum_duplicates()
-            m.data[:] = 1.0
-            return m
+    def recoded(self, train: pd.DataFrame, valid: pd.DataFrame) -> Interactions:
+        """The same positions over other train / valid frames (empty test): a fold."""
+        empty = sp.csr_matrix(self.shape, dtype=np.float32)
+        parts = (_matrix(f, self.users, self.items) for f in (train, valid))
+        return Interactions(self.users, self.items, *parts, empty)
 
-        return cls(users, item_ids, *(matrix(f) for f in frames))
+
+def _matrix(f: pd.DataFrame, users: np.ndarray, items: np.ndarray) -> sp.csr_matrix:
+    """Binary [len(users), len(items)] of ``f``'s (user_id, item_id) rows."""
+    r = pd.Index(users).get_indexer(f["user_id"].astype(str))
+    c = pd.Index(items).get_indexer(f["item_id"].astype(str))
+    m = sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(len(users), len(items)))
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
 
 
 def top_k(scores: np.ndarray, exclude: sp.csr_matrix | None, k: int) -> np.ndarray:

@@ -120,6 +120,9 @@ class EvaluationSettings(BaseModel):
     ease_lambdas: tuple[float, ...] = (50.0, 200.0, 500.0, 1000.0)  # picked on validation
     # full pipeline: ranker negatives per training positive, drawn from the retrieval top-K
     ranker_negatives: int = Field(4, ge=1)
+    # share of each user's training items held out as the ranker's positives, scored by a
+    # two-tower trained without them (0: the ranker's positives are all training pairs)
+    ranker_fold: float = Field(0.1, ge=0.0, lt=1.0)
 
 
 class ModelSettings(BaseModel):

@@ -74,8 +74,10 @@ def test_run_evaluation_selects_on_validation_and_beats_popularity():
     ms = ModelSettings(
         features=FEATURES,
         two_tower=TwoTowerSettings(id_dim=8, feature_dim=4, hidden=(32,), batch_size=64),
-        ranker=RankerSettings(embedding_dim=8, batch_size=64, epochs=8),
-        evaluation=EvaluationSettings(max_epochs=6, patience=2, ease_lambdas=(1.0, 10.0)),
+        ranker=RankerSettings(embedding_dim=8, batch_size=32, epochs=10),
+        evaluation=EvaluationSettings(
+            max_epochs=6, patience=2, ease_lambdas=(1.0, 10.0), ranker_fold=0.3
+        ),
     )
     report = run_evaluation(clustered(), ms, log=lambda _: None)
     m = report["models"]
@@ -97,6 +99,7 @@ def test_run_evaluation_selects_on_validation_and_beats_popularity():
     assert pipe["valid"]["ndcg@10"] == pytest.approx(max(curve))
     assert pipe["test"]["users"] == tt["test"]["users"] and pipe["candidates"] == 500
     assert pipe["train_s"] >= tt["train_s"] and pipe["test"]["eval_s"] > 0
+    assert pipe["positives"] == "a 0.3 fold of the training split"
     assert m["pipeline"]["test"]["ndcg@10"] > m["popularity"]["test"]["ndcg@10"] + 0.05
 
 
@@ -156,5 +159,29 @@ def test_ranker_rows_label_positives_by_strength_and_draw_negatives_from_retriev
         embed(tower.user, inputs.users), embed(tower.content, inputs.items), data.train, 10
     )
     assert (top[neg_user] == neg_item[:, None]).any(axis=1).all()
-    batch = rows.batch(inputs, torch.arange(0, len(rows), 7))
+    batch = rows.batch(torch.arange(0, len(rows), 7))
     assert set(batch) >= {"u_hist", "i_hash", "retrieval_score", "type_match", "label_strong"}
+
+
+def test_fold_rows_take_positives_from_the_fold_and_negatives_outside_it():
+    from app.models.two_tower import TwoTower
+    from train.eval_pipeline import fold_rows, strong_matrix
+
+    d = clustered(n_users=40, n_items=40)
+    split = ratio_split(d.interactions, seed=0)
+    data = Interactions.from_split(split, d.items["item_id"])
+    cut = ratio_split(split.train, (0.7, 0.3, 0.0), seed=0)
+    fold = data.recoded(cut.train, cut.valid)
+    assert fold.train.sum() + fold.valid.sum() == data.train.sum() and fold.test.nnz == 0
+    inputs = build_inputs(fold, cut.train, d.items, FEATURES, seed=0)
+    tower = TwoTower(FEATURES, TwoTowerSettings(id_dim=8, feature_dim=4, hidden=(16,)))
+    ev = EvaluationSettings(retrieval_k=10, ranker_negatives=2)
+    rows = fold_rows(tower, fold, inputs, strong_matrix(data, split.train, d), ev)
+    n = int(fold.valid.sum())
+    assert len(rows) == 3 * n
+    user, item = rows.pair.numpy().copy(), rows.item.numpy().copy()
+    assert fold.valid[user[:n], item[:n]].sum() == n  # positives: exactly the fold's pairs
+    assert fold.seen("test")[user[n:], item[n:]].sum() == 0  # negatives: neither part
+    assert (rows.labels[:n, 0] == 1).all() and (rows.labels[n:] == 0).all()
+    # the rows' user columns are the fold model's: histories from the first part only
+    assert torch.equal(rows.batch(torch.tensor([0]))["u_hist"][0], inputs.users["u_hist"][user[0]])
