@@ -115,14 +115,14 @@ class EvaluationSettings(BaseModel):
     ks: tuple[int, ...] = (10, 20, 50)
     retrieval_k: int = Field(500, ge=1)  # the retrieval stage's recall@K (the ranker's ceiling)
     select_metric: str = "ndcg@10"  # on the validation split only
-    max_epochs: int | None = None  # None: two_tower.epochs
-    patience: int = Field(2, ge=1)  # epochs without a better validation metric before stopping
+    max_epochs: int | None = 30  # two-tower epoch cap (early stopping); None: two_tower.epochs
+    patience: int = Field(3, ge=1)  # epochs without a better validation metric before stopping
     ease_lambdas: tuple[float, ...] = (50.0, 200.0, 500.0, 1000.0)  # picked on validation
     # full pipeline: ranker negatives per training positive, drawn from the retrieval top-K
     ranker_negatives: int = Field(4, ge=1)
     # share of each user's training items held out as the ranker's positives, scored by a
     # two-tower trained without them (0: the ranker's positives are all training pairs)
-    ranker_fold: float = Field(0.1, ge=0.0, lt=1.0)
+    ranker_fold: float = Field(0.0, ge=0.0, lt=1.0)
 
 
 class ModelSettings(BaseModel):
