@@ -36,11 +36,11 @@ class TwoTowerSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     output_dim: int = Field(64, ge=4)  # = serving.embedding_dim
-    id_dim: int = Field(32, ge=4)
+    id_dim: int = Field(64, ge=4)  # = the published protocol's embedding size
     feature_dim: int = Field(16, ge=2)
     hidden: tuple[int, ...] = (128,)
     id_dropout: float = Field(0.2, ge=0.0, le=1.0)  # cold start: train without the id this often
-    temperature: float = Field(0.05, gt=0)
+    temperature: float = Field(0.1, gt=0)
     logq_correction: bool = True
     learning_rate: float = Field(3e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
