@@ -35,6 +35,7 @@ import torch
 
 from app.clock import Clock, clock_from_settings
 from app.config import FeedraySettings
+from app.models.optim import SplitAdam
 
 
 @dataclass
@@ -108,7 +109,7 @@ def train_in_process(
     """Plain epochs of ``step`` over shuffled batches of ``frame``; mean loss per epoch."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = SplitAdam(model, lr=lr)
     losses = []
     for _ in range(epochs):
         epoch = [

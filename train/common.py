@@ -20,6 +20,7 @@ import torch
 from app.models import ranker as ranker_mod
 from app.models import two_tower as tt_mod
 from app.models.features import to_tensors
+from app.models.optim import SplitAdam
 
 RETRIEVAL_COLUMNS = [
     "u_hash",
@@ -103,9 +104,7 @@ def train_loop_per_worker(config: dict) -> None:
     device = ray.train.torch.get_device()
     model = build_model(config["model"])
     core = model
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=config["lr"], weight_decay=config.get("weight_decay", 0.0)
-    )
+    optimizer = SplitAdam(model, lr=config["lr"], weight_decay=config.get("weight_decay", 0.0))
     start_epoch = 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:

@@ -39,6 +39,8 @@ class TowerInputs:
     items: dict[str, torch.Tensor]  # i_* columns, one row per item position
     users: dict[str, torch.Tensor]  # u_* columns, one row per user position
     pairs: dict[str, torch.Tensor]  # u_* + i_* + log_q + weight, one row per training pair
+    pair_users: np.ndarray  # [n_pairs] user position of each pair
+    pair_items: np.ndarray  # [n_pairs] item position of each pair
 
 
 def history_order(
@@ -149,4 +151,4 @@ def build_inputs(
     pairs |= {k: v[pair_items] for k, v in item_cols.items()}
     pairs["log_q"] = torch.from_numpy(log_q.astype(np.float32))
     pairs["weight"] = torch.ones(len(seq))
-    return TowerInputs(item_cols, users, pairs)
+    return TowerInputs(item_cols, users, pairs, pair_user, seq)

@@ -6,11 +6,14 @@ order, or the given files), and reports, side by side, on the validation and tes
 
 - ``popularity``: training interaction counts;
 - ``ease``: EASE with its L2 weight picked on validation ``select_metric``;
-- ``two_tower``: the project's ``TwoTower`` with its default settings
+- ``two_tower`` (retrieval alone): the project's ``TwoTower`` with its default settings
   (``models.two_tower``), trained with its own ``train_step`` (in-batch negatives, logQ)
   for up to ``max_epochs`` epochs; after each epoch the validation ``select_metric`` is
   measured and training stops after ``patience`` epochs without a better one; the best
-  epoch's weights are kept. Also its recall@``retrieval_k`` (the ranker's ceiling).
+  epoch's weights are kept. Also its recall@``retrieval_k`` (the ranker's ceiling);
+- ``pipeline``: that two-tower's top ``retrieval_k`` re-ranked by the project's DLRM
+  ``Ranker`` (``train.eval_pipeline``: trained on the training split, epoch selected on
+  validation); ``train_s`` counts both stages.
 
 The test split is scored once per model, at the end, with the selected model. Every model
 ranks all items, with the user's training items (and, on test, validation items) excluded.
@@ -35,9 +38,18 @@ from app.evaluation.baselines import EASE, Popularity
 from app.evaluation.metrics import Interactions, Scorer, full_ranking
 from app.evaluation.splits import Split, given_split, ratio_split, time_split
 from app.models.config import EvaluationSettings, ModelSettings, TwoTowerSettings
+from app.models.optim import SplitAdam
 from app.models.two_tower import TwoTower, embed, train_step
 from data.importers.readers import Dataset, DatasetError, read_dataset
 from train.eval_inputs import TowerInputs, build_inputs
+from train.eval_pipeline import (
+    RankerRows,
+    fold_rows,
+    ranker_rows,
+    strong_matrix,
+    train_pipeline,
+)
+from train.eval_report import markdown_table, plot_recall
 
 
 def make_split(dataset: Dataset, ev: EvaluationSettings) -> Split:
@@ -98,12 +110,12 @@ def train_two_tower(
     model_settings: ModelSettings,
     ev: EvaluationSettings,
     log=print,
-) -> dict[str, Any]:
+) -> tuple[TwoTower, dict[str, Any]]:
     """Train with early stopping on validation ``ev.select_metric`` (see the module doc)."""
     s: TwoTowerSettings = model_settings.two_tower
     torch.manual_seed(ev.seed)
     model = TwoTower(model_settings.features, s)
-    opt = torch.optim.Adam(model.parameters(), lr=s.learning_rate, weight_decay=s.weight_decay)
+    opt = SplitAdam(model, lr=s.learning_rate, weight_decay=s.weight_decay)
     n = next(iter(inputs.pairs.values())).shape[0]
     gen = torch.Generator().manual_seed(ev.seed)
     max_epochs = ev.max_epochs or s.epochs
@@ -140,7 +152,7 @@ def train_two_tower(
     model.load_state_dict(best_state)
     score = tower_scorer(model, inputs)
     ks = tuple(sorted(set(ev.ks) | {ev.retrieval_k}))
-    return {
+    return model, {
         "settings": s.model_dump(mode="json"),
         "best_epoch": best_epoch + 1,
         "epochs_run": len(curve),
@@ -151,11 +163,58 @@ def train_two_tower(
     }
 
 
+def pipeline_rows(
+    dataset: Dataset,
+    split: Split,
+    data: Interactions,
+    tower: TwoTower,
+    inputs: TowerInputs,
+    model_settings: ModelSettings,
+    log=print,
+) -> tuple[RankerRows, dict[str, Any]]:
+    """The ranker's training rows (``train.eval_pipeline``) and how they were made.
+
+    With ``ranker_fold`` f > 0, each user's training items are cut (randomly, or its latest
+    on the time split) into 1 - f and f; a second two-tower is trained on the first part
+    (early stopping on the fold) and the fold's pairs are the positives, so the ranker
+    learns to pick unseen items from retrieval candidates, as on validation and test.
+    Otherwise the positives are every training pair, scored by ``tower``.
+    """
+    ev = model_settings.evaluation
+    t0 = time.perf_counter()
+    strong = strong_matrix(data, split.train, dataset)
+    if ev.ranker_fold <= 0:
+        rows = ranker_rows(tower, data, inputs, strong, ev)
+        return rows, {"positives": "training pairs", "rows_s": round(time.perf_counter() - t0, 3)}
+    ratios = (1.0 - ev.ranker_fold, ev.ranker_fold, 0.0)
+    if ev.split == "time":
+        cut = time_split(split.train, ratios)
+    else:
+        cut = ratio_split(split.train, ratios, seed=ev.seed)
+    fold = data.recoded(cut.train, cut.valid)
+    fold_inputs = build_inputs(
+        fold,
+        cut.train,
+        dataset.items,
+        model_settings.features,
+        content_type=dataset.content_type,
+        by_time=ev.split == "time",
+        seed=ev.seed,
+    )
+    fold_tower, entry = train_two_tower(fold, fold_inputs, model_settings, ev, log)
+    rows = fold_rows(fold_tower, fold, fold_inputs, strong, ev)
+    return rows, {
+        "positives": f"a {ev.ranker_fold} fold of the training split",
+        "fold_tower_best_epoch": entry["best_epoch"],
+        "rows_s": round(time.perf_counter() - t0, 3),
+    }
+
+
 def run_evaluation(
     dataset: Dataset,
     model_settings: ModelSettings,
     *,
-    models: tuple[str, ...] = ("popularity", "ease", "two_tower"),
+    models: tuple[str, ...] = ("popularity", "ease", "two_tower", "pipeline"),
     namespace: str = "",
     log=print,
 ) -> dict[str, Any]:
@@ -189,7 +248,7 @@ def run_evaluation(
     if "ease" in models:
         report["models"]["ease"] = evaluate_ease(data, ev)
         log(f"ease lambda {report['models']['ease']['lambda']}")
-    if "two_tower" in models:
+    if "two_tower" in models or "pipeline" in models:
         t0 = time.perf_counter()
         inputs = build_inputs(
             data,
@@ -202,33 +261,16 @@ def run_evaluation(
             seed=ev.seed,
         )
         log(f"two_tower inputs in {time.perf_counter() - t0:.1f}s")
-        report["models"]["two_tower"] = train_two_tower(data, inputs, model_settings, ev, log)
+        tower, report["models"]["two_tower"] = train_two_tower(
+            data, inputs, model_settings, ev, log
+        )
+        if "pipeline" in models:
+            rows, made = pipeline_rows(dataset, split, data, tower, inputs, model_settings, log)
+            entry = train_pipeline(tower, data, inputs, rows, model_settings, log) | made
+            tt_s = report["models"]["two_tower"]["train_s"]
+            entry["train_s"] = round(tt_s + made["rows_s"] + entry["ranker_train_s"], 3)
+            report["models"]["pipeline"] = entry
     return report
-
-
-def plot_recall(report: dict[str, Any], path: str) -> None:
-    """Test Recall@K against K (log scale) for every model of ``report``, as a PNG."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5, 3.5), dpi=120)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for name, entry in report["models"].items():
-        ks = sorted(int(k.split("@")[1]) for k in entry["test"] if k.startswith("recall@"))
-        ax.plot(ks, [entry["test"][f"recall@{k}"] for k in ks], marker="o", label=name)
-    p = report["protocol"]
-    ax.set(
-        xscale="log",
-        xlabel="K",
-        ylabel="test Recall@K",
-        title=f"{report['dataset']} ({p['split']})",
-    )
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
 
 
 def evaluate_command(
@@ -240,13 +282,13 @@ def evaluate_command(
     seed: Annotated[int | None, typer.Option(help="Split and training seed.")] = None,
     max_epochs: Annotated[int | None, typer.Option(help="Two-tower epoch cap.")] = None,
     models: Annotated[
-        str, typer.Option(help="Comma-separated: popularity, ease, two_tower.")
-    ] = "popularity,ease,two_tower",
+        str, typer.Option(help="Comma-separated: popularity, ease, two_tower, pipeline.")
+    ] = "popularity,ease,two_tower,pipeline",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     out: Annotated[str | None, typer.Option(help="Also write the JSON report here.")] = None,
     plot: Annotated[str | None, typer.Option(help="Write test Recall@K vs K (PNG) here.")] = None,
 ) -> None:
-    """Full-ranking evaluation: popularity, EASE and the two-tower on one dataset."""
+    """Full-ranking evaluation: popularity, EASE, the two-tower and the full pipeline."""
     from app.config import get_settings
     from app.models.config import resolve_model_settings
 
@@ -276,7 +318,4 @@ def evaluate_command(
     if as_json:
         typer.echo(text)
     else:
-        for name, entry in report["models"].items():
-            t = entry["test"]
-            cells = "  ".join(f"{k} {t[k]:.4f}" for k in t if "@" in k and k.endswith("@10"))
-            typer.echo(f"{name:10s} {cells}")
+        typer.echo(markdown_table(report))

@@ -29,6 +29,7 @@ def _trial(config: dict) -> None:
     from app.models import two_tower as tt
     from app.models.config import FeatureSettings
     from app.models.features import frame_columns
+    from app.models.optim import SplitAdam
     from data.training_sets import load_training_set
     from train.common import RANKING_COLUMNS, RETRIEVAL_COLUMNS, _eval_loss
     from train.ranking import add_retrieval_score
@@ -57,7 +58,7 @@ def _trial(config: dict) -> None:
         train, val = add_retrieval_score(ts.train, None), add_retrieval_score(ts.eval, None)
         names, step, kind = RANKING_COLUMNS, rk.train_step, "ranker"
     cols, vcols = frame_columns(train, names), frame_columns(val, names)
-    opt = torch.optim.Adam(model.parameters(), lr=settings["learning_rate"])
+    opt = SplitAdam(model, lr=settings["learning_rate"])
     bs, n = settings["batch_size"], len(train)
     for epoch in range(config["epochs"]):
         perm = torch.randperm(n)

@@ -6,13 +6,17 @@ time (``score(users) -> [b, n_items]``), sets the excluded items (the user's tra
 items; for the test split also its validation items, as RecBole does) to -inf, takes the
 top max(K) and averages over users with at least one relevant item:
 
-- Recall@K = hits in the top K / |relevant|
+- Recall@K = hits in the top K / |relevant| (RecBole's convention, the one of the published
+  Last.fm table; not / min(|relevant|, K))
 - NDCG@K = sum over hits of 1 / log2(rank + 1), divided by the ideal sum over
-  min(|relevant|, K) ranks
+  min(|relevant|, K) ranks (binary gains)
 - Hit@K = 1 when the top K holds a relevant item
 - MRR@K = 1 / rank of the first relevant item in the top K (0 when none)
 
 Ties in score are broken by item position (lower first), so results are deterministic.
+``ranking_metrics`` is the one implementation of these metrics in the project:
+``mean_ranking_metrics`` applies it to lists already ranked elsewhere (the training jobs'
+offline evaluation, ``app.models.evaluation``).
 """
 
 from __future__ import annotations
@@ -61,20 +65,23 @@ class Interactions:
         if items is not None:
             all_items.append(np.asarray(items, dtype=str))
         item_ids = np.unique(np.concatenate(all_items))
-        uidx = pd.Index(users)
-        iidx = pd.Index(item_ids)
+        return cls(users, item_ids, *(_matrix(f, users, item_ids) for f in frames))
 
-        def matrix(f: pd.DataFrame) -> sp.csr_matrix:
-            r = uidx.get_indexer(f["user_id"].astype(str))
-            c = iidx.get_indexer(f["item_id"].astype(str))
-            m = sp.csr_matrix(
-                (np.ones(len(r), np.float32), (r, c)), shape=(len(users), len(item_ids))
-            )
-            m.sum_duplicates()
-            m.data[:] = 1.0
-            return m
+    def recoded(self, train: pd.DataFrame, valid: pd.DataFrame) -> Interactions:
+        """The same positions over other train / valid frames (empty test): a fold."""
+        empty = sp.csr_matrix(self.shape, dtype=np.float32)
+        parts = (_matrix(f, self.users, self.items) for f in (train, valid))
+        return Interactions(self.users, self.items, *parts, empty)
 
-        return cls(users, item_ids, *(matrix(f) for f in frames))
+
+def _matrix(f: pd.DataFrame, users: np.ndarray, items: np.ndarray) -> sp.csr_matrix:
+    """Binary [len(users), len(items)] of ``f``'s (user_id, item_id) rows."""
+    r = pd.Index(users).get_indexer(f["user_id"].astype(str))
+    c = pd.Index(items).get_indexer(f["item_id"].astype(str))
+    m = sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(len(users), len(items)))
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
 
 
 def top_k(scores: np.ndarray, exclude: sp.csr_matrix | None, k: int) -> np.ndarray:
@@ -110,6 +117,29 @@ def ranking_metrics(
         out[f"hit@{k}"] = (n_hit > 0).astype(np.float64)
         out[f"mrr@{k}"] = np.where(first >= 0, 1.0 / ranks[np.maximum(first, 0)], 0.0)
     return out
+
+
+def mean_ranking_metrics(
+    ranked: np.ndarray, relevant: Sequence[np.ndarray], ks: Sequence[int] = KS
+) -> dict[str, float]:
+    """Mean ``ranking_metrics`` of ``ranked`` [n_users, >= max K] item positions, best first,
+    against ``relevant`` (n_users arrays of item positions; negative ones are ignored).
+
+    Users with no relevant item are skipped; NaN for every metric when none has one.
+    """
+    ranked = np.asarray(ranked, dtype=np.int64)
+    rel = [np.unique(np.asarray(r, dtype=np.int64)) for r in relevant]
+    rel = [r[r >= 0] for r in rel]
+    keep = np.flatnonzero([r.size > 0 for r in rel])
+    names = [f"{m}@{k}" for k in ks for m in ("recall", "ndcg", "hit", "mrr")]
+    if keep.size == 0:
+        return {name: float("nan") for name in names}
+    cols = np.concatenate([rel[i] for i in keep])
+    rows = np.repeat(np.arange(keep.size), [rel[i].size for i in keep])
+    n_items = int(max(cols.max(), ranked.max(initial=0))) + 1
+    matrix = sp.csr_matrix((np.ones(cols.size), (rows, cols)), shape=(keep.size, n_items))
+    per_user = ranking_metrics(ranked[keep], matrix, ks)
+    return {name: float(values.mean()) for name, values in per_user.items()}
 
 
 def full_ranking(

@@ -36,11 +36,11 @@ class TwoTowerSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     output_dim: int = Field(64, ge=4)  # = serving.embedding_dim
-    id_dim: int = Field(32, ge=4)
+    id_dim: int = Field(64, ge=4)  # = the published protocol's embedding size
     feature_dim: int = Field(16, ge=2)
     hidden: tuple[int, ...] = (128,)
     id_dropout: float = Field(0.2, ge=0.0, le=1.0)  # cold start: train without the id this often
-    temperature: float = Field(0.05, gt=0)
+    temperature: float = Field(0.1, gt=0)
     logq_correction: bool = True
     learning_rate: float = Field(3e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -115,9 +115,14 @@ class EvaluationSettings(BaseModel):
     ks: tuple[int, ...] = (10, 20, 50)
     retrieval_k: int = Field(500, ge=1)  # the retrieval stage's recall@K (the ranker's ceiling)
     select_metric: str = "ndcg@10"  # on the validation split only
-    max_epochs: int | None = None  # None: two_tower.epochs
-    patience: int = Field(2, ge=1)  # epochs without a better validation metric before stopping
+    max_epochs: int | None = 30  # two-tower epoch cap (early stopping); None: two_tower.epochs
+    patience: int = Field(3, ge=1)  # epochs without a better validation metric before stopping
     ease_lambdas: tuple[float, ...] = (50.0, 200.0, 500.0, 1000.0)  # picked on validation
+    # full pipeline: ranker negatives per training positive, drawn from the retrieval top-K
+    ranker_negatives: int = Field(4, ge=1)
+    # share of each user's training items held out as the ranker's positives, scored by a
+    # two-tower trained without them (0: the ranker's positives are all training pairs)
+    ranker_fold: float = Field(0.0, ge=0.0, lt=1.0)
 
 
 class ModelSettings(BaseModel):

@@ -25,11 +25,12 @@ class IdEmbedding(nn.Embedding):
     Zero initialisation is the cold-start trick that pairs with id dropout: a row that
     training never touched (an item or user published after training) stays exactly zero,
     which is the same input the towers learn to handle when the id is dropped. Hash
-    collisions with trained ids are the only leak; keep ``buckets`` >> live ids.
+    collisions with trained ids are the only leak; keep ``buckets`` >> live ids. Sparse
+    gradients (``app.models.optim.SplitAdam`` updates the rows a batch used).
     """
 
     def __init__(self, buckets: int, dim: int) -> None:
-        super().__init__(buckets, dim, padding_idx=0)
+        super().__init__(buckets, dim, padding_idx=0, sparse=True)
         nn.init.zeros_(self.weight)
 
     def forward(self, ids: torch.Tensor, drop: float = 0.0) -> torch.Tensor:
@@ -41,10 +42,10 @@ class IdEmbedding(nn.Embedding):
 
 
 class FeatureEmbedding(nn.Embedding):
-    """Small categorical feature embedding (normal init), row 0 = missing."""
+    """Categorical feature embedding (normal init), row 0 = missing; sparse gradients."""
 
     def __init__(self, buckets: int, dim: int) -> None:
-        super().__init__(buckets, dim, padding_idx=0)
+        super().__init__(buckets, dim, padding_idx=0, sparse=True)
         nn.init.normal_(self.weight, std=0.05)
         with torch.no_grad():
             self.weight[0].zero_()

@@ -1,6 +1,7 @@
 """Offline evaluation of both models against a popularity baseline and the champion, and the gate.
 
-Retrieval: Recall@K and NDCG@K of each user's held-out positive items (``eval`` examples),
+Retrieval: Recall@K and NDCG@K (``app.evaluation.metrics``: hits / |relevant|, ideal DCG
+over min(|relevant|, K) ranks) of each user's held-out positive items (``eval`` examples),
 over the whole catalogue; optionally against any ground truth (the simulator's
 ``true_top_k``) via ``relevant``. Ranking: AUC and log loss per head and NDCG@K of the value
 score within each (user, day) group of held-out impressions. The popularity baseline ranks
@@ -16,8 +17,9 @@ import pandas as pd
 import torch
 from pydantic import BaseModel
 
+from app.evaluation.metrics import mean_ranking_metrics
 from app.models.features import ITEM_COLUMNS, USER_COLUMNS, frame_columns
-from app.models.metrics import auc, log_loss, ndcg_at_k, ndcg_grouped, recall_at_k
+from app.models.metrics import auc, log_loss, ndcg_grouped
 from app.models.ranker import HEADS, LABELS, Ranker
 from app.models.two_tower import TwoTower, embed
 
@@ -69,11 +71,8 @@ def retrieval_metrics(
         retrieved = np.broadcast_to(best, (len(users), kmax))
     else:
         retrieved = top_k(user_embeddings(model, users), item_embeddings(model, items), kmax)
-    out = {}
-    for k in ks:
-        out[f"recall@{k}"] = recall_at_k(retrieved, relevant, k)
-        out[f"ndcg@{k}"] = ndcg_at_k(retrieved, relevant, k)
-    return out
+    means = mean_ranking_metrics(retrieved, relevant, ks)
+    return {name: means[name] for k in ks for name in (f"recall@{k}", f"ndcg@{k}")}
 
 
 def evaluate_retrieval(

@@ -1,50 +1,11 @@
-"""Offline metrics (numpy, no framework): Recall@K, NDCG@K, AUC, log loss."""
+"""Offline metrics (numpy, no framework): grouped NDCG@K, AUC, log loss.
+
+Recall@K and NDCG@K of ranked lists live in ``app.evaluation.metrics`` (one implementation).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
-
-
-def recall_at_k(retrieved: np.ndarray, relevant: Sequence[np.ndarray], k: int) -> float:
-    """Mean over users of |top-k retrieved ∩ relevant| / min(|relevant|, k).
-
-    retrieved: [n_users, >=k] ids, best first; relevant: n_users id arrays (users with an
-    empty relevant set are skipped).
-    """
-    scores = []
-    for row, rel in zip(retrieved, relevant, strict=True):
-        rel = np.asarray(rel)
-        if rel.size == 0:
-            continue
-        hits = np.isin(row[:k], rel).sum()
-        scores.append(hits / min(rel.size, k))
-    return float(np.mean(scores)) if scores else float("nan")
-
-
-def ndcg_at_k(
-    retrieved: np.ndarray,
-    relevant: Sequence[np.ndarray],
-    k: int,
-    gains: Sequence[np.ndarray] | None = None,
-) -> float:
-    """Mean NDCG@k; binary gains unless ``gains`` (aligned with ``relevant``) are given."""
-    discount = 1.0 / np.log2(np.arange(2, k + 2))
-    scores = []
-    for i, (row, rel) in enumerate(zip(retrieved, relevant, strict=True)):
-        rel = np.asarray(rel)
-        if rel.size == 0:
-            continue
-        g = np.ones(rel.size) if gains is None else np.asarray(gains[i], dtype=np.float64)
-        lookup = dict(zip(rel.tolist(), g.tolist(), strict=True))
-        got = np.array([lookup.get(x, 0.0) for x in row[:k].tolist()])
-        dcg = float((got * discount[: got.size]).sum())
-        ideal = np.sort(g)[::-1][:k]
-        idcg = float((ideal * discount[: ideal.size]).sum())
-        if idcg > 0:
-            scores.append(dcg / idcg)
-    return float(np.mean(scores)) if scores else float("nan")
 
 
 def ndcg_grouped(groups: np.ndarray, scores: np.ndarray, gains: np.ndarray, k: int) -> float:

@@ -16,7 +16,8 @@ matches the user's preferred type.
 Heads (DLRM over-arch ends in 3 logits): P(completed), P(strong positive: like, share,
 playlist add, replay, subscription), P(negative: skip, dislike, early pause). The value
 score that orders a feed is ``sum_h head_weights[h] * P(h)`` (weights from config, by
-default derived from ``events.signal_weights``).
+default derived from ``events.signal_weights``). The tables have sparse gradients: train
+with ``app.models.optim.SplitAdam``.
 """
 
 from __future__ import annotations
@@ -114,6 +115,8 @@ class Ranker(nn.Module):
         self.head_weights = dict(head_weights or settings.head_weights or default_head_weights())
         dim = settings.embedding_dim
         ebc = EmbeddingBagCollection(tables=_tables(features, dim), device=torch.device("cpu"))
+        for bag in ebc.embedding_bags.values():
+            bag.sparse = True  # row-sparse gradients, for app.models.optim.SplitAdam
         self.dlrm = DLRM(
             embedding_bag_collection=ebc,
             dense_in_features=RANKER_DENSE,

@@ -14,6 +14,7 @@ from app.models.config import (
     EvaluationSettings,
     FeatureSettings,
     ModelSettings,
+    RankerSettings,
     TwoTowerSettings,
 )
 from app.models.features import stable_hash
@@ -73,7 +74,10 @@ def test_run_evaluation_selects_on_validation_and_beats_popularity():
     ms = ModelSettings(
         features=FEATURES,
         two_tower=TwoTowerSettings(id_dim=8, feature_dim=4, hidden=(32,), batch_size=64),
-        evaluation=EvaluationSettings(max_epochs=6, patience=2, ease_lambdas=(1.0, 10.0)),
+        ranker=RankerSettings(embedding_dim=8, batch_size=32, epochs=10),
+        evaluation=EvaluationSettings(
+            max_epochs=6, patience=2, ease_lambdas=(1.0, 10.0), ranker_fold=0.3
+        ),
     )
     report = run_evaluation(clustered(), ms, log=lambda _: None)
     m = report["models"]
@@ -88,6 +92,15 @@ def test_run_evaluation_selects_on_validation_and_beats_popularity():
     # group structure: EASE and the two-tower beat popularity on the test split
     assert m["ease"]["test"]["ndcg@10"] > m["popularity"]["test"]["ndcg@10"] + 0.05
     assert m["two_tower"]["test"]["ndcg@10"] > m["popularity"]["test"]["ndcg@10"] + 0.05
+    # the full pipeline: ranker epoch picked on validation, re-ranked lists beat popularity
+    pipe = m["pipeline"]
+    curve = [c["ndcg@10"] for c in pipe["valid_curve"]]
+    assert pipe["best_epoch"] == int(np.argmax(curve)) + 1
+    assert pipe["valid"]["ndcg@10"] == pytest.approx(max(curve))
+    assert pipe["test"]["users"] == tt["test"]["users"] and pipe["candidates"] == 500
+    assert pipe["train_s"] >= tt["train_s"] and pipe["test"]["eval_s"] > 0
+    assert pipe["positives"] == "a 0.3 fold of the training split"
+    assert m["pipeline"]["test"]["ndcg@10"] > m["popularity"]["test"]["ndcg@10"] + 0.05
 
 
 def test_cli_json_and_given_split_error(tmp_path, monkeypatch):
@@ -110,3 +123,65 @@ def test_cli_json_and_given_split_error(tmp_path, monkeypatch):
     assert png.read_bytes()[:4] == b"\x89PNG"
     bad = runner.invoke(app, ["table", str(path), "--split", "given"])
     assert bad.exit_code == 1 and "pre-split" in bad.output
+
+
+def test_ranker_rows_label_positives_by_strength_and_draw_negatives_from_retrieval():
+    from app.models.two_tower import TwoTower, embed
+    from train.eval_pipeline import candidates, ranker_rows, strong_matrix
+
+    d = clustered(n_users=40, n_items=40)
+    d.interactions["strength"] = np.arange(len(d.interactions)) % 5 + 1.0  # ratings 1..5
+    d = Dataset(d.name, d.interactions, d.items, strength_kind="rating")
+    split = ratio_split(d.interactions, seed=0)
+    data = Interactions.from_split(split, d.items["item_id"])
+    inputs = build_inputs(data, split.train, d.items, FEATURES, seed=0)
+    tower = TwoTower(FEATURES, TwoTowerSettings(id_dim=8, feature_dim=4, hidden=(16,)))
+    ev = EvaluationSettings(retrieval_k=10, ranker_negatives=3)
+    rows = ranker_rows(tower, data, inputs, strong_matrix(data, split.train, d), ev)
+    n = len(inputs.pair_users)
+    assert len(rows) == 4 * n
+    labels = rows.labels.numpy()
+    assert (labels[:n, 0] == 1).all() and (labels[n:] == 0).all() and (labels[:, 2] == 0).all()
+    # label_strong: exactly the training interactions rated >= 4 (the importer's media_liked)
+    liked = split.train[split.train["strength"] >= 4]
+    key = set(zip(liked["user_id"], liked["item_id"], strict=True))
+    got = {
+        (data.users[u], data.items[i])
+        for u, i, s in zip(inputs.pair_users, inputs.pair_items, labels[:n, 1], strict=True)
+        if s == 1
+    }
+    assert got == key
+    # negatives: not the user's training items, within the user's retrieval top-10
+    neg_user = inputs.pair_users[rows.pair[n:].numpy()].copy()
+    neg_item = rows.item[n:].numpy().copy()
+    assert data.train[neg_user, neg_item].sum() == 0
+    top = candidates(
+        embed(tower.user, inputs.users), embed(tower.content, inputs.items), data.train, 10
+    )
+    assert (top[neg_user] == neg_item[:, None]).any(axis=1).all()
+    batch = rows.batch(torch.arange(0, len(rows), 7))
+    assert set(batch) >= {"u_hist", "i_hash", "retrieval_score", "type_match", "label_strong"}
+
+
+def test_fold_rows_take_positives_from_the_fold_and_negatives_outside_it():
+    from app.models.two_tower import TwoTower
+    from train.eval_pipeline import fold_rows, strong_matrix
+
+    d = clustered(n_users=40, n_items=40)
+    split = ratio_split(d.interactions, seed=0)
+    data = Interactions.from_split(split, d.items["item_id"])
+    cut = ratio_split(split.train, (0.7, 0.3, 0.0), seed=0)
+    fold = data.recoded(cut.train, cut.valid)
+    assert fold.train.sum() + fold.valid.sum() == data.train.sum() and fold.test.nnz == 0
+    inputs = build_inputs(fold, cut.train, d.items, FEATURES, seed=0)
+    tower = TwoTower(FEATURES, TwoTowerSettings(id_dim=8, feature_dim=4, hidden=(16,)))
+    ev = EvaluationSettings(retrieval_k=10, ranker_negatives=2)
+    rows = fold_rows(tower, fold, inputs, strong_matrix(data, split.train, d), ev)
+    n = int(fold.valid.sum())
+    assert len(rows) == 3 * n
+    user, item = rows.pair.numpy().copy(), rows.item.numpy().copy()
+    assert fold.valid[user[:n], item[:n]].sum() == n  # positives: exactly the fold's pairs
+    assert fold.seen("test")[user[n:], item[n:]].sum() == 0  # negatives: neither part
+    assert (rows.labels[:n, 0] == 1).all() and (rows.labels[n:] == 0).all()
+    # the rows' user columns are the fold model's: histories from the first part only
+    assert torch.equal(rows.batch(torch.tensor([0]))["u_hist"][0], inputs.users["u_hist"][user[0]])

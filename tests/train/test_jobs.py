@@ -85,8 +85,8 @@ def _ground_truth(world, users, items, k):
 
 
 def test_two_tower_beats_popularity_on_true_preferences(world_store, retrieval_run):
+    from app.evaluation.metrics import mean_ranking_metrics
     from app.models.evaluation import item_embeddings, top_k, user_embeddings
-    from app.models.metrics import ndcg_at_k, recall_at_k
 
     world = world_store[0]
     ts = retrieval_run.training_set
@@ -101,11 +101,9 @@ def test_two_tower_beats_popularity_on_true_preferences(world_store, retrieval_r
     pop = np.broadcast_to(
         np.argsort(-ts.items["train_starts"].to_numpy(), kind="stable")[:100], (len(users), 100)
     )
-    model_recall, pop_recall = (
-        recall_at_k(retrieved, relevant, 100),
-        recall_at_k(pop, relevant, 100),
-    )
-    model_ndcg, pop_ndcg = ndcg_at_k(retrieved, relevant, 100), ndcg_at_k(pop, relevant, 100)
+    got, base = (mean_ranking_metrics(r, relevant, ks=(100,)) for r in (retrieved, pop))
+    model_recall, pop_recall = got["recall@100"], base["recall@100"]
+    model_ndcg, pop_ndcg = got["ndcg@100"], base["ndcg@100"]
     print(
         f"true-preference recall@100: two-tower {model_recall:.4f} popularity {pop_recall:.4f} "
         f"({model_recall / pop_recall:.2f}x); ndcg@100 {model_ndcg:.4f} vs {pop_ndcg:.4f}; "
@@ -120,8 +118,8 @@ def test_two_tower_beats_popularity_on_true_preferences(world_store, retrieval_r
 
 
 def test_cold_start_items_retrieved_far_above_chance(world_store, retrieval_run):
+    from app.evaluation.metrics import mean_ranking_metrics
     from app.models.evaluation import item_embeddings, user_embeddings
-    from app.models.metrics import recall_at_k
     from data.simulate.affinity import user_logits
 
     world, _, _, cold = world_store
@@ -143,7 +141,7 @@ def test_cold_start_items_retrieved_far_above_chance(world_store, retrieval_run)
         @ item_embeddings(retrieval_run.model, cold_items).T
     )
     retrieved = np.argsort(-scores, axis=1)[:, :k]
-    recall = recall_at_k(retrieved, relevant, k)
+    recall = mean_ranking_metrics(retrieved, relevant, ks=(k,))[f"recall@{k}"]
     chance = k / len(cold_items)
     print(
         f"cold-start recall@{k} among {len(cold_items)} unseen items: {recall:.4f} "

@@ -85,3 +85,16 @@ def test_batches_do_not_change_the_result():
     a = full_ranking(lambda u: w[u], data, "valid", batch=7)
     b = full_ranking(lambda u: w[u], data, "valid", batch=1000)
     assert a == pytest.approx(b)
+
+
+def test_mean_ranking_metrics_divides_recall_by_all_relevant_and_skips_empty_users():
+    from app.evaluation.metrics import mean_ranking_metrics
+
+    ranked = np.array([[0, 1], [2, 3], [4, 5]])
+    relevant = [np.array([0, 1, 7, 8]), np.array([], dtype=np.int64), np.array([5, -1])]
+    m = mean_ranking_metrics(ranked, relevant, ks=(2,))
+    # user 0: 2 hits of 4 relevant (not of min(4, K) = 2); user 1 skipped; user 2: 1 of 1
+    assert m["recall@2"] == pytest.approx((2 / 4 + 1.0) / 2)
+    assert m["ndcg@2"] == pytest.approx((1.0 + (1 / math.log2(3)) / 1.0) / 2)
+    assert m["hit@2"] == 1.0 and m["mrr@2"] == pytest.approx((1.0 + 0.5) / 2)
+    assert math.isnan(mean_ranking_metrics(ranked, [np.array([], dtype=np.int64)] * 3)["recall@10"])

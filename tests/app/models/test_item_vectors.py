@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from app.models.config import FeatureSettings, TwoTowerSettings
+from app.models.optim import SplitAdam
 from app.models.two_tower import TwoTower, embed, train_step
 
 F = FeatureSettings(user_buckets=512, item_buckets=512, creator_buckets=64, history_len=4)
@@ -55,7 +56,7 @@ def _cold_precision(vec_dim: int) -> float:
         item_vector_dim=vec_dim,
     )
     model = TwoTower(F, s)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    opt = SplitAdam(model, lr=1e-2)
     items, users = _items(8), _users()
     if not vec_dim:
         items.pop("i_vec")

@@ -1,6 +1,7 @@
 import numpy as np
 import torch
 
+from app.evaluation.metrics import mean_ranking_metrics
 from app.models.config import (
     FeatureSettings,
     RankerSettings,
@@ -9,7 +10,7 @@ from app.models.config import (
 )
 from app.models.evaluation import gate
 from app.models.features import stable_hash
-from app.models.metrics import auc, log_loss, ndcg_at_k, recall_at_k
+from app.models.metrics import auc, log_loss
 from app.models.ranker import Ranker
 from app.models.two_tower import TwoTower, in_batch_loss
 
@@ -71,8 +72,9 @@ def test_metrics():
     assert log_loss(np.array([1, 0]), np.array([0.9, 0.1])) < 0.2
     ret = np.array([[1, 2, 3], [4, 5, 6]])
     rel = [np.array([1, 9]), np.array([6])]
-    assert recall_at_k(ret, rel, 3) == 0.75
-    assert 0 < ndcg_at_k(ret, rel, 3) < 1
+    m = mean_ranking_metrics(ret, rel, ks=(3,))
+    assert m["recall@3"] == 0.75  # (1/2 + 1/1) / 2: hits / |relevant|
+    assert 0 < m["ndcg@3"] < 1
 
 
 def test_gate():
