@@ -176,6 +176,12 @@ def _mount_serve() -> None:
     cli.command("serve")(serve_command)
 
 
+def _mount_canary() -> None:
+    from deployments.canary_cli import canary_typer
+
+    cli.add_typer(canary_typer(evaluator=None), name="canary")
+
+
 # --- real datasets: import and offline evaluation ---------------------------------------------
 
 
@@ -204,6 +210,7 @@ LAZY_COMMANDS = {
     "ingest": _mount_ingest,
     "train": _mount_train,
     "serve": _mount_serve,
+    "canary": _mount_canary,
     "audience": _mount_audience,
     "demo": _mount_demo,
     **DATASET_COMMANDS,
