@@ -225,3 +225,50 @@ def test_rollback_under_load_leaves_the_champion_untouched(serving, ops):
         assert registry.get_version(uri, name, registry.CHALLENGER) is None
         tags = registry.get_version(uri, name, "3").tags
         assert "rolled back: test" in tags["canary_outcome"]
+
+
+def test_local_stages_hold_the_canary_cores_only_while_it_runs(serving):
+    """``stages: local`` in-process (the Ingress's own code path, without a Serve restart):
+    the canary's cores load its versions at a share > 0 and are dropped at 0, and a fault in
+    the canary's controls leaves the champion's untouched."""
+    import asyncio
+
+    from app.serving.types import RequestContext, UserFeatures
+    from deployments.stages import LocalStages
+
+    stages = LocalStages(serving.settings)
+    config = {
+        "retrieval": {"models": {"champion": _ref(serving, "retrieval", 1)}},
+        "ranking": {"models": {"champion": _ref(serving, "ranking", 1)}},
+        "canary_retrieval": {"models": {"canary": _ref(serving, "retrieval", 2)}},
+        "canary_ranking": {"models": {"canary": _ref(serving, "ranking", 3)}, "fault": "error"},
+    }
+
+    async def feed(arm: str):
+        user, context = UserFeatures(user_id="u7", known=False), RequestContext()
+        candidates = await stages.retrieve(user, context, arm, 50)
+        return candidates, await stages.rank(user, context, candidates, arm)
+
+    async def scenario():
+        await stages.reconfigure({**config, "canary_share": 0.0})
+        assert stages.canary is None
+        candidates, _ = await feed("canary")  # no canary: the champion's cores answer
+        assert candidates.model_version == _ref(serving, "retrieval", 1)
+        await stages.reconfigure({**config, "canary_share": 0.2})
+        assert stages.canary is not None and stages.canary.retrieval is not stages.retrieval_core
+        candidates, ranked = await feed("champion")
+        assert ranked.model_version == _ref(serving, "ranking", 1)
+        with pytest.raises(RuntimeError, match="ranking fault injected"):
+            await feed("canary")
+        config["canary_ranking"]["fault"] = None
+        await stages.reconfigure({**config, "canary_share": 0.2})
+        candidates, ranked = await feed("canary")
+        assert candidates.model_version == _ref(serving, "retrieval", 2)
+        assert ranked.model_version == _ref(serving, "ranking", 3)
+        await stages.reconfigure({**config, "canary_share": 0.0})
+        assert stages.canary is None
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        stages.champion.close()
