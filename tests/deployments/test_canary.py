@@ -116,7 +116,8 @@ def test_canary_users_are_served_by_the_canary_replicas(serving, ops):
     }
     assert info["CanaryRetrieval"]["refs"] == {"canary": _ref(serving, "retrieval", 2)}
     assert info["CanaryRanking"]["refs"] == {"canary": _ref(serving, "ranking", 3)}
-    assert "canary" not in info["Ranking"]["refs"]  # the champion's replicas hold no canary
+    refs = info["Ranking"]["refs"]  # the champion's replicas hold no canary version
+    assert refs.get("canary", refs["champion"]) == refs["champion"]
     assert info["CanaryRanking"]["pid"] not in {info["Ranking"]["pid"], info["Retrieval"]["pid"]}
 
     time.sleep(2 * serving.settings.experiments.canary.sync_interval_s)  # counts published
@@ -272,3 +273,36 @@ def test_local_stages_hold_the_canary_cores_only_while_it_runs(serving):
         asyncio.run(scenario())
     finally:
         stages.champion.close()
+
+
+def test_canary_run_rolls_back_an_aborted_canary_before_the_window_ends(serving, ops):
+    """``run_canary`` on the real service: a canary whose ranking fails under live traffic is
+    aborted by the guardrail during the wait, rolled back, and never evaluated."""
+    from app.clock import SimulatedClock
+    from app.experiments.canary import run_canary
+    from tests.conftest import TEST_AT
+
+    _set_stage("CanaryRanking", fault="error")  # idle: no replica yet, the fault waits for it
+    clock = SimulatedClock(TEST_AT, anchor_s=0.0, rate=0.0)
+
+    def sleep(seconds: float) -> None:  # one simulated hour per real second of traffic
+        time.sleep(1.0)
+        clock.advance(seconds)
+
+    evaluated = []
+    try:
+        with Load(serving) as load:
+            result = run_canary(
+                ops, evaluated.append, CanaryVersions("3", "3"), share=0.5,
+                experiment="t-canary-run", window_s=48 * 3600.0, poll_s=3600.0,
+                clock=clock, sleep=sleep,
+            )  # fmt: skip
+    finally:
+        _set_stage("CanaryRanking", fault=None)
+    assert result.outcome == "aborted" and not evaluated
+    assert result.abort["guardrail"] == "error_rate"
+    assert result.run.ended_at - result.run.started_at < 48 * 3600.0
+    assert ops.status()["state"] == "idle"
+    codes = Counter(code for code, _ in load.results)
+    assert codes == {200: len(load.results)}, codes
+    assert any("canary_fallback" in b["degraded"] for _, b in load.results)
