@@ -144,9 +144,8 @@ def test_failing_canary_is_aborted_and_its_users_see_no_error(serving, ops):
             "retrieval": _ref(serving, "retrieval", 1),
             "ranking": _ref(serving, "ranking", 1),
         }
-        for _, _, body in feeds:  # answered by the champion's stages, a full ranked feed
-            assert body["model_versions"] == champion_v1
-            assert {i["source"] for i in body["items"]} == {"retrieval"}
+        for _, _, body in feeds:  # answered by the champion's stages, a full feed
+            assert body["model_versions"] == champion_v1 and len(body["items"]) == 5
         # Answered by the champion, flagged, and counted by the guardrail, until it aborts the
         # canary (the first failures already make the window's error rate significant).
         n = sum("canary_fallback" in b["degraded"] for _, _, b in feeds)
