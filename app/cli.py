@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,6 +15,10 @@ from app.config import FeedraySettings
 from app.stack.manager import Stack
 from app.stack.process import StackError
 from app.stack.ray_env import DashboardAccess, dashboard_access
+
+if TYPE_CHECKING:
+    from app.experiments.canary import CanaryRun
+    from app.experiments.evaluation import Evaluation
 
 cli = typer.Typer(
     name="feedray",
@@ -205,10 +209,30 @@ DATASET_COMMANDS = {"import": _mount_import, "evaluate": _mount_evaluate}
 
 def _mount_canary() -> None:
     from app.experiments.commands import evaluate_command
+    from deployments.canary_cli import canary_typer
 
-    canary = typer.Typer(help="Canary operations.", no_args_is_help=True)
+    canary = canary_typer(evaluator=_evaluate_canary)
     canary.command("evaluate")(evaluate_command)
     cli.add_typer(canary, name="canary")
+
+
+def _evaluate_canary(run: CanaryRun) -> Evaluation:
+    """``canary run``'s evaluator: land the window's exposures and events in the offline store
+    (the ingest job's exactly-once windows), then evaluate the canary over the run's window."""
+    from datetime import UTC, datetime
+
+    from app.experiments.evaluation import evaluate_experiment
+    from data.ingest.window import ingest_streams
+
+    settings = _settings()
+    ingest_streams(settings)
+    return evaluate_experiment(
+        settings,
+        run.experiment,
+        start=datetime.fromtimestamp(run.started_at, UTC),
+        end=datetime.fromtimestamp(run.ended_at, UTC),
+        canary_share=run.share,
+    )
 
 
 def _mount_audit() -> None:
@@ -229,11 +253,11 @@ LAZY_COMMANDS = {
     "ingest": _mount_ingest,
     "train": _mount_train,
     "serve": _mount_serve,
+    "canary": _mount_canary,
     "audience": _mount_audience,
     "demo": _mount_demo,
     "pipeline": _mount_pipeline,
     **DATASET_COMMANDS,
-    "canary": _mount_canary,
     "audit": _mount_audit,
 }
 

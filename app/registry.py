@@ -93,6 +93,19 @@ def set_alias(uri: str, name: str, alias: str, version: str | int) -> None:
     configure(uri).set_registered_model_alias(name, alias, str(version))
 
 
+def delete_alias(uri: str, name: str, alias: str) -> None:
+    """Remove ``alias`` from ``name`` (nothing when it is not set)."""
+    client = configure(uri)
+    try:
+        client.delete_registered_model_alias(name, alias)
+    except MlflowException:
+        pass
+
+
+def set_version_tag(uri: str, name: str, version: str | int, key: str, value: str) -> None:
+    configure(uri).set_model_version_tag(name, str(version), key, value)
+
+
 def get_version(uri: str, name: str, alias_or_version: str | int) -> ModelVersion | None:
     """The version behind an alias (``champion``) or a version number; None if absent."""
     client = configure(uri)

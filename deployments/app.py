@@ -1,4 +1,11 @@
-"""The bind graph: Ingress(FastAPI) -> Retrieval, Ranking [-> FeatureLookup, opt-in].
+"""The bind graph: Ingress(FastAPI) -> Retrieval, Ranking, CanaryRetrieval, CanaryRanking
+[-> FeatureLookup, opt-in].
+
+The canary's stages are the same classes bound under their own names, always in the graph
+(so starting a canary never changes the Ingress's constructor and never restarts it), at 0
+replicas while no canary runs (``min_replicas: 0``); ``feedray canary start`` raises their
+``min_replicas`` and sizes their ``max_replicas`` for the share, in place
+(``deployments/canary.py``).
 
 ``stages: local`` binds the Ingress alone, with retrieval and ranking inside its replicas
 (deployments/stages.py); their ``user_config`` blocks then sit in the Ingress's.
@@ -28,6 +35,9 @@ from deployments.ranking import Ranking
 from deployments.retrieval import Retrieval
 
 APP_NAME = "feedray"
+CANARY_MODELS = {"models": {"canary": "alias:challenger"}}
+# No canary running: no replica (a request would start one: it then serves the champion).
+CANARY_IDLE = {"min_replicas": 0, "initial_replicas": 0, "max_replicas": 1}
 
 
 def settings_payload(settings: FeedraySettings) -> dict[str, Any]:
@@ -86,8 +96,22 @@ def build_app(
         ray_actor_options={"num_cpus": 0.25, "num_gpus": gpus * 0.5},
         **({"user_config": ranking_config} if ranking_config else {}),
     ).bind(settings=payload)
+    canary = {
+        name: cls.options(
+            name=name,
+            ray_actor_options={"num_cpus": 0.25, "num_gpus": gpus * 0.25},
+            autoscaling_config={**CANARY_IDLE, "target_ongoing_requests": target},
+            user_config=CANARY_MODELS,
+        ).bind(settings=payload)
+        for name, cls, target in (("CanaryRetrieval", Retrieval, 4), ("CanaryRanking", Ranking, 2))
+    }
     return Ingress.options(**ingress_options).bind(
-        settings=payload, retrieval=retrieval, ranking=ranking, feature_lookup=lookup
+        settings=payload,
+        retrieval=retrieval,
+        ranking=ranking,
+        feature_lookup=lookup,
+        canary_retrieval=canary["CanaryRetrieval"],
+        canary_ranking=canary["CanaryRanking"],
     )
 
 

@@ -43,7 +43,12 @@ def with_user_config(config: dict[str, Any], name: str, **updates: Any) -> dict[
     return config
 
 
-STAGE_DEPLOYMENTS = {"Retrieval": "retrieval", "Ranking": "ranking"}  # deployment -> ingress block
+STAGE_DEPLOYMENTS = {  # deployment -> its block in the Ingress's user_config under stages: local
+    "Retrieval": "retrieval",
+    "Ranking": "ranking",
+    "CanaryRetrieval": "canary_retrieval",
+    "CanaryRanking": "canary_ranking",
+}
 
 
 def with_stages(config: dict[str, Any], stages: str, app: str = APP_NAME) -> dict[str, Any]:
@@ -95,9 +100,12 @@ def resolve_aliases(config: dict[str, Any], settings: Any | None = None) -> dict
 
     settings = settings or get_settings()
     config = copy.deepcopy(config)
+    retrieval, ranking = settings.models.retrieval_model_name, settings.models.ranking_model_name
     models_of = {
-        "Retrieval": settings.models.retrieval_model_name,
-        "Ranking": settings.models.ranking_model_name,
+        "Retrieval": retrieval,
+        "Ranking": ranking,
+        "CanaryRetrieval": retrieval,
+        "CanaryRanking": ranking,
     }
     for name, user_config in _model_blocks(config):
         model = models_of[name]
@@ -164,6 +172,28 @@ def wait_running(timeout_s: float = 300.0, app: str = APP_NAME) -> None:
     raise TimeoutError(f"{app} not running after {timeout_s:.0f}s: {status}")
 
 
+def connect_cluster(settings: Any, address: str | None = None) -> None:
+    """Join the running Ray cluster (``address``, ``RAY_ADDRESS`` or the `feedray up` head);
+    SystemExit when there is none: Serve must outlive the command, so it never starts a
+    throw-away local Ray."""
+    import os
+
+    import ray
+
+    from app.ray_runtime import connect_ray
+    from app.stack.process import port_open
+
+    if ray.is_initialized():
+        return
+    if address:
+        os.environ["RAY_ADDRESS"] = address
+    elif "RAY_ADDRESS" not in os.environ and not port_open(settings.ray.host, settings.ray.port):
+        raise SystemExit(
+            f"no Ray cluster at {settings.ray.address}; run `feedray up` or pass --address"
+        )
+    connect_ray(settings, log_to_driver=False)
+
+
 class Placement(StrEnum):
     remote = "remote"
     local = "local"
@@ -201,26 +231,10 @@ def serve_command(
     pass --address. Replicas whose user_config is unchanged keep running; a changed model
     version is applied by reconfigure, without a restart.
     """
-    import os
-
-    import ray
-
     from app.config import get_settings
-    from app.ray_runtime import connect_ray
-    from app.stack.process import port_open
 
     settings = get_settings()
-    if not ray.is_initialized():
-        if address:
-            os.environ["RAY_ADDRESS"] = address
-        elif "RAY_ADDRESS" not in os.environ and not port_open(
-            settings.ray.host, settings.ray.port
-        ):
-            # Serve must outlive this command, so it never starts a throw-away local Ray.
-            raise SystemExit(
-                f"no Ray cluster at {settings.ray.address}; run `feedray up` or pass --address"
-            )
-        connect_ray(settings, log_to_driver=False)
+    connect_cluster(settings, address)
     spec = with_local_settings(load_config(config), settings)
     spec.setdefault("http_options", {})["host"] = host
     if stages:

@@ -7,6 +7,12 @@ ingress (two Serve calls). With ``stages: local`` retrieval and ranking run insi
 replica and a feed is one Serve call (deployments/stages.py). The user feature lookup runs
 here in-process (``app.serving.feature_lookup``), the 500 items' counters are read by the
 ranking stage; candidates travel as numpy arrays.
+
+Canary routing: the arm (``app.serving.canary_arm``) picks the stages: the champion's or the
+canary's own (``CanaryRetrieval`` / ``CanaryRanking``, or the canary cores of local stages).
+A canary request whose stages fail or overrun is answered by the champion's stages
+(``degraded: canary_fallback``, arm still ``canary``: the failure counts against the canary in
+the evaluation) and feeds the live guardrail, which aborts the canary on a breach.
 """
 
 import asyncio
@@ -22,7 +28,6 @@ from ray.serve.handle import DeploymentHandle
 
 from app.clock import clock_from_settings
 from app.config import FeedraySettings
-from app.experiments.assignment import assign_arm
 from app.features.records import UserFeatures
 from app.schemas import ContentType, ExposedItem, Exposure
 from app.serving import degrade
@@ -61,7 +66,7 @@ fastapi_app = FastAPI(
     ray_actor_options={"num_cpus": 0.25},
     max_ongoing_requests=64,
     autoscaling_config={"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 8},
-    user_config={"canary_share": 0.05, "experiment": "default"},
+    user_config={"canary_share": 0.0, "experiment": "default"},
 )
 @serve.ingress(fastapi_app)
 class Ingress:
@@ -73,7 +78,10 @@ class Ingress:
         ranking: DeploymentHandle | None = None,
         feature_lookup: DeploymentHandle | None = None,
         stages: str = "remote",
+        canary_retrieval: DeploymentHandle | None = None,
+        canary_ranking: DeploymentHandle | None = None,
     ) -> None:
+        from app.serving.canary_arm import CanaryArm
         from app.serving.exposures import ExposureLog
         from deployments.metrics import metrics
         from deployments.stages import LocalStages, RemoteStages
@@ -87,7 +95,9 @@ class Ingress:
         elif retrieval is None or ranking is None:
             raise ValueError("stages: remote needs the retrieval and ranking handles")
         else:
-            self.stages = RemoteStages(retrieval, ranking)
+            self.stages = RemoteStages(
+                retrieval, ranking, canary_retrieval=canary_retrieval, canary_ranking=canary_ranking
+            )
         self.feature_hop = feature_lookup
         self.features = FeatureLookup(self.settings)
         self.trending = TrendingReader(self.features, serving)
@@ -95,8 +105,7 @@ class Ingress:
         self.exposures = ExposureLog(
             self.settings, serving.exposure_queue_messages, self.metrics.exposures_dropped.inc
         )
-        self.canary_share = self.settings.experiments.canary_share
-        self.experiment = "default"
+        self.canary = CanaryArm(self.settings, self.clock, self._on_abort)
         self.last_versions: dict[str, dict[str, str]] = {}
         t0 = time.perf_counter()
         self.features.lookup("warmup")  # opens the Redis connection
@@ -104,11 +113,12 @@ class Ingress:
         self.warmup: dict = {"redis_ms": round((time.perf_counter() - t0) * 1000.0, 2)}
 
     async def reconfigure(self, config: dict) -> None:
-        self.canary_share = float(
-            config.get("canary_share", self.settings.experiments.canary_share)
-        )
-        self.experiment = str(config.get("experiment", "default"))
+        """Canary share 0 applies before the stages drop the canary's models; a share > 0
+        only once they are loaded (the arm never routes to stages that are not there)."""
+        if not float(config.get("canary_share", 0.0)):
+            await asyncio.to_thread(self.canary.reconfigure, config)
         await self.stages.reconfigure(config)
+        await asyncio.to_thread(self.canary.reconfigure, config)
         if "stages_ms" not in self.warmup:
             await self._warm_stages()
 
@@ -151,6 +161,15 @@ class Ingress:
 
     def check_health(self) -> None:
         self.stages.check_health()
+
+    def canary_report(self) -> dict:
+        """This replica's canary: configured and effective share, abort record, counts."""
+        return self.canary.report()
+
+    def _on_abort(self, record: dict) -> None:
+        self.metrics.canary_aborts.inc(
+            tags={"experiment": record["experiment"], "guardrail": record["guardrail"]}
+        )
 
     # ------------------------------------------------------------------ endpoints
     @fastapi_app.get("/healthz", response_model=Health)
@@ -246,7 +265,7 @@ class Ingress:
         watch = Stopwatch()
         degraded = degrade.Degradations()
         request_id = uuid.uuid4().hex
-        arm = assign_arm(user_id, self.canary_share, self.experiment)
+        arm = self.canary.arm_of(user_id)
         params = FeedParams(
             limit=limit or serving.default_limit,
             diversity=serving.diversity_default if diversity is None else diversity,
@@ -263,37 +282,25 @@ class Ingress:
         if cache_result:
             self.metrics.cache.inc(tags={"result": cache_result})
 
-        versions: dict[str, str] = {}
-        candidates: CandidateBatch | None = None
-        ranked: RankedBatch | None = None
-        with watch.stage("retrieval"):
-            try:
-                candidates = await self._stage(
-                    self.stages.retrieve(user, context, arm, serving.candidate_count),
-                    budgets.retrieval_ms,
-                )
-                versions["retrieval"] = candidates.model_version
-                if candidates.compute_ms > budgets.retrieval_ms:
-                    self.metrics.over_budget.inc(tags={"stage": "retrieval"})
-            except Exception as error:  # noqa: BLE001 - every failure degrades to trending
-                degraded.add(degrade.stage_failure("retrieval", error))
-                log.warning("retrieval failed: %r", error)
-        if candidates is not None and not len(candidates):
-            degraded.add(degrade.NO_CANDIDATES)
-        if candidates is not None and len(candidates):
-            with watch.stage("ranking"):
-                try:
-                    ranked = await self._stage(
-                        self.stages.rank(user, context, candidates, arm), budgets.ranking_ms
-                    )
-                    versions["ranking"] = ranked.model_version
-                    if ranked.features_unavailable:
-                        degraded.add(degrade.ITEM_FEATURES_UNAVAILABLE)
-                    if ranked.compute_ms > budgets.ranking_ms:
-                        self.metrics.over_budget.inc(tags={"stage": "ranking"})
-                except Exception as error:  # noqa: BLE001
-                    degraded.add(degrade.stage_failure("ranking", error))
-                    log.warning("ranking failed: %r", error)
+        self.canary.served_by(arm)
+        stages_arm = arm
+        if arm == "canary":
+            attempt = degrade.Degradations()
+            t0 = time.perf_counter()
+            versions, candidates, ranked, failed = await self._run_stages(
+                user, context, "canary", attempt, watch
+            )
+            self.canary.observe(failed, (time.perf_counter() - t0) * 1000.0)
+            if failed:  # answered by the champion's stages instead
+                degraded.add(degrade.CANARY_FALLBACK)
+                stages_arm = "champion"
+            else:
+                for kind in attempt.kinds:
+                    degraded.add(kind)
+        if stages_arm == "champion":
+            versions, candidates, ranked, _ = await self._run_stages(
+                user, context, "champion", degraded, watch
+            )
 
         with watch.stage("rerank"):
             items = self._assemble(user, params, language, candidates, ranked, degraded)
@@ -323,6 +330,53 @@ class Ingress:
         )
         self._log_exposure(response)
         return response
+
+    async def _run_stages(
+        self,
+        user: UserFeatures,
+        context: RequestContext,
+        arm: str,
+        degraded: degrade.Degradations,
+        watch: Stopwatch,
+    ) -> tuple[dict[str, str], CandidateBatch | None, RankedBatch | None, bool]:
+        """Retrieval then ranking on ``arm``'s stages: (versions, candidates, ranked, whether
+        a stage failed or overran)."""
+        serving, budgets = self.settings.serving, self.settings.latency
+        versions: dict[str, str] = {}
+        candidates: CandidateBatch | None = None
+        ranked: RankedBatch | None = None
+        failed = False
+        with watch.stage("retrieval"):
+            try:
+                candidates = await self._stage(
+                    self.stages.retrieve(user, context, arm, serving.candidate_count),
+                    budgets.retrieval_ms,
+                )
+                versions["retrieval"] = candidates.model_version
+                if candidates.compute_ms > budgets.retrieval_ms:
+                    self.metrics.over_budget.inc(tags={"stage": "retrieval"})
+            except Exception as error:  # noqa: BLE001 - every failure degrades to trending
+                degraded.add(degrade.stage_failure("retrieval", error))
+                log.warning("%s retrieval failed: %r", arm, error)
+                failed = True
+        if candidates is not None and not len(candidates):
+            degraded.add(degrade.NO_CANDIDATES)
+        if candidates is not None and len(candidates):
+            with watch.stage("ranking"):
+                try:
+                    ranked = await self._stage(
+                        self.stages.rank(user, context, candidates, arm), budgets.ranking_ms
+                    )
+                    versions["ranking"] = ranked.model_version
+                    if ranked.features_unavailable:
+                        degraded.add(degrade.ITEM_FEATURES_UNAVAILABLE)
+                    if ranked.compute_ms > budgets.ranking_ms:
+                        self.metrics.over_budget.inc(tags={"stage": "ranking"})
+                except Exception as error:  # noqa: BLE001
+                    degraded.add(degrade.stage_failure("ranking", error))
+                    log.warning("%s ranking failed: %r", arm, error)
+                    failed = True
+        return versions, candidates, ranked, failed
 
     def _assemble(
         self,

@@ -55,6 +55,11 @@ class ServingMetrics:
             description="Feed requests per experiment arm.",
             tag_keys=("arm",),
         )
+        self.canary_aborts = Counter(
+            "feedray_canary_aborts_total",
+            description="Canaries aborted by the live guardrail (error_rate|latency_p99).",
+            tag_keys=("experiment", "guardrail"),
+        )
         self.exposures_dropped = Counter(
             "feedray_exposures_dropped_total",
             description="Exposures not handed to Kafka (queue full or error).",

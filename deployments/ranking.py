@@ -2,7 +2,8 @@
 
 ``user_config`` (hot, via ``reconfigure``)::
 
-    models: {champion: "alias:champion", canary: "alias:challenger"}   # or "3", "feedray-ranker@3"
+    models: {champion: "alias:champion"}   # or "3", "feedray-ranker@3"; CanaryRanking:
+                                           # {canary: "alias:challenger"}
     fault: null | "error"
     delay_ms: 0
 """
@@ -25,7 +26,7 @@ from app.serving.types import CandidateBatch, RankedBatch, RequestContext
     ray_actor_options={"num_cpus": 0.25},
     max_ongoing_requests=16,
     autoscaling_config={"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 2},
-    user_config={"models": {"champion": "alias:champion", "canary": "alias:challenger"}},
+    user_config={"models": {"champion": "alias:champion"}},
     health_check_period_s=5,
 )
 class Ranking:

@@ -2,7 +2,8 @@
 
 ``user_config`` (hot, via ``reconfigure``; no restart)::
 
-    models: {champion: "alias:champion", canary: "alias:challenger"}  # or "3", "name@3"
+    models: {champion: "alias:champion"}  # or "3", "name@3"; the canary's own deployment
+                                          # (CanaryRetrieval): {canary: "alias:challenger"}
     fault: null | "error"     # fault injection for drills and tests
     delay_ms: 0               # artificial stage delay (drills: "stage over budget")
 """
@@ -27,7 +28,7 @@ from deployments.metrics import report_index_metrics
     ray_actor_options={"num_cpus": 0.25},
     max_ongoing_requests=32,
     autoscaling_config={"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 4},
-    user_config={"models": {"champion": "alias:champion", "canary": "alias:challenger"}},
+    user_config={"models": {"champion": "alias:champion"}},
     health_check_period_s=5,
 )
 class Retrieval:

@@ -12,6 +12,14 @@ all, so the whole feed is one Serve call; the stages then scale with the ingress
 Both implement ``app.serving.stages.Stages`` and share its ``StageControls``: the model
 references, fault injection and artificial delay a stage's ``user_config`` carries,
 applied the same way in either placement.
+
+The canary arm has stages of its own in both. Remote: the ``CanaryRetrieval`` and
+``CanaryRanking`` deployments (own replicas, processes and autoscaling: a canary that
+crashes, leaks or hogs its CPU cannot touch the champion's replicas). Local: a second pair
+of cores in each ingress replica (``canary_retrieval`` / ``canary_ranking`` blocks), built
+while ``canary_share`` > 0 and dropped at 0. That isolates the canary's models, fault
+injection and delays (its own controls), not its process: a canary that crashes or leaks
+memory there takes the ingress replica, and the champion's requests on it, with it.
 """
 
 from __future__ import annotations
@@ -30,17 +38,21 @@ log = logging.getLogger(__name__)
 
 
 class RemoteStages:
-    """Retrieval and ranking behind their own deployments."""
+    """Retrieval and ranking behind their own deployments, the canary's behind its own."""
 
-    def __init__(self, retrieval, ranking) -> None:
+    def __init__(self, retrieval, ranking, *, canary_retrieval=None, canary_ranking=None) -> None:
         self.retrieval_handle = retrieval
         self.ranking_handle = ranking
+        self.handles = {
+            "champion": (retrieval, ranking),
+            "canary": (canary_retrieval or retrieval, canary_ranking or ranking),
+        }
 
     def retrieve(self, user, context, arm: str, k: int):
-        return self.retrieval_handle.retrieve.remote(user, context, arm, k)
+        return self.handles[arm][0].retrieve.remote(user, context, arm, k)
 
     def rank(self, user, context, candidates, arm: str):
-        return self.ranking_handle.rank.remote(user, context, candidates, arm)
+        return self.handles[arm][1].rank.remote(user, context, candidates, arm)
 
     async def index_stats(self) -> dict:
         return await self.retrieval_handle.stats.remote()
@@ -58,26 +70,49 @@ class RemoteStages:
         """Nothing: the deployments report their own health."""
 
 
+class _CorePair:
+    """One arm's retrieval and ranking cores with their controls."""
+
+    def __init__(self, settings) -> None:
+        self.retrieval = RetrievalCore(settings)
+        self.ranking = RankingCore(settings)
+        self.retrieval_controls = StageControls()
+        self.ranking_controls = StageControls()
+
+    async def reconfigure(self, retrieval: dict, ranking: dict) -> None:
+        await self.retrieval_controls.reconfigure(self.retrieval, retrieval)
+        await self.ranking_controls.reconfigure(self.ranking, ranking)
+
+    def close(self) -> None:
+        self.retrieval.close()
+
+
 class LocalStages:
     """Retrieval and ranking cores inside the ingress replica (no Serve hop)."""
 
     def __init__(self, settings) -> None:
-        self.retrieval_core = RetrievalCore(settings)
-        self.ranking_core = RankingCore(settings)
-        self.retrieval_controls = StageControls()
-        self.ranking_controls = StageControls()
+        self.settings = settings
+        self.champion = _CorePair(settings)
+        self.canary: _CorePair | None = None  # while a canary runs
+        self.retrieval_core = self.champion.retrieval
+        self.ranking_core = self.champion.ranking
         threading.Thread(
             target=report_index_metrics, args=(self.retrieval_core,), daemon=True
         ).start()
 
+    def _pair(self, arm: str) -> _CorePair:
+        return self.canary if arm == "canary" and self.canary is not None else self.champion
+
     def retrieve(self, user, context, arm: str, k: int):
-        return self.retrieval_controls.run(
-            "retrieval", self.retrieval_core.retrieve, user, context, arm, k
+        pair = self._pair(arm)
+        return pair.retrieval_controls.run(
+            "retrieval", pair.retrieval.retrieve, user, context, arm, k
         )
 
     def rank(self, user, context, candidates, arm: str):
-        return self.ranking_controls.run(
-            "ranking", self.ranking_core.rank, user, context, candidates, arm
+        pair = self._pair(arm)
+        return pair.ranking_controls.run(
+            "ranking", pair.ranking.rank, user, context, candidates, arm
         )
 
     async def index_stats(self) -> dict:
@@ -96,8 +131,13 @@ class LocalStages:
 
     async def reconfigure(self, config: dict) -> None:
         t0 = time.perf_counter()
-        await self.retrieval_controls.reconfigure(
-            self.retrieval_core, config.get("retrieval") or {}
-        )
-        await self.ranking_controls.reconfigure(self.ranking_core, config.get("ranking") or {})
+        await self.champion.reconfigure(config.get("retrieval") or {}, config.get("ranking") or {})
+        canary = config.get("canary_retrieval") or {}, config.get("canary_ranking") or {}
+        if float(config.get("canary_share", 0.0)) > 0 and any(b.get("models") for b in canary):
+            if self.canary is None:
+                self.canary = await asyncio.to_thread(_CorePair, self.settings)
+            await self.canary.reconfigure(*canary)
+        elif self.canary is not None:
+            old, self.canary = self.canary, None
+            old.close()
         log.info("local stages configured in %.1fs", time.perf_counter() - t0)

@@ -69,10 +69,36 @@ class BiasAuditSettings(BaseModel):
         return self
 
 
+class CanarySettings(BaseModel):
+    """Canary operations (``deployments/canary.py``) and the live guardrail that aborts a
+    canary (``app.experiments.guardrail``, run in every ingress replica)."""
+
+    # Sizing of the canary's own Retrieval / Ranking deployments: at most this many times
+    # the champion's max_replicas x the canary share (at least one replica while it runs).
+    replica_headroom: float = Field(2.0, gt=0.0)
+    # Live guardrail, over each ingress replica's last ``guard_window`` canary requests once
+    # it holds ``guard_min_requests``: a canary stage failure (answered by the champion) counts
+    # as an error; the canary is aborted when the error rate is significantly above
+    # ``max_error_rate`` (one-sided binomial test at ``guard_alpha``), or when the p99 of
+    # its stages' latency exceeds ``max_latency_p99_ms``.
+    guard_window: int = Field(200, ge=10)
+    guard_min_requests: int = Field(20, ge=5)
+    max_error_rate: float = Field(0.02, ge=0.0, lt=1.0)
+    guard_alpha: float = Field(0.001, gt=0.0, lt=1.0)
+    max_latency_p99_ms: float = Field(250.0, gt=0.0)
+    # How often an ingress replica publishes its per-arm counts and reads the shared abort
+    # record (so an abort in one replica reaches every replica within this time).
+    sync_interval_s: float = Field(1.0, gt=0.0)
+    # ``feedray canary run``: how often the wait for the window checks for an abort.
+    poll_interval_s: float = Field(60.0, gt=0.0)
+
+
 class ExperimentSettings(BaseModel):
     """Canary routing, evaluation and the promotion gate (``app.experiments.gate``)."""
 
-    canary_share: float = Field(0.05, ge=0.0, le=1.0)
+    canary_share: float = Field(0.05, ge=0.0, le=1.0)  # `feedray canary start`'s default share
+    evaluation_window_h: float = Field(48.0, gt=0.0)  # `feedray canary run` waits this long
+    canary: CanarySettings = CanarySettings()
     significance_level: float = Field(0.05, gt=0.0, lt=1.0)
     power: float = Field(0.8, gt=0.0, lt=1.0)
     # "msprt" (default): always-valid p-values and confidence sequences, so the verdict may

@@ -74,6 +74,14 @@ class RedisKeys:
     def offsets(self, group: str) -> str:
         return f"{self.prefix}:offsets:{group}"
 
+    def canary_abort(self, experiment: str) -> str:
+        """The guardrail's abort record of a canary experiment (JSON string)."""
+        return f"{self.prefix}:canary:{experiment}:abort"
+
+    def canary_counts(self, experiment: str) -> str:
+        """Hash of a canary experiment's served counts, summed over ingress replicas."""
+        return f"{self.prefix}:canary:{experiment}:counts"
+
     def vocab(self, kind: str) -> list[str]:
         """The forward hash, the reverse hash and the next-code counter of a vocabulary."""
         base = f"{self.prefix}:vocab:{kind}"

@@ -12,6 +12,7 @@ NO_CANDIDATES = "no_candidates"  # retrieval answered with nothing (empty index,
 REDIS_CIRCUIT_OPEN = "redis_circuit_open"  # the replica's Redis breaker is open: not even tried
 TRENDING_LAST_KNOWN = "trending_last_known"  # a fallback list from the replica's memory
 NEWEST_FALLBACK = "newest_fallback"  # trending had too few items: the newest items filled in
+CANARY_FALLBACK = "canary_fallback"  # the canary's stages failed: the champion's answered
 KINDS = (
     NO_CANDIDATES,
     FEATURES_UNAVAILABLE,
@@ -22,6 +23,7 @@ KINDS = (
     REDIS_CIRCUIT_OPEN,
     TRENDING_LAST_KNOWN,
     NEWEST_FALLBACK,
+    CANARY_FALLBACK,
     "retrieval_unavailable",
     "retrieval_timeout",
     "ranking_unavailable",

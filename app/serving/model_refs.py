@@ -42,7 +42,8 @@ def resolve_model_ref(ref: str, model_name: str, settings: Any | None = None) ->
 
 
 def resolve_arms(refs: dict[str, str], model_name: str, settings: Any) -> dict[str, str]:
-    """Arm -> version. A canary whose alias does not exist yet serves the champion."""
+    """Arm -> version. A canary whose alias does not exist yet serves the champion (the
+    ``champion`` arm's, else ``alias:champion``'s version)."""
     out: dict[str, str] = {}
     for arm, ref in refs.items():
         try:
@@ -53,8 +54,11 @@ def resolve_arms(refs: dict[str, str], model_name: str, settings: Any) -> dict[s
             log.warning(
                 "%s: %s has no version; the %s arm serves the champion", model_name, ref, arm
             )
-    for arm in refs:
-        out.setdefault(arm, out["champion"])
+    missing = [arm for arm in refs if arm not in out]
+    if missing:
+        champion = out.get("champion") or resolve_model_ref("alias:champion", model_name, settings)
+        for arm in missing:
+            out[arm] = champion
     return out
 
 

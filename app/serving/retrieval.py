@@ -285,8 +285,9 @@ class RetrievalCore:
         }
 
     def contains(self, media_ids: list[str]) -> dict[str, bool]:
-        """Whether each item is retrievable by the champion: indexed and found by its own vector."""
-        state = self.states["champion"]
+        """Whether each item is retrievable by the champion (the canary in its own deployment):
+        indexed and found by its own vector."""
+        state = self.states.get("champion") or next(iter(self.states.values()))
         return {m: state.contains(m) for m in media_ids}
 
     def close(self) -> None:

@@ -58,9 +58,11 @@ class StageControls:
 
     async def reconfigure(self, core: Any, config: dict) -> None:
         """Load changed model references off the event loop (requests keep flowing), then the
-        drills."""
+        drills. A champion stage answers the canary arm too (with its champion unless told);
+        the canary's own stages list only ``canary``."""
         models = dict(config.get("models") or {"champion": "alias:champion"})
-        models.setdefault("canary", models["champion"])
+        if "champion" in models:
+            models.setdefault("canary", models["champion"])
         if models != core.refs:
             await asyncio.to_thread(core.load, models)
         self.fault = config.get("fault")

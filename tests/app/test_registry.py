@@ -31,3 +31,8 @@ def test_register_alias_load(tmp_path):
     assert str(mv.version) == "2" and loaded.settings.output_dim == 8
     with pytest.raises(LookupError):
         registry.load_version(uri, "nope", "champion")
+    registry.set_version_tag(uri, "m", 2, "canary_outcome", "rolled back")
+    registry.delete_alias(uri, "m", "challenger")
+    registry.delete_alias(uri, "m", "challenger")  # absent: nothing happens
+    assert registry.get_version(uri, "m", "challenger") is None
+    assert registry.get_version(uri, "m", 2).tags["canary_outcome"] == "rolled back"

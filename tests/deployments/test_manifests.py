@@ -53,10 +53,33 @@ def test_serve_config_and_rayservice_carry_the_same_application():
             "models"
         )
         assert "autoscaling_config" in entry and "autoscaling_config" in other
+    assert set(_stages(local)) == set(_stages(kube))
+    for config in (local, kube):  # no canary running, and none of its replicas
+        stages = _stages(config)
+        assert stages["Ingress"]["user_config"]["canary_share"] == 0.0
+        for name in ("CanaryRetrieval", "CanaryRanking"):
+            scaling = stages[name]["autoscaling_config"]
+            assert scaling["min_replicas"] == scaling["initial_replicas"] == 0
+            assert stages[name]["user_config"]["models"] == {"canary": "alias:challenger"}
+
+
+def test_serve_config_fits_a_two_cpu_host_with_a_canary_running():
+    from deployments.deploy import load_config
+
+    stages = _stages(load_config())
+    reserved = sum(
+        s["ray_actor_options"]["num_cpus"] * max(1, s["autoscaling_config"]["min_replicas"])
+        for s in stages.values()
+    )
+    assert reserved <= 2.0 - 0.5  # room left for Ray's own actors and the exposure producer
 
 
 @pytest.mark.parametrize(
-    "stages, names", [("remote", {"Ingress", "Retrieval", "Ranking"}), ("local", {"Ingress"})]
+    "stages, names",
+    [
+        ("remote", {"Ingress", "Retrieval", "Ranking", "CanaryRetrieval", "CanaryRanking"}),
+        ("local", {"Ingress"}),
+    ],
 )
 def test_app_builder_builds_the_bind_graph(stages, names):
     from deployments.app import app_builder
@@ -88,10 +111,12 @@ def test_app_builder_binds_by_keyword_and_lays_serving_over_the_settings():
     )
     ingress = app._bound_deployment
     assert ingress.init_args == ()
-    assert set(ingress.init_kwargs) == {"settings", "retrieval", "ranking", "feature_lookup"}
+    assert set(ingress.init_kwargs) == {
+        "settings", "retrieval", "ranking", "feature_lookup", "canary_retrieval", "canary_ranking"
+    }  # fmt: skip
     serving = ingress.init_kwargs["settings"]["serving"]
     assert (serving["candidate_count"], serving["hop_allowance_ms"]) == (300, 7.5)
-    for stage in ("retrieval", "ranking"):
+    for stage in ("retrieval", "ranking", "canary_retrieval", "canary_ranking"):
         bound = ingress.init_kwargs[stage]._bound_deployment
         assert bound.init_args == () and set(bound.init_kwargs) == {"settings"}
         assert bound.init_kwargs["settings"]["serving"]["hop_allowance_ms"] == 7.5

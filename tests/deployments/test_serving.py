@@ -323,21 +323,6 @@ def test_published_item_becomes_retrievable(serving):
     assert retrieval.contains.remote(["m-new-1"]).result()["m-new-1"]
 
 
-def test_canary_arm_serves_its_own_versions(serving):
-    tower2, _ = _refs(serving, 2)
-    tower3, _ = _refs(serving, 3)
-    serving.update("Retrieval", models={"champion": tower2, "canary": tower3})
-    serving.update("Ingress", canary_share=1.0)
-    try:
-        body = serving.get("/api/v1/content/feed", user_id="u3", limit=5).json()
-        assert body["arm"] == "canary" and body["model_versions"]["retrieval"] == tower3
-        serving.update("Ingress", canary_share=0.0)
-        body = serving.get("/api/v1/content/feed", user_id="u3", limit=5).json()
-        assert body["arm"] == "champion" and body["model_versions"]["retrieval"] == tower2
-    finally:
-        serving.update("Ingress", canary_share=0.05)
-
-
 def test_prometheus_metrics_are_exported(serving):
     """Per-stage latency, fallbacks by kind, requests per arm, index size on Ray's /metrics."""
     import ray

@@ -56,3 +56,15 @@ def test_experiments_shuffle_users_independently() -> None:
 def test_invalid_share_is_rejected(share: float) -> None:
     with pytest.raises(ValueError, match="canary_share"):
         assign_arm("u1", share)
+
+
+@pytest.mark.parametrize("share, experiment", [(0.05, "default"), (0.2, "exp-b"), (0.5, "x")])
+def test_realised_share_is_inside_the_binomial_999_interval(share: float, experiment: str) -> None:
+    """Over 200,000 user ids the canary count lies in the central 99.9 % interval of
+    Binomial(n, share), what an unbiased hash gives."""
+    from scipy.stats import binom
+
+    n = 200_000
+    canary = sum(assign_arm(f"user-{i}", share, experiment) == "canary" for i in range(n))
+    low, high = binom.interval(0.999, n, share)
+    assert low <= canary <= high, (canary, low, high)
