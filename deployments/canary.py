@@ -204,7 +204,8 @@ class ServeCanary:
             for stage, name in self.models.items()
         }
         return {
-            "state": "aborted" if abort else "running" if share > 0 else "idle",
+            # the abort record of a rolled-back run stays readable, the state is idle
+            "state": ("aborted" if abort else "running") if share > 0 else "idle",
             "experiment": experiment,
             "started_at": user_config.get("canary_started_at"),
             "placement": "local" if is_local(config) else "remote",
