@@ -11,6 +11,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -84,12 +85,20 @@ def http_status(url: str, headers: dict[str, str] | None = None) -> int:
 
 def submit(dashboard: str, env: dict[str, str], *entrypoint: str, timeout_s: float = 300):
     """The README's command: `RAY_AUTH_MODE=token .venv/bin/ray job submit --address ...
-    --working-dir . -- <entrypoint>`, run from the project root."""
-    return run(
-        [str(VENV_BIN / "ray"), "job", "submit", "--address", dashboard, "--working-dir", ".",
-         "--", *entrypoint],
-        {**env, "RAY_AUTH_MODE": "token"}, ROOT, timeout_s,
-    )  # fmt: skip
+    --working-dir . -- <entrypoint>`, run from the project root. The head's job agent registers
+    with the dashboard a while after the dashboard answers, and until then Ray refuses a
+    submission with "No available agent"; that one refusal is retried for up to a minute."""
+    deadline = time.monotonic() + 60.0
+    while True:
+        job = run(
+            [str(VENV_BIN / "ray"), "job", "submit", "--address", dashboard, "--working-dir", ".",
+             "--", *entrypoint],
+            {**env, "RAY_AUTH_MODE": "token"}, ROOT, timeout_s,
+        )  # fmt: skip
+        refused = "No available agent to submit job" in job.stdout + job.stderr
+        if job.returncode == 0 or not refused or time.monotonic() > deadline:
+            return job
+        time.sleep(3.0)
 
 
 @pytest.fixture(scope="module")
