@@ -2,8 +2,9 @@
 
 ``train.pipeline`` builds a pair of versions (a two-tower with its FAISS index, and the
 ranker trained on that two-tower's scores); only when every step succeeded are both aliased
-``challenger`` and passed, as one ``NewVersions``, to a ``Handoff`` callable (the canary's
-entry point; ``settings.pipeline.handoff`` names it as ``module:function``).
+``challenger`` and passed, as one ``NewVersions``, to the ``Handoff`` callable that
+``settings.pipeline.handoff`` names (``module:function``). The default prints the versions
+and the ``feedray canary start`` command; it starts no canary.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ class PipelineSettings(BaseModel):
     """Scheduled retraining (``feedray pipeline run|schedule``). ``FeedraySettings.pipeline``."""
 
     interval_s: float = Field(86_400.0, gt=0)  # cadence of `feedray pipeline schedule` (daily)
-    # The hand-off of a finished run's versions to the canary, as ``module:function``.
+    # Called with a finished run's versions; the default prints the canary start command.
     handoff: str = "train.pipeline:print_handoff"
     experiment: str = "feedray-pipeline"  # MLflow experiment of the pipeline's own runs
 

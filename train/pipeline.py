@@ -15,7 +15,7 @@ Steps (``train.chain``: in order, the first failure stops the chain):
 5. ``index``: ``train.index`` logs the FAISS index of the new two-tower version beside it;
 6. ``challenger``: both versions get the ``challenger`` alias (``champion`` too for a model
    that has none yet), only now that every step before succeeded;
-7. ``handoff``: the injected ``Handoff`` gets the ``NewVersions`` (the canary's entry point).
+7. ``handoff``: the ``Handoff`` gets the ``NewVersions`` (default ``print_handoff``: prints them).
 
 A step that fails before ``challenger`` leaves every alias as it was (a failed hand-off
 leaves the complete pair as challenger, not in a canary). Versions registered before the

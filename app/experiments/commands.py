@@ -17,6 +17,8 @@ import typer
 from app.config import FeedraySettings
 from app.experiments.evaluation import NoExperimentData, audit_experiment, evaluate_experiment
 
+INSTANT_FORMATS = ["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%d %H:%M:%S%z"]
+
 ExperimentOption = Annotated[
     str | None,
     typer.Option("--experiment", help="Experiment name (experiments.experiment_name)."),
@@ -25,7 +27,7 @@ StartOption = Annotated[
     datetime | None,
     typer.Option(
         "--start",
-        formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%d %H:%M:%S%z"],
+        formats=INSTANT_FORMATS,
         help="Window start, ISO with offset (default: the first canary feed of the experiment).",
     ),
 ]
@@ -33,7 +35,7 @@ EndOption = Annotated[
     datetime | None,
     typer.Option(
         "--end",
-        formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%d %H:%M:%S%z"],
+        formats=INSTANT_FORMATS,
         help="Window end (default: start + experiments.evaluation_window_h, at most now).",
     ),
 ]
