@@ -122,6 +122,9 @@ class RaySettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(6380, ge=1, le=65535)
     dashboard_port: int = Field(8265, ge=1, le=65535)
+    # The head's dashboard agent serves job submission; Ray's default port is shared by every
+    # Ray instance on the machine, and an agent that cannot bind it refuses all jobs.
+    dashboard_agent_port: int = Field(52365, ge=1, le=65535)
     num_cpus: int | None = None
     auth_mode: Literal["token", "disabled"] = "token"  # Ray's token authentication (RAY_AUTH_MODE)
 
@@ -390,6 +393,7 @@ class FeedraySettings(BaseSettings):
             "kafka.controller_port": self.kafka.controller_port,
             "ray.port": self.ray.port,
             "ray.dashboard_port": self.ray.dashboard_port,
+            "ray.dashboard_agent_port": self.ray.dashboard_agent_port,
             "mlflow.port": self.mlflow.port,
         }
         seen: dict[int, str] = {}

@@ -51,7 +51,12 @@ def scratch_settings(state_dir: Path, **overrides: object) -> FeedraySettings:
         "distribution_dir": KAFKA_DISTRIBUTION,
         "heap": "512m",
     } | dict(overrides.pop("kafka", {}))  # type: ignore[arg-type]
-    ray = {"port": free_port(), "dashboard_port": free_port(), "num_cpus": 2}
+    ray = {
+        "port": free_port(),
+        "dashboard_port": free_port(),
+        "dashboard_agent_port": free_port(),
+        "num_cpus": 2,
+    }
     mlflow = {"port": free_port()}
     overrides.setdefault("clock", run_clock())
     return FeedraySettings(

@@ -38,11 +38,18 @@ class RayHead(Component):
 
     @property
     def ports(self) -> list[int]:
-        return [self.settings.ray.port, self.settings.ray.dashboard_port]
+        ray = self.settings.ray
+        return [ray.port, ray.dashboard_port, ray.dashboard_agent_port]
 
     def healthy(self) -> bool:
-        return port_open(self.host, self.settings.ray.port) and http_ok(
-            f"{self.settings.ray.dashboard_url}/api/version", headers=ray_auth_headers()
+        """The GCS port answers, the dashboard answers, and the head's agent answers: job
+        submission needs the agent, which starts a while after the dashboard."""
+        ray = self.settings.ray
+        headers = ray_auth_headers()
+        return (
+            port_open(self.host, ray.port)
+            and http_ok(f"{ray.dashboard_url}/api/version", headers=headers)
+            and http_ok(f"http://{self.host}:{ray.dashboard_agent_port}/api/healthz", headers=headers)
         )
 
     def launch(self) -> PidRecord:
@@ -56,6 +63,7 @@ class RayHead(Component):
             "--include-dashboard=true",
             f"--dashboard-host={ray_settings.host}",
             f"--dashboard-port={ray_settings.dashboard_port}",
+            f"--dashboard-agent-listen-port={ray_settings.dashboard_agent_port}",
             "--disable-usage-stats",
         ]
         if ray_settings.num_cpus is not None:

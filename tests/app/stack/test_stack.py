@@ -37,6 +37,7 @@ def feedray(
         FEEDRAY_KAFKA__HEAP=settings.kafka.heap,
         FEEDRAY_RAY__PORT=str(settings.ray.port),
         FEEDRAY_RAY__DASHBOARD_PORT=str(settings.ray.dashboard_port),
+        FEEDRAY_RAY__DASHBOARD_AGENT_PORT=str(settings.ray.dashboard_agent_port),
         FEEDRAY_RAY__NUM_CPUS="2",
         FEEDRAY_MLFLOW__PORT=str(settings.mlflow.port),
         FEEDRAY_STACK__LIVE_SERVICES=json.dumps(list(live_services)),
