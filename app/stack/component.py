@@ -88,6 +88,14 @@ class Component(ABC):
     def address(self) -> str:
         return f"{self.host}:{self.ports[0]}"
 
+    def port_variable(self, port: int) -> str:
+        """The environment variable of the setting that chose ``port``, e.g.
+        ``FEEDRAY_RAY__DASHBOARD_AGENT_PORT``."""
+        section = getattr(self.settings, self.name, None)
+        fields = section.model_dump() if section is not None else {}
+        field = next((k for k, v in fields.items() if k.endswith("port") and v == port), "port")
+        return f"FEEDRAY_{self.name.upper()}__{field.upper()}"
+
     @property
     def record_path(self) -> Path:
         return self.paths.run / f"{self.name}.json"
@@ -145,7 +153,7 @@ class Component(ABC):
                 raise StackError(
                     f"{self.name}: port {port} on {self.host} is already in use by a process "
                     f"feedray did not start; stop it or choose another port "
-                    f"(FEEDRAY_{self.name.upper()}__PORT=...)"
+                    f"({self.port_variable(port)}=...)"
                 )
         self.check_prerequisites()
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -46,10 +46,11 @@ class RayHead(Component):
         submission needs the agent, which starts a while after the dashboard."""
         ray = self.settings.ray
         headers = ray_auth_headers()
+        agent_url = f"http://{self.host}:{ray.dashboard_agent_port}/api/healthz"
         return (
             port_open(self.host, ray.port)
             and http_ok(f"{ray.dashboard_url}/api/version", headers=headers)
-            and http_ok(f"http://{self.host}:{ray.dashboard_agent_port}/api/healthz", headers=headers)
+            and http_ok(agent_url, headers=headers)
         )
 
     def launch(self) -> PidRecord:

@@ -111,6 +111,7 @@ def test_taken_port_is_a_one_line_error(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert f"port {settings.redis.port} on 127.0.0.1 is already in use" in lines[0]
+    assert "(FEEDRAY_REDIS__PORT=...)" in lines[0]
     assert "Traceback" not in result.stderr
 
 
@@ -192,3 +193,16 @@ def test_configured_credentials_are_enforced(tmp_path: Path) -> None:
 def test_unknown_component_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(StackError, match="unknown component"):
         Stack(scratch_settings(tmp_path), only=["postgres"])
+
+
+def test_taken_agent_port_names_its_own_setting(tmp_path: Path) -> None:
+    """Another Ray on the machine holds the dashboard agent's port: `up` refuses before it starts
+    a head whose agent would refuse every job, and says which setting to change."""
+    settings = scratch_settings(tmp_path / "state")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", settings.ray.dashboard_agent_port))
+        squatter.listen()
+        result = feedray(settings, "up", "--only", "ray")
+    assert result.returncode == 1
+    assert f"port {settings.ray.dashboard_agent_port} on 127.0.0.1" in result.stderr
+    assert "FEEDRAY_RAY__DASHBOARD_AGENT_PORT=..." in result.stderr
