@@ -311,21 +311,25 @@ class ServingRedisSettings(BaseModel):
     breaker_retry_after_s: float = Field(2.0, ge=0)
 
 
-LiveServiceName = Literal["catalogue", "collector", "trending", "ingest", "audience"]
+LiveServiceName = Literal["catalogue", "collector", "trending", "ingest", "audience", "pipeline"]
 LIVE_SERVICE_NAMES: tuple[LiveServiceName, ...] = (
     "catalogue",
     "collector",
     "trending",
     "ingest",
     "audience",
+    "pipeline",
 )
+# The scheduled retraining pipeline trains both models each run (minutes of CPU), so a plain
+# `feedray up` leaves it out; name it in stack.live_services (or `up --only pipeline`) to run it.
+DEFAULT_LIVE_SERVICES: tuple[LiveServiceName, ...] = LIVE_SERVICE_NAMES[:-1]
 
 
 class StackSettings(BaseModel):
     """What ``feedray up`` runs besides the servers: the live loop of long-running commands."""
 
     # Started (in this order) after the servers by `feedray up`, stopped first by `down`.
-    live_services: tuple[LiveServiceName, ...] = LIVE_SERVICE_NAMES
+    live_services: tuple[LiveServiceName, ...] = DEFAULT_LIVE_SERVICES
     collector_workers: int = Field(1, ge=1)
     # A live service still running this long after its start counts as started.
     live_start_grace_s: float = Field(3.0, ge=0)

@@ -2,7 +2,8 @@
 
 Each live service is one detached ``feedray <command>`` process with its own log file and pid
 record, like the servers: the catalogue consumer, the event collector, the trending refresher,
-scheduled ingestion, and the simulated audience that keeps producing events. It has no port;
+scheduled ingestion, the simulated audience that keeps producing events, and (named in
+``stack.live_services`` only) the scheduled retraining pipeline. It has no port;
 it is healthy while its process runs. The audience needs the world that ``feedray simulate
 --sink kafka`` recorded (``world_record_path``); until there is one it is skipped.
 """
@@ -41,6 +42,7 @@ def live_arguments(name: str, settings: FeedraySettings) -> list[str]:
         "trending": ["trending", "--loop"],
         "ingest": ["ingest", "--schedule", "--interval", str(settings.ingest.interval_s)],
         "audience": ["audience"],
+        "pipeline": ["pipeline", "schedule", "--interval", str(settings.pipeline.interval_s)],
     }
     return arguments[name]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from app.config import LIVE_SERVICE_NAMES, FeedraySettings
+from app.config import DEFAULT_LIVE_SERVICES, FeedraySettings
 from app.features.online_store import OnlineStore
 from app.stack.live import world_record_path
 from app.stack.manager import Stack
@@ -43,7 +43,7 @@ def test_up_runs_the_live_loop_audience_moves_counters_down_leaves_no_process(
     tmp_path: Path,
 ) -> None:
     settings = scratch_settings(tmp_path / "state")
-    live = tuple(LIVE_SERVICE_NAMES)
+    live = tuple(DEFAULT_LIVE_SERVICES)
     n_items = 1_000
     try:
         servers = feedray(settings, "up", *SERVERS, live_services=live)
@@ -57,15 +57,15 @@ def test_up_runs_the_live_loop_audience_moves_counters_down_leaves_no_process(
 
         started = feedray(settings, "up", live_services=live)
         assert started.returncode == 0, started.stdout + started.stderr
-        for name in LIVE_SERVICE_NAMES:
+        for name in DEFAULT_LIVE_SERVICES:
             assert f"{name:9s} started (pid " in started.stdout, started.stdout
 
         status = feedray(settings, "status", "--json", live_services=live)
         assert status.returncode == 0, status.stdout + status.stderr
         rows = {c["name"]: c for c in json.loads(status.stdout)["components"]}
-        assert set(LIVE_SERVICE_NAMES) <= set(rows)
-        pids = {name: rows[name]["pid"] for name in LIVE_SERVICE_NAMES}
-        for name in LIVE_SERVICE_NAMES:
+        assert set(DEFAULT_LIVE_SERVICES) <= set(rows)
+        pids = {name: rows[name]["pid"] for name in DEFAULT_LIVE_SERVICES}
+        for name in DEFAULT_LIVE_SERVICES:
             assert rows[name]["state"] == "up" and rows[name]["managed"], rows[name]
             assert pid_alive(pids[name])
         text = feedray(settings, "status", live_services=live).stdout
@@ -84,7 +84,7 @@ def test_up_runs_the_live_loop_audience_moves_counters_down_leaves_no_process(
 
         stopped = feedray(settings, "down", live_services=live)
         assert stopped.returncode == 0, stopped.stderr
-        for name in LIVE_SERVICE_NAMES:
+        for name in DEFAULT_LIVE_SERVICES:
             assert f"{name:9s} stopped" in stopped.stdout
             assert not pid_alive(pids[name]), name
             assert session_members(pids[name]) == [], f"{name} left processes behind"
@@ -113,3 +113,18 @@ def test_live_services_follow_the_settings_and_only(tmp_path: Path) -> None:
     # --only may name a live service the settings leave out; servers are then not touched
     assert [c.name for c in Stack(settings, only=["audience"]).components] == ["audience"]
     assert [c.name for c in Stack(settings, only=["redis"]).components] == ["redis"]
+
+
+def test_the_retraining_schedule_is_a_live_service_only_when_named(tmp_path: Path) -> None:
+    """`feedray up` leaves the pipeline out by default (each run trains both models); named in
+    the settings it runs `feedray pipeline schedule` at the configured cadence."""
+    plain = scratch_settings(tmp_path / "plain")
+    assert "pipeline" not in [c.name for c in Stack(plain).components]
+    settings = scratch_settings(
+        tmp_path / "state",
+        stack={"live_services": ["collector", "pipeline"]},
+        pipeline={"interval_s": 3600},
+    )
+    live = Stack(settings).live
+    assert [c.name for c in live] == ["collector", "pipeline"]
+    assert live[1].arguments == ["pipeline", "schedule", "--interval", "3600.0"]
