@@ -68,7 +68,9 @@ def merge_seeds(reports: list[dict[str, Any]]) -> dict[str, Any]:
         train_s = [e.get("train_s", e.get("select_s")) for e in entries]
         out["models"][name] = {
             "seeds": len(entries),
-            "test": {k: float(v.mean()) for k, v in values.items()},
+            "test": {
+                k: round(float(v.mean()), 3 if k == "eval_s" else 6) for k, v in values.items()
+            },
             "test_std": {k: float(v.std(ddof=1)) for k, v in values.items() if len(v) > 1},
             "train_s": round(float(np.mean([t for t in train_s if t is not None] or [0])), 1),
             "selected": ", ".join(_selected(e) for e in entries),
