@@ -17,14 +17,16 @@ label them (``data.importers.mapping``):
 - dense ``retrieval_score`` = the two-tower cosine of (u, i), ``type_match`` as serving
   computes it.
 
-Selection: after each epoch, the validation ``select_metric`` of the re-ranked lists;
-training stops after ``patience`` epochs without a better one and the best epoch's weights
-are kept. The test split is scored once, with them.
+Final order: ``blend_retrieval`` of the ranker's value and the two-tower cosine,
+``(1 - w) z(value) + w z(cosine)`` per candidate list, w from ``ranker_blend``.
+
+Selection: after each epoch, the validation ``select_metric`` of the re-ranked lists for
+every w; training stops after ``patience`` epochs without a better best-over-w value, and
+the best (epoch, w) is kept. The test split is scored once, with it.
 """
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,11 +40,12 @@ from app.evaluation.metrics import Interactions, Scorer, full_ranking, top_k
 from app.models.config import EvaluationSettings, ModelSettings
 from app.models.features import type_match
 from app.models.optim import SplitAdam
-from app.models.ranker import LABELS, Ranker
+from app.models.ranker import LABELS, Ranker, blend_retrieval
 from app.models.ranker import train_step as ranker_step
 from app.models.two_tower import TwoTower, embed
 from data.importers.mapping import Mapping, extra_events
 from data.importers.readers import Dataset
+from train.early_stop import EarlyStop
 from train.eval_inputs import TowerInputs
 
 USER_KEYS = ("u_hash", "u_hist", "u_cats", "u_lang", "u_pref", "u_dense")
@@ -159,29 +162,47 @@ def fold_rows(
     return RankerRows(inputs.users, inputs.items, user, item, score, labels)
 
 
-def pipeline_scorer(
-    tower: TwoTower, ranker: Ranker, inputs: TowerInputs, seen: sp.csr_matrix, k: int
-) -> Scorer:
-    """Scores [b, n_items] for ``full_ranking``: the ranker's value on each user's two-tower
-    top ``k`` (``seen`` excluded), -inf elsewhere."""
-    items = embed(tower.content, inputs.items)
-    users = embed(tower.user, inputs.users)
+class CandidateLists:
+    """Each user's two-tower top ``k`` (``seen`` excluded) and their cosines: [n_users, k]."""
 
-    def score(u: np.ndarray) -> np.ndarray:
-        ut = torch.from_numpy(u)
-        cand = candidates(users[ut], items, seen[u], k)  # [b, k]
-        flat_items = torch.from_numpy(cand.reshape(-1))
-        flat_users = ut.repeat_interleave(cand.shape[1])
-        b = {key: inputs.users[key][flat_users] for key in USER_KEYS}
-        b |= {key: inputs.items[key][flat_items] for key in ITEM_KEYS}
-        b["retrieval_score"] = (users[flat_users] * items[flat_items]).sum(1)
-        b["type_match"] = torch.from_numpy(type_match(b["u_pref"].numpy(), b["i_type"].numpy()))
-        value = ranker.score(b)["value"].numpy().reshape(cand.shape)
-        out = np.full((len(u), items.shape[0]), -np.inf)
-        np.put_along_axis(out, cand, value, axis=1)
+    def __init__(self, tower: TwoTower, inputs: TowerInputs, seen: sp.csr_matrix, k: int):
+        self.inputs = inputs
+        self.items = embed(tower.content, inputs.items)
+        self.users = embed(tower.user, inputs.users)
+        self.n_items = self.items.shape[0]
+        self.cand = candidates(self.users, self.items, seen, k)
+        u = torch.arange(self.cand.shape[0]).repeat_interleave(self.cand.shape[1])
+        i = torch.from_numpy(self.cand.reshape(-1))
+        self.retrieval = (self.users[u] * self.items[i]).sum(1).numpy().reshape(self.cand.shape)
+
+    def ranker_values(self, ranker: Ranker, batch: int = 256) -> np.ndarray:
+        """The ranker's value score of every candidate: [n_users, k]."""
+        out = np.empty(self.cand.shape, dtype=np.float64)
+        k = self.cand.shape[1]
+        for lo in range(0, self.cand.shape[0], batch):
+            cand = self.cand[lo : lo + batch]
+            flat_users = torch.arange(lo, lo + len(cand)).repeat_interleave(k)
+            flat_items = torch.from_numpy(cand.reshape(-1))
+            b = {key: self.inputs.users[key][flat_users] for key in USER_KEYS}
+            b |= {key: self.inputs.items[key][flat_items] for key in ITEM_KEYS}
+            b["retrieval_score"] = torch.from_numpy(
+                self.retrieval[lo : lo + len(cand)].reshape(-1).astype(np.float32)
+            )
+            b["type_match"] = torch.from_numpy(type_match(b["u_pref"].numpy(), b["i_type"].numpy()))
+            out[lo : lo + len(cand)] = ranker.score(b)["value"].numpy().reshape(cand.shape)
         return out
 
-    return score
+    def scorer(self, values: np.ndarray, weight: float) -> Scorer:
+        """Scores [b, n_items] for ``full_ranking``: ``blend_retrieval(values, cosines,
+        weight)`` on each user's candidates, -inf elsewhere."""
+        final = blend_retrieval(values, self.retrieval, weight)
+
+        def score(u: np.ndarray) -> np.ndarray:
+            out = np.full((len(u), self.n_items), -np.inf)
+            np.put_along_axis(out, self.cand[u], final[u], axis=1)
+            return out
+
+        return score
 
 
 def train_pipeline(
@@ -192,41 +213,43 @@ def train_pipeline(
     model_settings: ModelSettings,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train the ranker on ``rows``, select its epoch on validation, score test."""
+    """Train the ranker on ``rows``; select its epoch and the blend weight on validation
+    (each epoch, every ``ranker_blend`` weight); score test once with the pair selected."""
     ev, rs = model_settings.evaluation, model_settings.ranker
-    t0 = time.perf_counter()
     torch.manual_seed(ev.seed)
     ranker = Ranker(model_settings.features, rs)
-    opt = SplitAdam(ranker, lr=rs.learning_rate)
+    opt = SplitAdam(ranker, lr=rs.learning_rate, weight_decay=rs.weight_decay)
     gen = torch.Generator().manual_seed(ev.seed)
-    valid_score = pipeline_scorer(tower, ranker, inputs, data.seen("valid"), ev.retrieval_k)
-    best_value, best_epoch, best_state, curve = -1.0, -1, None, []
-    for epoch in range(rs.epochs):
+    valid_lists = CandidateLists(tower, inputs, data.seen("valid"), ev.retrieval_k)
+    metric = ev.select_metric
+    stop = EarlyStop(metric, ev.patience)
+    for _ in range(rs.epochs):
         perm = torch.randperm(len(rows), generator=gen)
         losses = [
             ranker_step(ranker, rows.batch(perm[lo : lo + rs.batch_size]), opt)
             for lo in range(0, len(rows), rs.batch_size)
         ]
-        value = full_ranking(valid_score, data, "valid", ev.ks)[ev.select_metric]
-        elapsed = round(time.perf_counter() - t0, 1)
-        curve.append(
-            {
-                "epoch": epoch + 1,
-                "loss": float(np.mean(losses)),
-                ev.select_metric: value,
-                "s": elapsed,
-            }
+        values = valid_lists.ranker_values(ranker)
+        by_weight = {
+            w: full_ranking(valid_lists.scorer(values, w), data, "valid", ev.ks)[metric]
+            for w in ev.ranker_blend
+        }
+        weight = max(by_weight, key=by_weight.__getitem__)
+        done = stop.update(
+            ranker, losses, by_weight[weight], blend=weight, by_blend=list(by_weight.values())
         )
-        log(f"ranker epoch {epoch + 1}: loss {np.mean(losses):.4f} valid {value:.4f} at {elapsed}s")
-        if value > best_value:
-            best_value, best_epoch, best_state = value, epoch, copy.deepcopy(ranker.state_dict())
-        elif epoch - best_epoch >= ev.patience:
+        log(f"ranker {stop.last()} blend {weight}")
+        if done:
             break
-    train_s = time.perf_counter() - t0
-    assert best_state is not None
-    ranker.load_state_dict(best_state)
+    train_s = stop.elapsed()
+    stop.restore(ranker)
+    weight = stop.best_extra["blend"]
+    valid = full_ranking(
+        valid_lists.scorer(valid_lists.ranker_values(ranker), weight), data, "valid", ev.ks
+    )
     t1 = time.perf_counter()
-    test_score = pipeline_scorer(tower, ranker, inputs, data.seen("test"), ev.retrieval_k)
+    test_lists = CandidateLists(tower, inputs, data.seen("test"), ev.retrieval_k)
+    test_score = test_lists.scorer(test_lists.ranker_values(ranker), weight)
     test = full_ranking(test_score, data, "test", ev.ks)
     test["eval_s"] = round(time.perf_counter() - t1, 3)
     return {
@@ -234,10 +257,10 @@ def train_pipeline(
         "rows": len(rows),
         "negatives_per_positive": ev.ranker_negatives,
         "candidates": ev.retrieval_k,
-        "best_epoch": best_epoch + 1,
-        "epochs_run": len(curve),
-        "valid_curve": curve,
+        "blend_weights": list(ev.ranker_blend),
+        "blend": weight,
+        **stop.summary(),
         "ranker_train_s": round(train_s, 3),
-        "valid": full_ranking(valid_score, data, "valid", ev.ks),
+        "valid": valid,
         "test": test,
     }

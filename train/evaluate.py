@@ -22,7 +22,6 @@ Training runs in this process (``torch``, no Ray Train), so each run takes minut
 
 from __future__ import annotations
 
-import copy
 import json
 import platform
 import sys
@@ -41,6 +40,7 @@ from app.models.config import EvaluationSettings, ModelSettings, TwoTowerSetting
 from app.models.optim import SplitAdam
 from app.models.two_tower import TwoTower, embed, train_step
 from data.importers.readers import Dataset, DatasetError, read_dataset
+from train.early_stop import EarlyStop
 from train.eval_inputs import TowerInputs, build_inputs
 from train.eval_pipeline import (
     RankerRows,
@@ -119,9 +119,8 @@ def train_two_tower(
     n = next(iter(inputs.pairs.values())).shape[0]
     gen = torch.Generator().manual_seed(ev.seed)
     max_epochs = ev.max_epochs or s.epochs
-    best_value, best_epoch, best_state, curve = -1.0, -1, None, []
-    t0 = time.perf_counter()
-    for epoch in range(max_epochs):
+    stop = EarlyStop(ev.select_metric, ev.patience)
+    for _ in range(max_epochs):
         perm = torch.randperm(n, generator=gen)
         losses = []
         for lo in range(0, n - 1, s.batch_size):
@@ -130,33 +129,17 @@ def train_two_tower(
                 continue
             losses.append(train_step(model, {k: v[idx] for k, v in inputs.pairs.items()}, opt))
         value = full_ranking(tower_scorer(model, inputs), data, "valid", ev.ks)[ev.select_metric]
-        elapsed = round(time.perf_counter() - t0, 1)
-        curve.append(
-            {
-                "epoch": epoch + 1,
-                "loss": float(np.mean(losses)),
-                ev.select_metric: value,
-                "s": elapsed,
-            }
-        )
-        log(
-            f"two_tower epoch {epoch + 1}: loss {np.mean(losses):.4f} "
-            f"valid {value:.4f} at {elapsed}s"
-        )
-        if value > best_value:
-            best_value, best_epoch, best_state = value, epoch, copy.deepcopy(model.state_dict())
-        elif epoch - best_epoch >= ev.patience:
+        done = stop.update(model, losses, value)
+        log(f"two_tower {stop.last()}")
+        if done:
             break
-    train_s = time.perf_counter() - t0
-    assert best_state is not None
-    model.load_state_dict(best_state)
+    train_s = stop.elapsed()
+    stop.restore(model)
     score = tower_scorer(model, inputs)
     ks = tuple(sorted(set(ev.ks) | {ev.retrieval_k}))
     return model, {
         "settings": s.model_dump(mode="json"),
-        "best_epoch": best_epoch + 1,
-        "epochs_run": len(curve),
-        "valid_curve": curve,
+        **stop.summary(),
         "train_s": round(train_s, 3),
         "valid": full_ranking(score, data, "valid", ev.ks),
         "test": _timed(score, data, "test", ks),

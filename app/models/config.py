@@ -58,6 +58,7 @@ class RankerSettings(BaseModel):
     dense_arch: tuple[int, ...] = (64,)  # the last size is forced to embedding_dim
     over_arch: tuple[int, ...] = (64, 32)  # a 3-logit head is appended
     learning_rate: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(512, ge=2)
     epochs: int = Field(4, ge=1)
     # value = sum_h weight_h * P(head_h); None -> derived from events.signal_weights
@@ -123,6 +124,9 @@ class EvaluationSettings(BaseModel):
     # share of each user's training items held out as the ranker's positives, scored by a
     # two-tower trained without them (0: the ranker's positives are all training pairs)
     ranker_fold: float = Field(0.0, ge=0.0, lt=1.0)
+    # full pipeline: weights w of the retrieval score in the final order
+    # (1 - w) z(ranker value) + w z(two-tower cosine), picked on validation with the epoch
+    ranker_blend: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 0.9)
 
 
 class ModelSettings(BaseModel):

@@ -22,6 +22,7 @@ with ``app.models.optim.SplitAdam``.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -173,3 +174,22 @@ def train_step(
     loss.backward()
     optimizer.step()
     return float(loss.detach())
+
+
+def blend_retrieval(value: np.ndarray, retrieval: np.ndarray, weight: float) -> np.ndarray:
+    """Final order of a candidate list: ``(1 - weight) * z(value) + weight * z(retrieval)``.
+
+    ``value`` and ``retrieval`` are [b, k]: the ranker's value score and the two-tower
+    cosine of each user's k candidates; z standardises each row (mean 0, std 1, a constant
+    row becomes 0), so the two scales mix. ``weight`` 0 is the ranker's order, 1 the
+    retrieval order.
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"blend weight must be in [0, 1], got {weight}")
+
+    def z(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        sd = x.std(axis=1, keepdims=True)
+        return (x - x.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1.0)
+
+    return (1.0 - weight) * z(value) + weight * z(retrieval)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from train.eval_report import main, markdown_table, merge_reports
+from train.eval_report import main, markdown_table, merge_reports, merge_seeds
 
 PROTOCOL = {"split": "random", "ratios": [0.8, 0.1, 0.1], "seed": 0, "sizes": {}}
 
@@ -35,4 +35,36 @@ def test_merge_and_table(tmp_path, capsys):
     png = tmp_path / "r.png"
     main([str(p) for p in paths] + ["--plot", str(png)])
     assert "| pipeline | 0.4000" in capsys.readouterr().out
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_merge_seeds_gives_mean_and_sample_std(tmp_path, capsys):
+    def seeded(seed, models):
+        r = _report(models)
+        return r | {"protocol": r["protocol"] | {"seed": seed}}
+
+    runs = [
+        seeded(0, {"popularity": _entry(0.1)}),
+        seeded(0, {"pipeline": _entry(0.4, best_epoch=1, epochs_run=4, blend=0.5)}),
+        seeded(1, {"popularity": _entry(0.3)}),
+        seeded(1, {"pipeline": _entry(0.2, best_epoch=2, epochs_run=4, blend=0.25)}),
+    ]
+    merged = merge_seeds(runs)
+    assert merged["protocol"]["seed"] == [0, 1]
+    pop, pipe = merged["models"]["popularity"], merged["models"]["pipeline"]
+    assert pop["test"]["recall@10"] == pytest.approx(0.2)
+    assert pop["test_std"]["recall@10"] == pytest.approx(0.1414, abs=1e-4)  # ddof 1
+    assert pipe["seeds"] == 2 and pipe["selected"] == "epoch 1/4 w=0.5, epoch 2/4 w=0.25"
+    table = markdown_table(merged)
+    assert "| popularity | 0.2000 ± 0.1414 | 0.1000 ± 0.0707 | - |" in table
+    assert merge_seeds(runs[:2])["protocol"]["seed"] == 0  # one seed: a plain merge
+    with pytest.raises(ValueError, match="differs"):
+        merge_seeds([runs[0], runs[2] | {"dataset": "other"}])
+    png = tmp_path / "r.png"
+    paths = []
+    for i, r in enumerate(runs):
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps(r))
+    main([str(p) for p in paths] + ["--plot", str(png)])
+    assert "0.3000 ± 0.1414" in capsys.readouterr().out
     assert png.read_bytes()[:4] == b"\x89PNG"
