@@ -94,3 +94,24 @@ def private_stack(components: Sequence[str] = ("redis", "kafka")) -> Iterator[Fe
             yield settings
         finally:
             stack.down(purge=True)
+
+
+def fresh_topics(settings: FeedraySettings, prefix: str = "bench") -> FeedraySettings:
+    """``settings`` with a fresh, empty set of the platform's topics (``<prefix>.<kind>.<id>``),
+    created on the broker."""
+    import uuid
+
+    from app.stack.kafka import ensure_topics
+
+    suffix = uuid.uuid4().hex[:8]
+    topics = settings.kafka.topics.model_copy(
+        update={
+            kind: f"{prefix}.{kind}.{suffix}"
+            for kind in ("engagement", "published", "dead_letter", "exposures")
+        }
+    )
+    settings = settings.model_copy(
+        update={"kafka": settings.kafka.model_copy(update={"topics": topics})}
+    )
+    ensure_topics(settings)
+    return settings

@@ -177,6 +177,12 @@ def ingest_once(
         end_offset={topic: {p: ends[p] for p in ends}},
         consumer_config=_consumer_config(settings, cfg),
         timeout_ms=int(cfg.read_timeout_s * 1000) if cfg.read_timeout_s else None,
+        # One block per read task (read_kafka runs one per partition). Without it Ray Data sizes
+        # an unknown-size read to read_op_min_num_blocks (200) and splits each task's output
+        # into 200 / partitions blocks, which also keeps the read from fusing with the stager:
+        # 4 partitions gave 200 stage_batch calls and files per window, a fixed ~9 s each
+        # window on 2 CPUs (a 400-message window took 9-10 s).
+        override_num_blocks=len(starts),
     )
     staged = ds.map_batches(
         stage_batch,

@@ -280,3 +280,29 @@ def test_one_online_store_override_moves_the_writer_and_its_readers(
     report = refresh_trending(settings, now)
     assert report.candidates > 0
     assert read_trending(settings, limit=5)  # read back under the same prefix
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_broker_restart_mid_stream_loses_and_double_counts_nothing(
+    tmp_path, ray_local, world
+) -> None:
+    """The broker stops while the collector applies a backlog, events are produced while it is
+    down, it starts again: every item counter in Redis equals what the events imply."""
+    from app.stack.manager import Stack
+    from bench.bench_faults import broker_restart_fault
+    from tests.conftest import scratch_settings
+
+    settings = scratch_settings(tmp_path / "stack")
+    stack = Stack(settings, only=["redis", "kafka"])
+    stack.up()
+    try:
+        result = broker_restart_fault(
+            settings, world, days=1.0, down_s=3.0, restart_at=0.3, workers=1, batch_size=200
+        )
+    finally:
+        stack.down(purge=True)
+    assert result["produced_during_outage"] > 0
+    assert result["applied_share_of_backlog_at_fault"] < 1.0  # the broker stopped mid-stream
+    assert result["checked"] == result["events"]
+    assert (result["lost"], result["double_counted"]) == (0, 0), result
