@@ -8,7 +8,7 @@ PYTEST  := $(VENV)/bin/pytest
 # size defaults to the `demo` settings: override e.g. `make demo DEMO_ARGS="--users 100000 --items 1000000"`.
 DEMO_ARGS ?=
 
-.PHONY: install demo test test-fast lint up down status purge
+.PHONY: install demo test test-fast lint up down status purge bench
 
 install:
 	bash scripts/install.sh
@@ -40,3 +40,11 @@ status:
 
 purge:
 	$(FEEDRAY) down --purge
+
+# The scale benchmark suite (bench/suite): a 3,000,000-item / 1,000,000-user world built through
+# the platform's code, then every section; writes bench/results/scale_3000000.json and
+# BENCHMARKS.md. BENCH_ARGS e.g. "--lock-file /tmp/feedray-heavy.lock" on a shared host.
+BENCH_ARGS ?=
+
+bench: install
+	$(FEEDRAY) bench --items 3000000 --users 1000000 $(BENCH_ARGS)

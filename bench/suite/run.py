@@ -1,0 +1,217 @@
+"""``feedray bench``: build the world through the platform's code, run every section, report.
+
+    feedray bench --items 3000000 --users 1000000 [--lock-file /tmp/feedray-heavy.lock]
+
+A private Redis + Kafka (``bench.common.private_stack``) and a private MLflow on SQLite are
+filled by ``train.bootstrap`` (``bench.feed_app.bootstrapped``): the catalogue and content
+features written to Redis through the store's write path, ``days`` of simulated events
+applied through ``EventBatch`` / ``OnlineStore.apply`` (user features), a two-tower and a
+DLRM ranker trained in-process on the point-in-time training set of those events, and the
+FAISS index over every item (kind and nprobe / efSearch chosen by ``app.index.build_index``
+for recall@k >= ``models.index.target_recall``). The sections then run in order, each timed;
+with ``--lock-file`` each holds an exclusive ``flock`` on that file while it runs (the stack
+stays up between sections). Output: ``<results_dir>/scale_<items>.json`` and the Markdown.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gc
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from app.config import BenchSettings, FeedraySettings
+
+NOT_MEASURED = [
+    "Feast's SDK `get_online_features` on the same rows (not installed; see features)",
+    "the same pipeline behind plain uvicorn (the plain-process figure here has no HTTP)",
+    "freshness (publish-to-retrievable) under load: bench/bench_serving.py measures it",
+    "ingestion under load (collector, Kafka -> Parquet): bench/bench_collector.py, "
+    "bench/bench_ingest.py",
+    "faults under load: bench/bench_faults.py",
+    "training at 1M users (samples/s, peak memory): bench/bench_training.py",
+]
+
+
+@contextmanager
+def _held(lock_file: Path | None):
+    if lock_file is None:
+        yield
+        return
+    with open(lock_file, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_suite(
+    bench: BenchSettings,
+    *,
+    http: bool = True,
+    lock_file: Path | None = None,
+    command: str = "",
+    log: Callable[[str], None] = print,
+    stack=None,
+) -> tuple[dict, Path, Path]:
+    """Build, measure, write. (record, JSON path, Markdown path)."""
+    from bench.common import private_stack
+    from bench.feed_app import bootstrapped
+    from bench.suite.features import feature_section
+    from bench.suite.http import http_section
+    from bench.suite.memory import memory_section, rss_mb
+    from bench.suite.pipeline import pipeline_section
+    from bench.suite.ranking import ranking_section
+    from bench.suite.report import commit, machine, markdown, write_json
+
+    record: dict = {
+        "benchmark": f"scale_{bench.items}",
+        "command": command,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "commit": commit(),
+        "config": bench.model_dump(mode="json"),
+        "note": "other sessions may have been present (idle or not) on the host during the run",
+        "sections_s": {},
+        "not_measured": list(NOT_MEASURED) + ([] if http else ["HTTP section (--no-http)"]),
+    }
+    started = time.perf_counter()
+
+    @contextmanager
+    def section(name: str):
+        with _held(lock_file):
+            log(f"bench: {name} ...")
+            t0 = time.perf_counter()
+            yield
+            record["sections_s"][name] = time.perf_counter() - t0
+            log(f"bench: {name} done in {record['sections_s'][name]:.1f}s")
+
+    with stack or private_stack(("redis", "kafka")) as settings:
+        with section("world"):
+            settings, boot, build_s = bootstrapped(
+                settings, bench.items, bench.users, bench.days, bench.epochs
+            )
+            record["world"] = {
+                "items": boot.world.n_items,
+                "users": boot.world.n_users,
+                "events": boot.events,
+                "phases_s": boot.seconds,
+                "build_s": build_s,
+                "index": boot.models["index"].params.model_dump(),
+                "versions": boot.versions,
+            }
+            now_s = boot.now_s
+            boot.models.clear()  # the served cores load what was registered
+            del boot
+            gc.collect()
+            import ray
+
+            ray.shutdown()  # the Ray the training-set build joined; the HTTP section starts its own
+        with section("features"):
+            record["features"] = feature_section(
+                settings, bench.users, bench.items, now_s, bench.reads
+            )
+        users, user_ids = _users(settings, bench.users)
+        with section("retrieval"):
+            record["retrieval"], retrieval = _retrieval(settings, users, now_s, bench)
+        with section("ranking"):
+            record["ranking"], ranking = ranking_section(
+                settings, users, retrieval, bench.queries, bench.k
+            )
+        with section("pipeline"):
+            record["pipeline"] = pipeline_section(
+                settings, user_ids, retrieval, ranking, bench.queries, bench.k
+            )
+        with section("memory"):
+            record["memory"] = memory_section(
+                settings, retrieval.states["champion"].index, bench.items, bench.users
+            )
+        retrieval.close()
+        del retrieval, ranking
+        gc.collect()
+        record["memory"]["process_after_release"] = rss_mb()
+        if http:
+            with section("http"):
+                record["http"] = http_section(
+                    settings,
+                    bench.users,
+                    bench.http_requests,
+                    bench.concurrencies,
+                    bench.hop_allowance_ms,
+                )
+        else:
+            record["http"] = {"status": "not run (--no-http)"}
+    record["total_s"] = time.perf_counter() - started
+    json_path = write_json(record, Path(bench.results_dir) / f"scale_{bench.items}.json")
+    md_path = Path(bench.markdown)
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    md_path.write_text(markdown(record, _shown(json_path)))
+    return record, json_path, md_path
+
+
+def _shown(path: Path) -> str:
+    from bench.common import PROJECT_ROOT
+
+    try:
+        return str(path.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _users(settings: FeedraySettings, n_users: int, sample: int = 2_048):
+    """(online features of sampled users, those with features first; their ids)."""
+    from app.serving.feature_lookup import FeatureLookup
+
+    rng = np.random.default_rng(1)
+    ids = [f"u{u}" for u in rng.choice(n_users, min(sample, n_users), replace=False)]
+    lookup = FeatureLookup(settings)
+    features = [lookup.lookup(u)[0] for u in ids]
+    known = [f for f in features if f.known]
+    return (known or features), ids
+
+
+def _retrieval(settings, users, now_s, bench: BenchSettings):
+    from bench.suite.retrieval import retrieval_section
+
+    return retrieval_section(settings, users, now_s, bench.queries, bench.exact_queries, bench.k)
+
+
+def bench_command(
+    items: Annotated[
+        int | None, typer.Option(help="Items in the world (default bench.items).")
+    ] = None,
+    users: Annotated[
+        int | None, typer.Option(help="Users in the world (default bench.users).")
+    ] = None,
+    days: Annotated[
+        float | None, typer.Option(help="Simulated days of events (default bench.days).")
+    ] = None,
+    http: Annotated[
+        bool, typer.Option("--http/--no-http", help="Run the HTTP section (Ray Serve).")
+    ] = True,
+    lock_file: Annotated[
+        Path | None,
+        typer.Option(help="Hold an exclusive flock on this file during each section."),
+    ] = None,
+) -> None:
+    """Build a world of --items / --users through the platform's code, measure feature reads,
+    retrieval, ranking, memory and HTTP serving, and write bench/results/scale_<items>.json
+    and BENCHMARKS.md."""
+    bench = FeedraySettings().bench
+    overrides = {k: v for k, v in {"items": items, "users": users, "days": days}.items() if v}
+    bench = bench.model_copy(update=overrides)
+    command = " ".join(shlex.quote(a) for a in ["feedray", *sys.argv[1:]])
+    _, json_path, md_path = run_suite(
+        bench, http=http, lock_file=lock_file, command=command, log=typer.echo
+    )
+    typer.echo(f"wrote {json_path} and {md_path}")
