@@ -373,6 +373,10 @@ class BenchSettings(BaseModel):
     hop_allowance_ms: float = Field(60.0, ge=0)
     results_dir: Path = Path("bench/results")
     markdown: Path = Path("BENCHMARKS.md")
+    # Feast's SDK as the feature-read peer runs in its own interpreter (its pins clash with the
+    # project's): ``make bench-feast`` installs it here; absent, the peer is reported as not run.
+    feast_python: Path | None = Path(".feedray/feast-venv/bin/python")
+    feast_reads: int = Field(1_000, ge=1)
 
 
 class FeedraySettings(BaseSettings):

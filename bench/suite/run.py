@@ -32,7 +32,6 @@ import typer
 from app.config import BenchSettings, FeedraySettings
 
 NOT_MEASURED = [
-    "Feast's SDK `get_online_features` on the same rows (not installed; see features)",
     "the same pipeline behind plain uvicorn (the plain-process figure here has no HTTP)",
     "freshness (publish-to-retrievable) under load: bench/bench_serving.py measures it",
     "ingestion under load (collector, Kafka -> Parquet): bench/bench_collector.py, "
@@ -119,7 +118,13 @@ def run_suite(
             ray.shutdown()  # the Ray the training-set build joined; the HTTP section starts its own
         with section("features"):
             record["features"] = feature_section(
-                settings, bench.users, bench.items, now_s, bench.reads
+                settings,
+                bench.users,
+                bench.items,
+                now_s,
+                bench.reads,
+                bench.feast_python,
+                bench.feast_reads,
             )
         users, user_ids = _users(settings, bench.users)
         with section("retrieval"):
