@@ -199,6 +199,8 @@ def markdown(record: dict, json_path: str) -> str:
         lines += ["", "```json", json.dumps(h["feed_sustained"], indent=2), "```"]
     elif h:
         lines += ["", "## HTTP through Ray Serve", "", str(h.get("status"))]
+    for name, error in record.get("errors", {}).items():
+        lines += ["", f"## Section `{name}` failed", "", "```", error.strip(), "```"]
     lines += ["", "## Not measured by this suite", ""]
     lines += [f"- {item}" for item in record["not_measured"]]
     return "\n".join(lines) + "\n"

@@ -20,8 +20,9 @@ import gc
 import shlex
 import sys
 import time
+import traceback
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -65,7 +66,6 @@ def run_suite(
 ) -> tuple[dict, Path, Path]:
     """Build, measure, write. (record, JSON path, Markdown path)."""
     from bench.common import private_stack
-    from bench.feed_app import bootstrapped
     from bench.suite.features import feature_section
     from bench.suite.http import http_section
     from bench.suite.memory import memory_section, rss_mb
@@ -82,86 +82,130 @@ def run_suite(
         "config": bench.model_dump(mode="json"),
         "note": "other sessions may have been present (idle or not) on the host during the run",
         "sections_s": {},
+        "errors": {},
         "not_measured": list(NOT_MEASURED) + ([] if http else ["HTTP section (--no-http)"]),
     }
     started = time.perf_counter()
+    json_path = Path(bench.results_dir) / f"scale_{bench.items}.json"
+    md_path = Path(bench.markdown)
 
-    @contextmanager
-    def section(name: str):
-        with _held(lock_file):
-            log(f"bench: {name} ...")
-            t0 = time.perf_counter()
-            yield
+    def write() -> None:
+        record["total_s"] = time.perf_counter() - started
+        write_json(record, json_path)
+        md_path.parent.mkdir(parents=True, exist_ok=True)
+        md_path.write_text(markdown(record, _shown(json_path)))
+
+    def section(name: str, fn: Callable[[], object]) -> object:
+        """Run one section, timed; a failure is recorded and the next sections still run."""
+        log(f"bench: {name} ...")
+        t0 = time.perf_counter()
+        try:
+            return fn()
+        except Exception as error:  # noqa: BLE001 - reported in the record, the suite goes on
+            record["errors"][name] = "".join(traceback.format_exception(error))[-4_000:]
+            log(f"bench: {name} failed: {error!r}")
+            return None
+        finally:
             record["sections_s"][name] = time.perf_counter() - t0
             log(f"bench: {name} done in {record['sections_s'][name]:.1f}s")
+            write()
 
-    with stack or private_stack(("redis", "kafka")) as settings:
-        with section("world"):
-            settings, boot, build_s = bootstrapped(
-                settings, bench.items, bench.users, bench.days, bench.epochs
-            )
-            record["world"] = {
-                "items": boot.world.n_items,
-                "users": boot.world.n_users,
-                "events": boot.events,
-                "phases_s": boot.seconds,
-                "build_s": build_s,
-                "index": boot.models["index"].params.model_dump(),
-                "versions": boot.versions,
-            }
-            now_s = boot.now_s
-            boot.models.clear()  # the served cores load what was registered
-            del boot
-            gc.collect()
-            import ray
+    with ExitStack() as held:
+        # Hold 1: the stack's start and the world build.
+        hold = held.enter_context(ExitStack())
+        hold.enter_context(_held(lock_file))
+        settings = held.enter_context(stack or private_stack(("redis", "kafka")))
+        built = section("world", lambda: _world(settings, bench))
+        if built is None:
+            return record, json_path, md_path
+        settings, record["world"], now_s = built
+        hold.close()
 
-            ray.shutdown()  # the Ray the training-set build joined; the HTTP section starts its own
-        with section("features"):
-            record["features"] = feature_section(
-                settings,
-                bench.users,
-                bench.items,
-                now_s,
-                bench.reads,
-                bench.feast_python,
-                bench.feast_reads,
-            )
-        users, user_ids = _users(settings, bench.users)
-        with section("retrieval"):
-            record["retrieval"], retrieval = _retrieval(settings, users, now_s, bench)
-        with section("ranking"):
-            record["ranking"], ranking = ranking_section(
-                settings, users, retrieval, bench.queries, bench.k
-            )
-        with section("pipeline"):
-            record["pipeline"] = pipeline_section(
-                settings, user_ids, retrieval, ranking, bench.queries, bench.k
-            )
-        with section("memory"):
-            record["memory"] = memory_section(
-                settings, retrieval.states["champion"].index, bench.items, bench.users
-            )
-        retrieval.close()
-        del retrieval, ranking
-        gc.collect()
-        record["memory"]["process_after_release"] = rss_mb()
-        if http:
-            with section("http"):
-                record["http"] = http_section(
+        # Hold 2: the in-process sections.
+        with _held(lock_file):
+            record["features"] = section(
+                "features",
+                lambda: feature_section(
                     settings,
                     bench.users,
-                    bench.http_requests,
-                    bench.concurrencies,
-                    bench.hop_allowance_ms,
+                    bench.items,
+                    now_s,
+                    bench.reads,
+                    bench.feast_python,
+                    bench.feast_reads,
+                ),
+            )
+            users, user_ids = _users(settings, bench.users)
+            retrieval = ranking = None
+            out = section("retrieval", lambda: _retrieval(settings, users, now_s, bench))
+            if out is not None:
+                record["retrieval"], retrieval = out
+                out = section(
+                    "ranking",
+                    lambda: ranking_section(settings, users, retrieval, bench.queries, bench.k),
+                )
+            if out is not None:
+                record["ranking"], ranking = out
+                record["pipeline"] = section(
+                    "pipeline",
+                    lambda: pipeline_section(
+                        settings, user_ids, retrieval, ranking, bench.queries, bench.k
+                    ),
+                )
+            if retrieval is not None:
+                index = retrieval.states["champion"].index
+                record["memory"] = section(
+                    "memory", lambda: memory_section(settings, index, bench.items, bench.users)
+                )
+                retrieval.close()
+            retrieval = ranking = None  # released before Serve loads its own copies
+            gc.collect()
+            if record.get("memory"):
+                record["memory"]["process_after_release"] = rss_mb()
+
+        # Hold 3: Ray Serve over HTTP.
+        if http:
+            with _held(lock_file):
+                record["http"] = section(
+                    "http",
+                    lambda: http_section(
+                        settings,
+                        bench.users,
+                        bench.http_requests,
+                        bench.concurrencies,
+                        bench.hop_allowance_ms,
+                    ),
                 )
         else:
             record["http"] = {"status": "not run (--no-http)"}
-    record["total_s"] = time.perf_counter() - started
-    json_path = write_json(record, Path(bench.results_dir) / f"scale_{bench.items}.json")
-    md_path = Path(bench.markdown)
-    md_path.parent.mkdir(parents=True, exist_ok=True)
-    md_path.write_text(markdown(record, _shown(json_path)))
+    write()
     return record, json_path, md_path
+
+
+def _world(settings: FeedraySettings, bench: BenchSettings):
+    """(settings with the world's MLflow, the world's figures, the world's now in s)."""
+    import ray
+
+    from bench.feed_app import bootstrapped
+
+    settings, boot, build_s = bootstrapped(
+        settings, bench.items, bench.users, bench.days, bench.epochs
+    )
+    figures = {
+        "items": boot.world.n_items,
+        "users": boot.world.n_users,
+        "events": boot.events,
+        "phases_s": boot.seconds,
+        "build_s": build_s,
+        "index": boot.models["index"].params.model_dump(),
+        "versions": boot.versions,
+    }
+    now_s = boot.now_s
+    boot.models.clear()  # the served cores load what was registered
+    del boot
+    gc.collect()
+    ray.shutdown()  # the Ray the training-set build joined; the HTTP section starts its own
+    return settings, figures, now_s
 
 
 def _shown(path: Path) -> str:

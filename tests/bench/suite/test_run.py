@@ -40,6 +40,7 @@ def test_scaled_down_suite_writes_every_section(tmp_path, monkeypatch):
     )
     record, json_path, md_path = run_suite(bench, command="pytest", log=lambda line: None)
 
+    assert record["errors"] == {}
     assert json.loads(json_path.read_text()) == json.loads(json.dumps(record))
     assert json_path.name == "scale_50000.json"
     assert set(record["sections_s"]) == {
