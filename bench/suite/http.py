@@ -6,7 +6,8 @@ closed-loop generator at each concurrency: latency p50/p95/p99, requests/s, degr
 non-200 count and the per-stage timings the ingress reports. In the same run, before the
 feed app: a bare Serve FastAPI ingress returning a constant (Serve's own floor). The highest
 sustained rate is the best requests/s among the measured concurrencies whose p99 and
-degraded share are within the SLO. RSS per Serve replica is read from the replicas' pids.
+degraded share are within the SLO. RSS per Serve replica: the processes titled
+``ray::ServeReplica...`` on this host.
 """
 
 from __future__ import annotations
@@ -21,17 +22,18 @@ SLO_DEGRADED = 0.01
 
 
 def _replica_rss_mb() -> dict[str, float]:
+    """RSS (MiB) of each Serve replica process on this host, by its process title."""
     import psutil
-    from ray.util.state import list_actors
 
     out = {}
-    for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=1_000):
-        if actor.class_name.startswith("ServeReplica") and actor.pid:
-            try:
-                rss = psutil.Process(actor.pid).memory_info().rss / 2**20
-            except psutil.Error:
-                continue
-            out[f"{actor.class_name}:{actor.pid}"] = rss
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            title = " ".join(proc.info["cmdline"] or [])
+            if title.startswith("ray::ServeReplica"):
+                name = title.split()[0].removeprefix("ray::")
+                out[f"{name}:{proc.info['pid']}"] = proc.memory_info().rss / 2**20
+        except psutil.Error:
+            continue
     return out
 
 
