@@ -359,10 +359,13 @@ class BenchSettings(BaseModel):
 
     items: int = Field(3_000_000, ge=1)
     users: int = Field(1_000_000, ge=1)
-    # Simulated history (events) the world is built with: what fills user features and the
-    # training set; sized so 1M users build on 2 cores (about 1 - exp(-2.5 * days) of users
-    # have a session in the window).
-    days: float = Field(0.25, gt=0)
+    # Simulated history the world is built with: what fills user features and the training
+    # set (whole UTC days, the first only feeds features: 2 days give training examples).
+    # Sessions per user-day and items per session are the simulator's, lowered so 1M users
+    # build on 2 cores: about 1 - exp(-sessions_per_day * days) of users have a session.
+    days: float = Field(2.0, gt=0)
+    sessions_per_day: float = Field(0.25, gt=0)
+    session_items: float = Field(4.0, ge=1)
     epochs: int = Field(1, ge=1)
     reads: int = Field(10_000, ge=1)  # feature reads per kind
     queries: int = Field(2_000, ge=1)  # retrieval / ranking / pipeline requests

@@ -123,9 +123,12 @@ def markdown(record: dict, json_path: str) -> str:
         f"- commit: `{c['sha']}`{' (with uncommitted changes)' if c['dirty'] else ''}",
         f"- measured at: {record['measured_at']}; total {record['total_s']:.0f} s",
         f"- world: {record['config']['items']:,} items, {record['config']['users']:,} users, "
-        f"{record['config']['days']} simulated days of events "
+        f"{record['config']['days']} simulated days of events at "
+        f"{record['config'].get('sessions_per_day')} sessions per user-day and "
+        f"{record['config'].get('session_items')} items per session "
         f"({_fmt(_get(record, 'world.events'))} events), models trained in-process for "
-        f"{record['config']['epochs']} epoch(s) on the training set of those events",
+        f"{record['config']['epochs']} epoch(s) on the point-in-time training set of those "
+        "events",
         f"- {record['note']}",
         "",
         "## Targets",
@@ -138,7 +141,8 @@ def markdown(record: dict, json_path: str) -> str:
     ]
     lines += ["", "## Sections and their durations", "", "| section | seconds |", "|---|---|"]
     lines += [f"| {name} | {s:.1f} |" for name, s in record["sections_s"].items()]
-    world = record.get("world", {})
+    world = record.get("world") or {}
+    lines += [f"- bootstrap: {line}" for line in world.get("bootstrap_log", [])]
     if world:
         lines += [
             "",

@@ -67,7 +67,7 @@ def run_suite(
     """Build, measure, write. (record, JSON path, Markdown path)."""
     from bench.common import private_stack
     from bench.suite.features import feature_section
-    from bench.suite.http import http_section
+    from bench.suite.feed_http import http_section
     from bench.suite.memory import memory_section, rss_mb
     from bench.suite.pipeline import pipeline_section
     from bench.suite.ranking import ranking_section
@@ -183,22 +183,45 @@ def run_suite(
 
 
 def _world(settings: FeedraySettings, bench: BenchSettings):
-    """(settings with the world's MLflow, the world's figures, the world's now in s)."""
+    """(settings with the world's MLflow, the world's figures, the world's now in s).
+
+    ``train.bootstrap`` on a private MLflow (SQLite in the stack's state dir), as
+    ``bench.feed_app.bootstrapped`` does, with the bench's sessions per user-day and items
+    per session.
+    """
     import ray
 
-    from bench.feed_app import bootstrapped
+    from app.stack.kafka import ensure_topics
+    from data.simulate.world import WorldConfig
+    from train.bootstrap import bootstrap
 
-    settings, boot, build_s = bootstrapped(
-        settings, bench.items, bench.users, bench.days, bench.epochs
+    ensure_topics(settings)
+    uri = f"sqlite:///{settings.state_dir.resolve()}/mlflow.db"
+    settings = settings.model_copy(
+        update={"mlflow": settings.mlflow.model_copy(update={"tracking_uri": uri})}
     )
+    world = WorldConfig(
+        seed=5,
+        n_users=bench.users,
+        n_items=bench.items,
+        n_creators=max(bench.items // 50, 1),
+        sessions_per_day=bench.sessions_per_day,
+        session_items=bench.session_items,
+    )
+    lines: list[str] = []
+    t0 = time.perf_counter()
+    boot = bootstrap(settings, world, bench.days, bench.epochs, log=lines.append)
+    build_s = time.perf_counter() - t0
     figures = {
         "items": boot.world.n_items,
         "users": boot.world.n_users,
         "events": boot.events,
         "phases_s": boot.seconds,
         "build_s": build_s,
+        "world_config": world.model_dump(mode="json"),
         "index": boot.models["index"].params.model_dump(),
         "versions": boot.versions,
+        "bootstrap_log": lines,  # event counts, training losses per epoch, index recall
     }
     now_s = boot.now_s
     boot.models.clear()  # the served cores load what was registered

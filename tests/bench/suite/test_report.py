@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.suite.http import SLO_DEGRADED, SLO_P99_MS, sustained
+from bench.suite.feed_http import SLO_DEGRADED, SLO_P99_MS, sustained
 from bench.suite.report import markdown, targets_table
 
 

@@ -29,7 +29,6 @@ def test_scaled_down_suite_writes_every_section(tmp_path, monkeypatch):
     bench = BenchSettings(
         items=50_000,
         users=20_000,
-        days=0.25,
         reads=2_000,
         queries=200,
         exact_queries=50,
@@ -55,6 +54,8 @@ def test_scaled_down_suite_writes_every_section(tmp_path, monkeypatch):
     assert all(s > 0 for s in record["sections_s"].values())
     world = record["world"]
     assert world["items"] == 50_000 and world["users"] == 20_000 and world["events"] > 0
+    trained = [line for line in world["bootstrap_log"] if "losses" in line]
+    assert trained and "nan" not in trained[0]  # the training set had examples
 
     features = record["features"]
     for key in ("read_user", "read_items_500", "baseline_500_pipelined_hgetall"):
