@@ -77,9 +77,18 @@ def _verdict(value, target: float, higher_is_better: bool) -> str:
     return "met" if ok else "missed"
 
 
+def plain_over_serve(record: dict) -> float | None:
+    """The plain-process pipeline's req/s over the Serve feed's best req/s (any level)."""
+    plain = _get(record, "pipeline.rps_one_thread")
+    feed = _get(record, "http.feed") or {}
+    best = max((f["rps"] for f in feed.values()), default=None)
+    return plain / best if plain and best else None
+
+
 def targets_table(record: dict) -> list[tuple[str, object, str, str]]:
     """(figure, value, target, verdict) rows for the issue's targets."""
     k = _get(record, "config.k") or 500
+    record = record | {"derived": {"plain_over_serve_rps": plain_over_serve(record)}}
     rows = [
         ("feature read, 1 user, p99 ms", "features.read_user.p99_ms", 1.0, False),
         ("feature read, 500 items, p99 ms", "features.read_items_500.p99_ms", 3.0, False),
@@ -91,6 +100,12 @@ def targets_table(record: dict) -> list[tuple[str, object, str, str]]:
         (f"ranking {k} candidates p99 ms", "ranking.stage.p99_ms", 15.0, False),
         ("HTTP feed c1 p99 ms", "http.feed.c1.p99_ms", 40.0, False),
         ("HTTP sustained req/s within SLO", "http.feed_sustained.rps", 150.0, True),
+        (
+            "plain-process req/s / Serve best req/s",
+            "derived.plain_over_serve_rps",
+            1.5,
+            False,
+        ),
     ]
     out = []
     for name, path, target, higher in rows:
@@ -208,3 +223,22 @@ def markdown(record: dict, json_path: str) -> str:
     lines += ["", "## Not measured by this suite", ""]
     lines += [f"- {item}" for item in record["not_measured"]]
     return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Regenerate the Markdown from a suite JSON: ``python -m bench.suite.report JSON [MD]``."""
+    import sys
+
+    source = Path(sys.argv[1])
+    target = Path(sys.argv[2]) if len(sys.argv) > 2 else PROJECT_ROOT / "BENCHMARKS.md"
+    record = json.loads(source.read_text())
+    shown = source.resolve()
+    try:
+        shown = shown.relative_to(PROJECT_ROOT)
+    except ValueError:
+        pass
+    target.write_text(markdown(record, str(shown)))
+
+
+if __name__ == "__main__":
+    main()
