@@ -29,7 +29,7 @@ def test_scaled_down_suite_writes_every_section(tmp_path, monkeypatch):
     bench = BenchSettings(
         items=50_000,
         users=20_000,
-        reads=2_000,
+        reads=500,
         queries=200,
         exact_queries=50,
         http_requests=60,
@@ -60,7 +60,7 @@ def test_scaled_down_suite_writes_every_section(tmp_path, monkeypatch):
     features = record["features"]
     for key in ("read_user", "read_items_500", "baseline_500_pipelined_hgetall"):
         _latency_ok(features[key])
-        assert features[key]["n"] == 2_000
+        assert features[key]["n"] == 500
     assert features["sampled_users_with_features"] > 0
     feast = features["feast_sdk"]  # measured only where `make bench-feast` installed Feast
     assert feast["status"] == "measured" or feast["status"].startswith("not run")
