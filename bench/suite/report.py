@@ -14,6 +14,8 @@ from pathlib import Path
 
 from bench.common import PROJECT_ROOT
 
+SEED_ITEMS = 3_000_000  # the seed's catalogue, which the issue's targets are set for
+
 
 def machine() -> dict:
     """CPU model, core count, memory and load of this host."""
@@ -145,6 +147,14 @@ def markdown(record: dict, json_path: str) -> str:
         f"{record['config']['epochs']} epoch(s) on the point-in-time training set of those "
         "events",
         f"- {record['note']}",
+        *(
+            [
+                f"- **scaled down**: {record['config']['items']:,} items, below the seed's "
+                f"{SEED_ITEMS:,}; the targets are for {SEED_ITEMS:,} items"
+            ]
+            if record["config"]["items"] < SEED_ITEMS
+            else []
+        ),
         "",
         "## Targets",
         "",
@@ -157,7 +167,7 @@ def markdown(record: dict, json_path: str) -> str:
     lines += ["", "## Sections and their durations", "", "| section | seconds |", "|---|---|"]
     lines += [f"| {name} | {s:.1f} |" for name, s in record["sections_s"].items()]
     world = record.get("world") or {}
-    lines += [f"- bootstrap: {line}" for line in world.get("bootstrap_log", [])]
+    lines += [f"- {line}" for line in world.get("bootstrap_log", [])]
     if world:
         lines += [
             "",
