@@ -8,7 +8,7 @@ PYTEST  := $(VENV)/bin/pytest
 # size defaults to the `demo` settings: override e.g. `make demo DEMO_ARGS="--users 100000 --items 1000000"`.
 DEMO_ARGS ?=
 
-.PHONY: install demo test test-fast lint up down status purge
+.PHONY: install demo test test-fast lint up down status purge bench bench-feast
 
 install:
 	bash scripts/install.sh
@@ -40,3 +40,17 @@ status:
 
 purge:
 	$(FEEDRAY) down --purge
+
+# The scale benchmark suite (bench/suite): a 3,000,000-item / 1,000,000-user world built through
+# the platform's code, then every section; writes bench/results/scale_3000000.json and
+# BENCHMARKS.md. BENCH_ARGS e.g. "--lock-file /tmp/feedray-heavy.lock" on a shared host.
+BENCH_ARGS ?=
+
+bench: install bench-feast
+	$(FEEDRAY) bench --items 3000000 --users 1000000 $(BENCH_ARGS)
+
+# Feast's SDK for the feature-read peer, in its own venv (it pins pandas and redis below ours).
+FEAST_VENV := .feedray/feast-venv
+bench-feast:
+	[ -x $(FEAST_VENV)/bin/python ] || { uv venv -q --python python3.11 $(FEAST_VENV) && \
+	  uv pip install -q --python $(FEAST_VENV)/bin/python "feast[redis]==0.67.0"; }

@@ -243,6 +243,12 @@ def _mount_audit() -> None:
     cli.add_typer(audit, name="audit")
 
 
+def _mount_bench() -> None:
+    from bench.suite.run import bench_command
+
+    cli.command("bench")(bench_command)
+
+
 # Commands whose modules import torch, Ray Serve or the simulator are mounted only when
 # invoked (or for the top-level help), so `feedray up|status|down` start in a blink.
 LAZY_COMMANDS = {
@@ -259,6 +265,7 @@ LAZY_COMMANDS = {
     "pipeline": _mount_pipeline,
     **DATASET_COMMANDS,
     "audit": _mount_audit,
+    "bench": _mount_bench,
 }
 
 

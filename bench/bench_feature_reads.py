@@ -37,6 +37,70 @@ from data.simulate.wire import event_payloads
 from data.simulate.world import World, WorldConfig
 
 
+def _timed(fn, n: int) -> list[float]:
+    """Seconds each of ``n`` calls ``fn(k)`` took."""
+    out = []
+    for k in range(n):
+        t = time.perf_counter()
+        fn(k)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def time_feature_reads(
+    store: OnlineStore,
+    client: redis.Redis,
+    users: list[str],
+    item_sets: list[list[str]],
+    now: float,
+    reads: int,
+) -> dict:
+    """Latency of the online store's reads, after a warm-up, ``reads`` reads each.
+
+    ``read_user``: one user per read, cycling through ``users``; ``read_items_500``: one of
+    ``item_sets`` per read; ``read_items_500_first_sight_evalsha``: one read per set from a
+    fresh ``OnlineStore`` (its script not yet loaded); baseline: the same item sets as
+    pipelined HGETALLs of one hash per item holding the same raw fields.
+    """
+    n_sets = len(item_sets)
+    _timed(lambda k: store.read_user(users[k % len(users)], now), 500)
+    user = _timed(lambda k: store.read_user(users[k % len(users)], now), reads)
+    cold_store = OnlineStore(client, store.config)
+    cold = _timed(lambda k: cold_store.read_items(item_sets[k], now), n_sets)
+    for items in item_sets:
+        store.read_items(items, now)
+    _timed(lambda k: store.read_items(item_sets[k % n_sets], now), 500)
+    items = _timed(lambda k: store.read_items(item_sets[k % n_sets], now), reads)
+
+    # Baseline: one hash per item with the same raw fields, 500 pipelined HGETALLs.
+    needed = sorted({m for s in item_sets for m in s})
+    features = store.read_items(needed, now)
+    pipe = client.pipeline(transaction=False)
+    for i, m in enumerate(needed):
+        rec = features.raw[i]
+        pipe.hset(
+            f"{store.config.prefix}:bench:h:{m}",
+            mapping={n: str(rec[n].tolist()) for n in ITEM_LAYOUT.dtype.names},
+        )
+    pipe.execute()
+
+    def hgetall(k: int) -> None:
+        p = client.pipeline(transaction=False)
+        for m in item_sets[k % n_sets]:
+            p.hgetall(f"{store.config.prefix}:bench:h:{m}")
+        p.execute()
+
+    _timed(hgetall, 200)
+    baseline = _timed(hgetall, reads)
+    client.delete(*[f"{store.config.prefix}:bench:h:{m}" for m in needed])
+    return {
+        "read_user": percentiles(user),
+        "read_items_500": percentiles(items),
+        "read_items_500_first_sight_evalsha": percentiles(cold),
+        "baseline_500_pipelined_hgetall": percentiles(baseline),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reads", type=int, default=10_000)
@@ -76,45 +140,7 @@ def main() -> None:
         users = [f"u{u}" for u in np.unique(chunk.events.user)]
         item_sets = [[f"m{i}" for i in rng.integers(0, args.items, args.batch)] for _ in range(64)]
 
-        def timed(fn, n: int) -> list[float]:
-            out = []
-            for k in range(n):
-                t = time.perf_counter()
-                fn(k)
-                out.append(time.perf_counter() - t)
-            return out
-
-        timed(lambda k: store.read_user(users[k % len(users)], now), 500)
-        user = timed(lambda k: store.read_user(users[k % len(users)], now), args.reads)
-        cold_store = OnlineStore(client, store.config)
-        cold = timed(
-            lambda k: cold_store.read_items(item_sets[k % 64], now), 64
-        )  # first sight: EVALSHA
-        for items in item_sets:
-            store.read_items(items, now)
-        timed(lambda k: store.read_items(item_sets[k % 64], now), 500)
-        items = timed(lambda k: store.read_items(item_sets[k % 64], now), args.reads)
-
-        # Baseline: one hash per item with the same raw fields, 500 pipelined HGETALLs.
-        needed = sorted({m for s in item_sets for m in s})
-        features = store.read_items(needed, now)
-        pipe = client.pipeline(transaction=False)
-        for i, m in enumerate(needed):
-            rec = features.raw[i]
-            pipe.hset(
-                f"bench:h:{m}", mapping={n: str(rec[n].tolist()) for n in ITEM_LAYOUT.dtype.names}
-            )
-        pipe.execute()
-
-        def hgetall(k: int) -> None:
-            p = client.pipeline(transaction=False)
-            for m in item_sets[k % 64]:
-                p.hgetall(f"bench:h:{m}")
-            p.execute()
-
-        timed(hgetall, 200)
-        baseline = timed(hgetall, args.reads)
-
+        figures = time_feature_reads(store, client, users, item_sets, now, args.reads)
         figures = {
             "setup": {
                 "items": args.items,
@@ -125,10 +151,7 @@ def main() -> None:
                 "reads": args.reads,
                 "stack": "running" if args.use_running_stack else "private",
             },
-            "read_user": percentiles(user),
-            "read_items_500": percentiles(items),
-            "read_items_500_first_sight_evalsha": percentiles(cold),
-            "baseline_500_pipelined_hgetall": percentiles(baseline),
+            **figures,
             "target_p99_ms": 2.0,
         }
         save("feature_reads", figures)

@@ -1,0 +1,118 @@
+"""Section ``http``: the feed end to end over HTTP through Ray Serve, beside a bare ingress.
+
+The world's app is deployed with ``bench.feed_app.deploy_feed_app`` (serve_config.yaml's
+shape on a local 2-CPU Ray, one replica each) and loaded with ``bench.bench_serving``'s
+closed-loop generator at each concurrency: latency p50/p95/p99, requests/s, degraded share,
+non-200 count and the per-stage timings the ingress reports. In the same run, before the
+feed app: a bare Serve FastAPI ingress returning a constant (Serve's own floor). The highest
+sustained rate is the best requests/s among the measured concurrencies whose p99 and
+degraded share are within the SLO. RSS per Serve replica: the processes titled
+``ray::ServeReplica...`` on this host.
+"""
+
+from __future__ import annotations
+
+import time
+
+from app.config import FeedraySettings
+from bench.common import percentiles
+
+SLO_P99_MS = 150.0
+SLO_DEGRADED = 0.01
+
+
+def _replica_rss_mb() -> dict[str, float]:
+    """RSS (MiB) of each Serve replica process on this host, by its process title."""
+    import psutil
+
+    out = {}
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            title = " ".join(proc.info["cmdline"] or [])
+            if title.startswith("ray::ServeReplica"):
+                name = title.split()[0].removeprefix("ray::")
+                out[f"{name}:{proc.info['pid']}"] = proc.memory_info().rss / 2**20
+        except psutil.Error:
+            continue
+    return out
+
+
+def _load_figures(url: str, params_of, requests: int, concurrency: int) -> dict:
+    from bench.bench_serving import _load, _stage_figures
+
+    t0 = time.perf_counter()
+    latencies, bodies = _load(url, params_of, requests, concurrency)
+    wall = time.perf_counter() - t0
+    non_200 = sum(1 for b in bodies if "status" in b and "timings_ms" not in b)
+    figures = percentiles(latencies) | {"rps": len(latencies) / wall, "non_200": non_200}
+    if any("timings_ms" in b for b in bodies):
+        figures |= _stage_figures(bodies)
+    return figures
+
+
+def sustained(levels: dict[str, dict]) -> dict:
+    """The best requests/s among ``levels`` within p99 <= SLO_P99_MS and degraded <= SLO."""
+    ok = {
+        name: f
+        for name, f in levels.items()
+        if f["p99_ms"] <= SLO_P99_MS
+        and f.get("degraded_share", 1.0) <= SLO_DEGRADED
+        and f["non_200"] == 0
+    }
+    best = max(ok, key=lambda name: ok[name]["rps"]) if ok else None
+    return {
+        "slo": {"p99_ms": SLO_P99_MS, "degraded_share": SLO_DEGRADED},
+        "best_level": best,
+        "rps": ok[best]["rps"] if best else None,
+    }
+
+
+def http_section(
+    settings: FeedraySettings,
+    n_users: int,
+    requests: int,
+    concurrencies: tuple[int, ...],
+    hop_allowance_ms: float,
+) -> dict:
+    """Deploy, load at each concurrency, tear Serve and Ray down; the figures."""
+    import ray
+    from fastapi import FastAPI
+    from ray import serve
+
+    from bench.feed_app import deploy_feed_app
+
+    figures: dict = {"requests_per_level": requests, "concurrencies": list(concurrencies)}
+    t0 = time.perf_counter()
+    _, base, _ = deploy_feed_app(settings, hop_allowance_ms)
+    figures["deploy_s"] = time.perf_counter() - t0
+    try:
+        bare = FastAPI()
+
+        @serve.deployment(ray_actor_options={"num_cpus": 0.1})
+        @serve.ingress(bare)
+        class Constant:
+            @bare.get("/")
+            def constant(self) -> dict:
+                return {"ok": True}
+
+        serve.run(Constant.bind(), name="bare", route_prefix="/bare")
+        _load_figures(base + "/bare/", lambda k: {}, 30, 1)  # warm-up
+        figures["bare_ingress"] = {
+            f"c{c}": _load_figures(base + "/bare/", lambda k: {}, requests, c)
+            for c in concurrencies
+        }
+        serve.delete("bare")
+
+        users = [f"u{(k * 7919) % n_users}" for k in range(4_096)]
+        feed = lambda k: {"user_id": users[k % len(users)], "limit": 20}  # noqa: E731
+        url = base + "/api/v1/content/feed"
+        _load_figures(url, feed, 30, 1)  # warm-up
+        levels = {f"c{c}": _load_figures(url, feed, requests, c) for c in concurrencies}
+        figures["feed"] = levels
+        figures["feed_sustained"] = sustained(levels)
+        figures["replica_rss_mb"] = _replica_rss_mb()
+        figures["targets"] = {"c1_p99_ms": 40.0, "sustained_rps": 150.0}
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return figures
