@@ -217,6 +217,16 @@ class ServingSettings(BaseModel):
     cold_start_trending_share: float = Field(0.5, ge=0.0, le=1.0)
     # Exposure producer: librdkafka local queue bound (drops, never blocks, beyond it).
     exposure_queue_messages: int = Field(100_000, ge=1)
+    # Hot path CPU: Serve's own batching (``@serve.batch``) of retrieval and ranking calls
+    # arriving together at a replica: one user-tower forward + one FAISS search, one DLRM
+    # forward, per batch. ``batch_wait_ms`` 0 adds no wait: a batch is whatever queued while
+    # the previous one ran (so batches grow with load only).
+    batch_max_size: int = Field(8, ge=1)
+    batch_wait_ms: float = Field(0.0, ge=0)
+    # Intra-op threads of torch and FAISS in each stage replica (process-wide). A replica holds
+    # a fraction of a core on small hosts; more threads than its share only contend.
+    torch_threads: int = Field(1, ge=1)
+    faiss_threads: int = Field(1, ge=1)
 
 
 class IngestSettings(BaseModel):
