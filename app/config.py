@@ -127,6 +127,12 @@ class RaySettings(BaseModel):
     dashboard_agent_port: int = Field(52365, ge=1, le=65535)
     num_cpus: int | None = None
     auth_mode: Literal["token", "disabled"] = "token"  # Ray's token authentication (RAY_AUTH_MODE)
+    # Serve's transport, set in the environment of every node's `ray start` (Ray reads it at
+    # start): the HAProxy ingress, straight to the ingress replicas (RAY_SERVE_ENABLE_HA_PROXY),
+    # and direct gRPC between replicas (RAY_SERVE_THROUGHPUT_OPTIMIZED). Measured against
+    # Serve's Python proxy in bench/results/hot_path.json.
+    serve_haproxy: bool = True
+    serve_throughput_optimized: bool = True
 
     @property
     def address(self) -> str:

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.config import FeedraySettings
+from app.config import FeedraySettings, RaySettings
 from app.telemetry import TELEMETRY_OFF
 
 SETTINGS_FILE = "settings.json"
@@ -41,6 +41,15 @@ def write_settings_file(settings: FeedraySettings, run_dir: Path) -> Path:
     return path
 
 
+def serve_transport_env(ray: RaySettings) -> dict[str, str]:
+    """Serve's transport switches for a node's `ray start` (``RaySettings.serve_haproxy`` /
+    ``serve_throughput_optimized``); the same values on every node of a cluster."""
+    return {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1" if ray.serve_haproxy else "0",
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1" if ray.serve_throughput_optimized else "0",
+    }
+
+
 def head_environment(settings: FeedraySettings, settings_file: Path) -> dict[str, str]:
     """Variables set on ``ray start --head`` (over the caller's environment), inherited by every
     Ray process of the head: job drivers run ``python`` from the project's environment and find
@@ -50,6 +59,7 @@ def head_environment(settings: FeedraySettings, settings_file: Path) -> dict[str
         "FEEDRAY_CONFIG_FILE": str(settings_file),
         "FEEDRAY_STATE_DIR": str(settings.state_dir.expanduser().resolve()),
         "RAY_AUTH_MODE": settings.ray.auth_mode,
+        **serve_transport_env(settings.ray),
         **TELEMETRY_OFF,
     }
     if sys.prefix != sys.base_prefix:
