@@ -226,7 +226,8 @@ class ServingSettings(BaseModel):
     # Hot path CPU: Serve's own batching (``@serve.batch``) of retrieval and ranking calls
     # arriving together at a replica: one user-tower forward + one FAISS search, one DLRM
     # forward, per batch. ``batch_wait_ms`` 0 adds no wait: a batch is whatever queued while
-    # the previous one ran (so batches grow with load only).
+    # the previous one ran (so batches grow with load only). batch_max_size x candidate_count
+    # <= 4,000 keeps a batch's counter read on the online store's one-round-trip path.
     batch_max_size: int = Field(8, ge=1)
     batch_wait_ms: float = Field(0.0, ge=0)
     # Intra-op threads of torch and FAISS in each stage replica (process-wide). A replica holds
