@@ -56,9 +56,12 @@ class _Handles:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
 
-    def call(self, method, *args):
+    def call(self, handle, method: str, *args):
+        """``handle.<method>.remote(*args)`` awaited; the method is looked up on the loop too
+        (that first look-up creates the handle's router, which binds to the running loop)."""
+
         async def ask():
-            return await method.remote(*args)
+            return await getattr(handle, method).remote(*args)
 
         return self.loop.run_until_complete(ask())
 
@@ -183,6 +186,14 @@ def main() -> None:
         "serve_env": {name: os.environ.get(name) for name in SERVE_ENV},
     }
     handles = _Handles()
+
+    def checkpoint(figures: dict) -> None:
+        """Write what is measured so far (a later failure keeps the earlier placements)."""
+        if args.record:
+            merge_run(args.record, args.label or "default", figures)
+        else:
+            save("serving", figures)
+
     with private_stack(("redis", "kafka")) as settings:
         settings, boot, figures["bootstrap_s"] = bootstrapped(
             settings, args.items, args.users, args.days, args.epochs
@@ -256,7 +267,7 @@ def main() -> None:
                 producer.flush(10)
                 while (
                     time.perf_counter() - t0 < 120
-                    and not handles.call(ingress.index_contains, [media_id])[media_id]
+                    and not handles.call(ingress, "index_contains", [media_id])[media_id]
                 ):
                     time.sleep(0.05)
                 lags.append(time.perf_counter() - t0)
@@ -266,10 +277,11 @@ def main() -> None:
                 "median": float(np.median(lags)),
                 "target_s": 60,
             }
-            out["index"] = handles.call(ingress.index_stats)
+            out["index"] = handles.call(ingress, "index_stats")
             return out
 
         figures["remote"] = measure("remote")
+        checkpoint(figures)
         figures["remote"]["serve_hops"] = 2  # ingress -> Retrieval, ingress -> Ranking
         # What crosses the two Serve hops of one request (pickled, as Serve ships it).
         import pickle
@@ -281,9 +293,11 @@ def main() -> None:
         ranking = serve.get_deployment_handle("Ranking", app_name="feedray")
         sample_user = UserFeatures(user_id=users[0])
         candidates = handles.call(
-            retrieval.retrieve, sample_user, RequestContext(), "champion", 500
+            retrieval, "retrieve", sample_user, RequestContext(), "champion", 500
         )
-        ranked = handles.call(ranking.rank, sample_user, RequestContext(), candidates, "champion")
+        ranked = handles.call(
+            ranking, "rank", sample_user, RequestContext(), candidates, "champion"
+        )
         figures["remote"]["payload_bytes"] = {
             "user": len(pickle.dumps(sample_user)),
             "candidates_500": len(pickle.dumps(candidates)),
@@ -294,6 +308,7 @@ def main() -> None:
         deploy(with_stages(config, "local"), wait_s=900)
         figures["redeploy_local_s"] = time.perf_counter() - t0
         figures["local"] = measure("local")
+        checkpoint(figures)
         figures["local"]["serve_hops"] = 0
         if (
             args.local_replicas > 1
@@ -309,10 +324,7 @@ def main() -> None:
         serve.shutdown()
         handles.close()
         ray.shutdown()
-    if args.record:
-        merge_run(args.record, args.label or "default", figures)
-    else:
-        save("serving", figures)
+    checkpoint(figures | {"complete": True})
 
 
 if __name__ == "__main__":
