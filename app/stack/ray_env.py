@@ -50,6 +50,18 @@ def serve_transport_env(ray: RaySettings) -> dict[str, str]:
     }
 
 
+def haproxy_paths(folder: Path) -> dict[str, str]:
+    """Where Serve's HAProxy keeps its config, admin socket and server state: this stack's
+    own folder (Ray's default, /tmp/haproxy-serve, is shared by every Ray on the machine)."""
+    return {
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(folder / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(folder / "admin.sock"),
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(folder / "metrics.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(folder),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(folder / "server-state"),
+    }
+
+
 def head_environment(settings: FeedraySettings, settings_file: Path) -> dict[str, str]:
     """Variables set on ``ray start --head`` (over the caller's environment), inherited by every
     Ray process of the head: job drivers run ``python`` from the project's environment and find
@@ -60,6 +72,7 @@ def head_environment(settings: FeedraySettings, settings_file: Path) -> dict[str
         "FEEDRAY_STATE_DIR": str(settings.state_dir.expanduser().resolve()),
         "RAY_AUTH_MODE": settings.ray.auth_mode,
         **serve_transport_env(settings.ray),
+        **haproxy_paths(settings.state_dir.expanduser().resolve() / "haproxy"),
         **TELEMETRY_OFF,
     }
     if sys.prefix != sys.base_prefix:

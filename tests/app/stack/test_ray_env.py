@@ -27,6 +27,9 @@ def test_head_environment_leads_with_the_project_interpreter(tmp_path: Path):
     assert env["RAY_AUTH_MODE"] == "token"
     assert {k: env[k] for k in TELEMETRY_OFF} == TELEMETRY_OFF
     assert env["RAY_SERVE_ENABLE_HA_PROXY"] == env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+    haproxy = (tmp_path / "state" / "haproxy").resolve()
+    assert env["RAY_SERVE_HAPROXY_SOCKET_PATH"] == str(haproxy / "admin.sock")
+    assert env["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"] == str(haproxy / "haproxy.cfg")
     if sys.prefix != sys.base_prefix:
         assert env["VIRTUAL_ENV"] == sys.prefix
 
