@@ -18,19 +18,20 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ADMISSION_KEYS = ("max_ongoing_requests", "max_queued_requests", "backpressure_config")
 
 
-def _serve_port() -> int:
-    """The running Serve's HTTP port, or a Serve started here on a free loopback port."""
+def _serve_port() -> tuple[int, bool]:
+    """(the running Serve's HTTP port, False), or (a free loopback port, True) with a Serve
+    started here on it (this test then shuts it down: a later fixture picks its own port)."""
     from ray import serve
     from ray.serve.context import _get_global_client
 
     from app.stack.process import free_port
 
     try:
-        return int(_get_global_client().http_config.port)
+        return int(_get_global_client().http_config.port), False
     except Exception:  # noqa: BLE001 - no Serve yet
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        return port
+        return port, True
 
 
 async def _burst(url: str, n: int) -> list[tuple[int, str | None, str]]:
@@ -63,13 +64,15 @@ def test_overload_is_shed_with_503_and_retry_after(ray_local):
             await asyncio.sleep(1.0)  # every admitted request holds its slot for a second
             return {"ok": True}
 
-    port = _serve_port()
-    serve.run(Slow.bind(), name="admission-probe", route_prefix="/admission-probe")
+    port, started = _serve_port()
     try:
+        serve.run(Slow.bind(), name="admission-probe", route_prefix="/admission-probe")
         url = f"http://127.0.0.1:{port}/admission-probe/"
         answers = asyncio.run(_burst(url, 3 * capacity))
     finally:
         serve.delete("admission-probe")
+        if started:
+            serve.shutdown()
     codes = [code for code, _, _ in answers]
     shed = [(retry, text) for code, retry, text in answers if code == 503]
     assert set(codes) <= {200, 503}, sorted(set(codes))
