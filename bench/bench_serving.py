@@ -51,22 +51,27 @@ SERVE_ENV = (
 
 
 class _Handles:
-    """Deployment handle calls from the driver, awaited on one long-lived event loop."""
+    """Deployment handle calls from the driver, awaited on one event loop that keeps running
+    in a thread of its own: the handles' routers bind to it, and their long-poll clients
+    (replica updates after a redeploy) need it running between calls."""
 
     def __init__(self) -> None:
+        import threading
+
         self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True, name="handles").start()
 
     def call(self, handle, method: str, *args):
-        """``handle.<method>.remote(*args)`` awaited; the method is looked up on the loop too
-        (that first look-up creates the handle's router, which binds to the running loop)."""
+        """``handle.<method>.remote(*args)``, its answer; the method is looked up on the loop
+        too (that first look-up creates the handle's router)."""
 
         async def ask():
             return await getattr(handle, method).remote(*args)
 
-        return self.loop.run_until_complete(ask())
+        return asyncio.run_coroutine_threadsafe(ask(), self.loop).result(timeout=120)
 
     def close(self) -> None:
-        self.loop.close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 def _load(url: str, params_of, n: int, concurrency: int) -> tuple[list[float], list[dict]]:
