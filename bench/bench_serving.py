@@ -250,6 +250,8 @@ def main() -> None:
                 out[f"feed_c{concurrency}"] = (
                     percentiles(lat) | {"rps": len(lat) / wall} | _stage_figures(bodies)
                 )
+            figures[placement] = out
+            checkpoint(figures)  # the HTTP figures, before the publish trials
             # Publish -> retrievable (the item's own vector finds it in the index).
             lags = []
             for trial in range(args.publish_trials):
