@@ -31,6 +31,7 @@ import threading
 import time
 
 from ray import serve
+from ray.serve.exceptions import RayServeException
 
 from app.config import ServingSettings
 from app.serving.ranking import RankingCore
@@ -46,12 +47,30 @@ def batched(serving: ServingSettings, fn):
     batching (``serve.batch``) sized by ``serving.batch_max_size`` / ``batch_wait_ms``.
 
     Wrapped per instance, so each stage object has its own queue (``@serve.batch`` on a class
-    method shares one queue, and the first caller's ``self``, across instances).
+    method shares one queue, and the first caller's ``self``, across instances). Serve's
+    batching only runs inside a replica; elsewhere (the stages built in-process by a test or
+    script) each call is a batch of one.
     """
-    return serve.batch(
+    queued = serve.batch(
         max_batch_size=serving.batch_max_size,
         batch_wait_timeout_s=serving.batch_wait_ms / 1000.0,
     )(fn)
+
+    async def call(*args):
+        if _in_replica():
+            return await queued(*args)
+        (answer,) = await fn(*([a] for a in args))
+        return answer
+
+    return call
+
+
+def _in_replica() -> bool:
+    try:
+        serve.get_replica_context()
+    except RayServeException:
+        return False
+    return True
 
 
 class RemoteStages:
