@@ -127,6 +127,12 @@ class RaySettings(BaseModel):
     dashboard_agent_port: int = Field(52365, ge=1, le=65535)
     num_cpus: int | None = None
     auth_mode: Literal["token", "disabled"] = "token"  # Ray's token authentication (RAY_AUTH_MODE)
+    # Serve's transport, set in the environment of every node's `ray start` (Ray reads it at
+    # start): the HAProxy ingress, straight to the ingress replicas (RAY_SERVE_ENABLE_HA_PROXY),
+    # and direct gRPC between replicas (RAY_SERVE_THROUGHPUT_OPTIMIZED). Measured against
+    # Serve's Python proxy in bench/results/hot_path.json.
+    serve_haproxy: bool = True
+    serve_throughput_optimized: bool = True
 
     @property
     def address(self) -> str:
@@ -217,6 +223,17 @@ class ServingSettings(BaseModel):
     cold_start_trending_share: float = Field(0.5, ge=0.0, le=1.0)
     # Exposure producer: librdkafka local queue bound (drops, never blocks, beyond it).
     exposure_queue_messages: int = Field(100_000, ge=1)
+    # Hot path CPU: Serve's own batching (``@serve.batch``) of retrieval and ranking calls
+    # arriving together at a replica: one user-tower forward + one FAISS search, one DLRM
+    # forward, per batch. ``batch_wait_ms`` 0 adds no wait: a batch is whatever queued while
+    # the previous one ran (so batches grow with load only). batch_max_size x candidate_count
+    # <= 4,000 keeps a batch's counter read on the online store's one-round-trip path.
+    batch_max_size: int = Field(8, ge=1)
+    batch_wait_ms: float = Field(0.0, ge=0)
+    # Intra-op threads of torch and FAISS in each stage replica (process-wide). A replica holds
+    # a fraction of a core on small hosts; more threads than its share only contend.
+    torch_threads: int = Field(1, ge=1)
+    faiss_threads: int = Field(1, ge=1)
 
 
 class IngestSettings(BaseModel):

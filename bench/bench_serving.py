@@ -9,19 +9,69 @@ trending, a trained two-tower + FAISS index and ranker registered in a private M
 Baseline in the same run: a bare Serve FastAPI ingress returning a constant (Serve's own cost).
 Both placements of retrieval and ranking are measured in the same run: ``remote`` (their
 own deployments, two Serve hops per feed) and ``local`` (inside the ingress, no hop).
+
+The Serve transport is whatever the environment says when Ray starts (``SERVE_ENV`` is
+recorded with the figures), e.g. the HAProxy ingress with direct gRPC between replicas::
+
+    RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_THROUGHPUT_OPTIMIZED=1 \
+        .venv/bin/python -m bench.bench_serving --record hot_path --label haproxy
+
+The driver calls deployment handles only from its own event loop (``_Handles``): with
+``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` Serve runs a handle's router on the caller's loop, so
+``DeploymentResponse.result()`` from plain synchronous code is not available.
+``--record NAME --label L`` also merges this run into ``bench/results/NAME.json`` under
+``runs.L`` (one file holding one change at a time, each with its own command).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import os
+import shlex
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
-from bench.common import percentiles, private_stack, save
+from bench.common import RESULTS, host_info, percentiles, private_stack, save
 from bench.feed_app import bootstrapped, deploy_feed_app
+
+# Environment variables that change Serve's transport; read by Ray's processes at start.
+SERVE_ENV = (
+    "RAY_SERVE_ENABLE_HA_PROXY",
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED",
+    "RAY_SERVE_ENABLE_DIRECT_INGRESS",
+    "RAY_SERVE_USE_GRPC_BY_DEFAULT",
+)
+
+
+class _Handles:
+    """Deployment handle calls from the driver, awaited on one event loop that keeps running
+    in a thread of its own: the handles' routers bind to it, and their long-poll clients
+    (replica updates after a redeploy) need it running between calls."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True, name="handles").start()
+
+    def call(self, handle, method: str, *args):
+        """``handle.<method>.remote(*args)``, its answer; the method is looked up on the loop
+        too (that first look-up creates the handle's router)."""
+
+        async def ask():
+            return await getattr(handle, method).remote(*args)
+
+        return asyncio.run_coroutine_threadsafe(ask(), self.loop).result(timeout=120)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 def _load(url: str, params_of, n: int, concurrency: int) -> tuple[list[float], list[dict]]:
@@ -61,6 +111,33 @@ def _load(url: str, params_of, n: int, concurrency: int) -> tuple[list[float], l
     return latencies, bodies
 
 
+def merge_run(name: str, label: str, figures: dict) -> Path:
+    """Put this run under ``runs[label]`` of ``bench/results/<name>.json`` (other runs kept),
+    stamped with its exact command (Serve environment included), time and host load."""
+    env = [f"{k}={v}" for k, v in figures["serve_env"].items() if v is not None]
+    argv = ["python", "-m", "bench.bench_serving", *sys.argv[1:]]
+    run = {
+        "command": " ".join([*env, *(shlex.quote(a) for a in argv)]),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": host_info(),
+        **figures,
+    }
+    path = RESULTS / f"{name}.json"
+    record = json.loads(path.read_text()) if path.exists() else {"benchmark": name}
+    record["note"] = RECORD_NOTE
+    record.setdefault("runs", {})[label] = run
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(run, indent=2))
+    return path
+
+
+RECORD_NOTE = (
+    "One change at a time, each a separate run of bench.bench_serving on the same 2-CPU host "
+    "with its own same-run baseline (a bare Serve ingress). Other sessions' processes may have "
+    "been present (idle or not) during any run: compare figures within a run first."
+)
+
+
 def _stage_figures(bodies: list[dict]) -> dict:
     ok = [b for b in bodies if "timings_ms" in b]
     out = {}
@@ -93,6 +170,8 @@ def main() -> None:
     parser.add_argument("--publish-trials", type=int, default=5)
     parser.add_argument("--days", type=float, default=2.0)
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--record", default=None, help="also merge into bench/results/NAME.json")
+    parser.add_argument("--label", default=None, help="this run's key under runs in --record")
     parser.add_argument(
         "--local-replicas",
         type=int,
@@ -107,7 +186,19 @@ def main() -> None:
 
     from deployments.deploy import deploy, with_stages
 
-    figures: dict = {"config": vars(args)}
+    figures: dict = {
+        "config": vars(args),
+        "serve_env": {name: os.environ.get(name) for name in SERVE_ENV},
+    }
+    handles = _Handles()
+
+    def checkpoint(figures: dict) -> None:
+        """Write what is measured so far (a later failure keeps the earlier placements)."""
+        if args.record:
+            merge_run(args.record, args.label or "default", figures)
+        else:
+            save("serving", figures)
+
     with private_stack(("redis", "kafka")) as settings:
         settings, boot, figures["bootstrap_s"] = bootstrapped(
             settings, args.items, args.users, args.days, args.epochs
@@ -159,6 +250,8 @@ def main() -> None:
                 out[f"feed_c{concurrency}"] = (
                     percentiles(lat) | {"rps": len(lat) / wall} | _stage_figures(bodies)
                 )
+            figures[placement] = out
+            checkpoint(figures)  # the HTTP figures, before the publish trials
             # Publish -> retrievable (the item's own vector finds it in the index).
             lags = []
             for trial in range(args.publish_trials):
@@ -181,7 +274,7 @@ def main() -> None:
                 producer.flush(10)
                 while (
                     time.perf_counter() - t0 < 120
-                    and not ingress.index_contains.remote([media_id]).result()[media_id]
+                    and not handles.call(ingress, "index_contains", [media_id])[media_id]
                 ):
                     time.sleep(0.05)
                 lags.append(time.perf_counter() - t0)
@@ -191,10 +284,11 @@ def main() -> None:
                 "median": float(np.median(lags)),
                 "target_s": 60,
             }
-            out["index"] = ingress.index_stats.remote().result()
+            out["index"] = handles.call(ingress, "index_stats")
             return out
 
         figures["remote"] = measure("remote")
+        checkpoint(figures)
         figures["remote"]["serve_hops"] = 2  # ingress -> Retrieval, ingress -> Ranking
         # What crosses the two Serve hops of one request (pickled, as Serve ships it).
         import pickle
@@ -205,10 +299,12 @@ def main() -> None:
         retrieval = serve.get_deployment_handle("Retrieval", app_name="feedray")
         ranking = serve.get_deployment_handle("Ranking", app_name="feedray")
         sample_user = UserFeatures(user_id=users[0])
-        candidates = retrieval.retrieve.remote(
-            sample_user, RequestContext(), "champion", 500
-        ).result()
-        ranked = ranking.rank.remote(sample_user, RequestContext(), candidates, "champion").result()
+        candidates = handles.call(
+            retrieval, "retrieve", sample_user, RequestContext(), "champion", 500
+        )
+        ranked = handles.call(
+            ranking, "rank", sample_user, RequestContext(), candidates, "champion"
+        )
         figures["remote"]["payload_bytes"] = {
             "user": len(pickle.dumps(sample_user)),
             "candidates_500": len(pickle.dumps(candidates)),
@@ -219,6 +315,7 @@ def main() -> None:
         deploy(with_stages(config, "local"), wait_s=900)
         figures["redeploy_local_s"] = time.perf_counter() - t0
         figures["local"] = measure("local")
+        checkpoint(figures)
         figures["local"]["serve_hops"] = 0
         if (
             args.local_replicas > 1
@@ -232,8 +329,9 @@ def main() -> None:
             figures[key] = measure(key)
             figures[key]["serve_hops"] = 0
         serve.shutdown()
+        handles.close()
         ray.shutdown()
-    save("serving", figures)
+    checkpoint(figures | {"complete": True})
 
 
 if __name__ == "__main__":

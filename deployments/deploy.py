@@ -228,8 +228,11 @@ def serve_command(
     """Deploy the feed service, or update it in place, on a running Ray cluster.
 
     Never starts a Ray of its own (Serve must outlive the command): run `feedray up` first or
-    pass --address. Replicas whose user_config is unchanged keep running; a changed model
-    version is applied by reconfigure, without a restart.
+    pass --address. Serve's transport is the cluster's, fixed when Ray started: `feedray up`
+    starts it with the HAProxy ingress and direct gRPC between replicas (ray.serve_haproxy /
+    ray.serve_throughput_optimized); --host is where the ingress listens. Replicas whose
+    user_config is unchanged keep running; a changed model version is applied by reconfigure,
+    without a restart.
     """
     from app.config import get_settings
 

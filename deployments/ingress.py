@@ -64,7 +64,10 @@ fastapi_app = FastAPI(
 
 @serve.deployment(
     ray_actor_options={"num_cpus": 0.25},
-    max_ongoing_requests=64,
+    # Admission (as in serve_config.yaml): above 16 running + 16 waiting, 503 + Retry-After.
+    max_ongoing_requests=16,
+    max_queued_requests=16,
+    backpressure_config={"status_code": 503, "retry_after_s": 1},
     autoscaling_config={"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 8},
     user_config={"canary_share": 0.0, "experiment": "default"},
 )

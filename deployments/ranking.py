@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
@@ -18,8 +19,9 @@ from ray import serve
 from app.config import FeedraySettings
 from app.features.records import UserFeatures
 from app.serving.ranking import RankingCore
-from app.serving.stages import StageControls
+from app.serving.stages import StageControls, rank_grouped
 from app.serving.types import CandidateBatch, RankedBatch, RequestContext
+from deployments.stages import batched
 
 
 @serve.deployment(
@@ -34,6 +36,7 @@ class Ranking:
         self.started_at = time.time()
         self.core = RankingCore(FeedraySettings(**settings))
         self.controls = StageControls()
+        self._batched = batched(self.core.settings.serving, self._many)
 
     async def reconfigure(self, config: dict) -> None:
         await self.controls.reconfigure(self.core, config)
@@ -41,7 +44,14 @@ class Ranking:
     async def rank(
         self, user: UserFeatures, context: RequestContext, candidates: CandidateBatch, arm: str
     ) -> RankedBatch:
-        return await self.controls.run("ranking", self.core.rank, user, context, candidates, arm)
+        """One request's scores; requests arriving together share one DLRM forward."""
+        await self.controls.gate("ranking")
+        return await self._batched(user, context, candidates, arm)
+
+    async def _many(self, users, contexts, candidates, arms) -> list[RankedBatch]:
+        return await asyncio.to_thread(
+            rank_grouped, lambda arm: self.core, users, contexts, candidates, arms
+        )
 
     def versions(self) -> dict[str, str]:
         return {arm: v for arm, (_, v) in self.core.models.items()}

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -19,9 +20,10 @@ from ray import serve
 from app.config import FeedraySettings
 from app.features.records import UserFeatures
 from app.serving.retrieval import RetrievalCore
-from app.serving.stages import StageControls
+from app.serving.stages import StageControls, retrieve_grouped
 from app.serving.types import CandidateBatch, RequestContext
 from deployments.metrics import report_index_metrics
+from deployments.stages import batched
 
 
 @serve.deployment(
@@ -36,6 +38,7 @@ class Retrieval:
         self.started_at = time.time()
         self.core = RetrievalCore(FeedraySettings(**settings))
         self.controls = StageControls()
+        self._batched = batched(self.core.settings.serving, self._many)
         threading.Thread(target=report_index_metrics, args=(self.core,), daemon=True).start()
 
     async def reconfigure(self, config: dict) -> None:
@@ -44,7 +47,14 @@ class Retrieval:
     async def retrieve(
         self, user: UserFeatures, context: RequestContext, arm: str, k: int
     ) -> CandidateBatch:
-        return await self.controls.run("retrieval", self.core.retrieve, user, context, arm, k)
+        """One request's candidates; requests arriving together are computed as one batch."""
+        await self.controls.gate("retrieval")
+        return await self._batched(user, context, arm, k)
+
+    async def _many(self, users, contexts, arms, ks) -> list[CandidateBatch]:
+        return await asyncio.to_thread(
+            retrieve_grouped, lambda arm: self.core, users, contexts, arms, ks
+        )
 
     def stats(self) -> dict:
         return self.core.stats()

@@ -5,7 +5,8 @@ deployments, called through ``DeploymentHandle``s. Each scales, takes GPUs and h
 on its own; every request pays two Serve hops (~10 ms p50 each on a 2-core host).
 
 ``LocalStages`` (``stages: local``): the same ``RetrievalCore`` and ``RankingCore`` inside
-each ingress replica, run on worker threads (FAISS and torch release the GIL). No hop at
+each ingress replica, run on worker threads (FAISS and torch release the GIL), with calls
+that arrive together batched by Serve's batching as in the stage deployments. No hop at
 all, so the whole feed is one Serve call; the stages then scale with the ingress. Their
 ``user_config`` blocks move into the ingress's (``retrieval: {...}``, ``ranking: {...}``).
 
@@ -29,12 +30,47 @@ import logging
 import threading
 import time
 
+from ray import serve
+from ray.serve.exceptions import RayServeException
+
+from app.config import ServingSettings
 from app.serving.ranking import RankingCore
 from app.serving.retrieval import RetrievalCore
-from app.serving.stages import StageControls
+from app.serving.stages import StageControls, rank_grouped, retrieve_grouped
 from deployments.metrics import report_index_metrics
 
 log = logging.getLogger(__name__)
+
+
+def batched(serving: ServingSettings, fn):
+    """``fn`` (an async function of parallel lists, one per argument) behind Serve's own
+    batching (``serve.batch``) sized by ``serving.batch_max_size`` / ``batch_wait_ms``.
+
+    Wrapped per instance, so each stage object has its own queue (``@serve.batch`` on a class
+    method shares one queue, and the first caller's ``self``, across instances). Serve's
+    batching only runs inside a replica; elsewhere (the stages built in-process by a test or
+    script) each call is a batch of one.
+    """
+    queued = serve.batch(
+        max_batch_size=serving.batch_max_size,
+        batch_wait_timeout_s=serving.batch_wait_ms / 1000.0,
+    )(fn)
+
+    async def call(*args):
+        if _in_replica():
+            return await queued(*args)
+        (answer,) = await fn(*([a] for a in args))
+        return answer
+
+    return call
+
+
+def _in_replica() -> bool:
+    try:
+        serve.get_replica_context()
+    except RayServeException:
+        return False
+    return True
 
 
 class RemoteStages:
@@ -96,6 +132,9 @@ class LocalStages:
         self.canary: _CorePair | None = None  # while a canary runs
         self.retrieval_core = self.champion.retrieval
         self.ranking_core = self.champion.ranking
+        # Calls arriving together share one batched compute (Serve's batching, in-process).
+        self._retrieve_batched = batched(settings.serving, self._retrieve_many)
+        self._rank_batched = batched(settings.serving, self._rank_many)
         threading.Thread(
             target=report_index_metrics, args=(self.retrieval_core,), daemon=True
         ).start()
@@ -104,15 +143,27 @@ class LocalStages:
         return self.canary if arm == "canary" and self.canary is not None else self.champion
 
     def retrieve(self, user, context, arm: str, k: int):
-        pair = self._pair(arm)
-        return pair.retrieval_controls.run(
-            "retrieval", pair.retrieval.retrieve, user, context, arm, k
-        )
+        return self._retrieve(user, context, arm, k)
 
     def rank(self, user, context, candidates, arm: str):
-        pair = self._pair(arm)
-        return pair.ranking_controls.run(
-            "ranking", pair.ranking.rank, user, context, candidates, arm
+        return self._rank(user, context, candidates, arm)
+
+    async def _retrieve(self, user, context, arm: str, k: int):
+        await self._pair(arm).retrieval_controls.gate("retrieval")
+        return await self._retrieve_batched(user, context, arm, k)
+
+    async def _rank(self, user, context, candidates, arm: str):
+        await self._pair(arm).ranking_controls.gate("ranking")
+        return await self._rank_batched(user, context, candidates, arm)
+
+    async def _retrieve_many(self, users, contexts, arms, ks):
+        return await asyncio.to_thread(
+            retrieve_grouped, lambda arm: self._pair(arm).retrieval, users, contexts, arms, ks
+        )
+
+    async def _rank_many(self, users, contexts, candidates, arms):
+        return await asyncio.to_thread(
+            rank_grouped, lambda arm: self._pair(arm).ranking, users, contexts, candidates, arms
         )
 
     async def index_stats(self) -> dict:

@@ -5,12 +5,14 @@ Users go through ``app.models.features.encode_online_users`` and items through
 with, so a served model sees exactly the feature values it was trained on (a parity test pins
 the user side against ``app.features.offline.user_features`` on the same events).
 
-Shapes: user columns are [1, ...] (one request); item and ranking columns are [n, ...]
-for n candidates (see ``app.models.features`` for the column list).
+Shapes: user columns are [B, ...] (B requests; [1, ...] for one); item and ranking columns
+are [n, ...] for n candidates, summed over the requests of a batch (see
+``app.models.features`` for the column list).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -19,6 +21,7 @@ from app.features import definitions as fd
 from app.features.records import OnlineItemFeatures, UserFeatures
 from app.models.config import FeatureSettings
 from app.models.features import encode_items, encode_online_users, item_dense, type_match
+from app.serving.batching import repeat_rows
 from app.serving.catalogue import CatalogueColumns
 from app.serving.types import CandidateBatch, RequestContext
 
@@ -49,11 +52,20 @@ class ItemCounters:
 def user_columns(
     user: UserFeatures, context: RequestContext, cfg: FeatureSettings
 ) -> dict[str, np.ndarray]:
-    """u_* columns [1, ...] of one request's user; a cold-start user is described by the request
-    language."""
-    if not user.known and context.language:
-        user = replace(user, preferred_language=context.language)
-    return encode_online_users([user], cfg)
+    """u_* columns [1, ...] of one request's user (``users_columns`` of one)."""
+    return users_columns([user], [context], cfg)
+
+
+def users_columns(
+    users: Sequence[UserFeatures], contexts: Sequence[RequestContext], cfg: FeatureSettings
+) -> dict[str, np.ndarray]:
+    """u_* columns [B, ...] of B requests' users, one encode for all; a cold-start user is
+    described by its request's language."""
+    described = [
+        replace(u, preferred_language=c.language) if not u.known and c.language else u
+        for u, c in zip(users, contexts, strict=True)
+    ]
+    return encode_online_users(described, cfg)
 
 
 def item_columns(
@@ -88,10 +100,31 @@ def ranking_batch(
 ) -> dict[str, np.ndarray]:
     """The ranker's input for n candidates: user columns repeated, item columns, retrieval score,
     type match."""
-    n = len(candidates)
-    items = item_columns(candidates.items, counters, now_s, cfg)
-    batch = {name: np.repeat(values, n, axis=0) for name, values in user.items()}
-    batch.update(items)
-    batch["retrieval_score"] = np.asarray(candidates.scores, np.float32)
+    return ranking_batch_many(user, [candidates], counters, now_s, cfg)
+
+
+def ranking_batch_many(
+    users: dict[str, np.ndarray],
+    candidates: Sequence[CandidateBatch],
+    counters: ItemCounters,
+    now_s: float,
+    cfg: FeatureSettings,
+) -> dict[str, np.ndarray]:
+    """The ranker's input for B requests at once: [N = sum n_b, ...] rows, request b's n_b
+    candidates after request b-1's.
+
+    users: u_* columns [B, ...] (``users_columns``); counters: [N] in the same row order.
+    One item encode over all N rows (the hashing is vectorised over the batch).
+    """
+    lengths = [len(c) for c in candidates]
+    items = candidates[0].items
+    for c in candidates[1:]:
+        items = items.concat(c.items)
+    columns = item_columns(items, counters, now_s, cfg)
+    batch = repeat_rows(users, lengths)
+    batch.update(columns)
+    batch["retrieval_score"] = np.concatenate(
+        [np.asarray(c.scores, np.float32) for c in candidates]
+    )
     batch["type_match"] = type_match(batch["u_pref"], batch["i_type"])
     return batch

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -133,13 +134,32 @@ class LiveIndex:
 
     def search_any(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(positions, scores) of the top ``k`` over every type (items of no known type dropped)."""
-        query = np.ascontiguousarray(vector.reshape(1, -1), dtype=np.float32)
+        return self.search_any_many(vector.reshape(1, -1), [k])[0]
+
+    def search_any_many(
+        self, vectors: np.ndarray, ks: Sequence[int]
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``search_any`` for B queries ([B, dim]) in one FAISS search of ``max(ks)``, each
+        answer cut to its own ``ks[b]`` (best first, so the same top ``ks[b]``)."""
+        if len(ks) == 0:
+            return []
+        query = np.ascontiguousarray(vectors.reshape(len(ks), -1), dtype=np.float32)
         with self.lock:
-            d, i = self.index.search_positions(query, min(k, len(self.items)))
-            keep = i[0] >= 0
-            positions, scores = i[0][keep], d[0][keep]
-            typed = np.isin(self.items.content_types[positions], TYPES)
-        return positions[typed].astype(np.int64), scores[typed].astype(np.float32)
+            d, i = self.index.search_positions(query, min(max(ks), len(self.items)))
+            types = self.items.content_types
+            out = []
+            for row, k in enumerate(ks):
+                positions, scores = i[row, :k], d[row, :k]
+                keep = positions >= 0
+                positions, scores = positions[keep], scores[keep]
+                typed = np.isin(types[positions], TYPES)
+                out.append((positions[typed].astype(np.int64), scores[typed].astype(np.float32)))
+        return out
+
+    def positions_of(self, media_ids: Sequence[str]) -> np.ndarray:
+        """int64 index positions of the given items that are indexed (others left out)."""
+        positions = [self.index.position(m) for m in media_ids]
+        return np.asarray([p for p in positions if p is not None], np.int64)
 
     def add(self, items: CatalogueColumns) -> int:
         """Embed and add items not yet indexed (a re-published item keeps its position)."""

@@ -14,15 +14,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
+from itertools import chain
 
 import numpy as np
 
 from app.clock import clock_from_settings
 from app.config import FeedraySettings
 from app.features.records import UserFeatures
+from app.serving.batching import offsets_of, split_rows
 from app.serving.breaker import CircuitBreaker
 from app.serving.catalogue import CatalogueColumns
-from app.serving.encoding import ItemCounters, ranking_batch, user_columns
+from app.serving.encoding import ItemCounters, ranking_batch_many, users_columns
 from app.serving.model_refs import load_model, resolve_arms
 from app.serving.store import ServingStore
 from app.serving.types import CandidateBatch, RankedBatch, RequestContext
@@ -34,7 +37,7 @@ class RankingCore:
     def __init__(self, settings: FeedraySettings) -> None:
         import torch
 
-        torch.set_num_threads(1)
+        torch.set_num_threads(settings.serving.torch_threads)
         # A replica placed on a GPU node (num_gpus > 0) scores there; not exercised on CPU-only
         # hosts.
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -90,26 +93,42 @@ class RankingCore:
         self, user: UserFeatures, context: RequestContext, candidates: CandidateBatch, arm: str
     ) -> RankedBatch:
         """Value scores [n] of the candidates (same order), from the DLRM's three heads."""
+        return self.rank_batch([user], [context], [candidates], arm)[0]
+
+    def rank_batch(
+        self,
+        users: Sequence[UserFeatures],
+        contexts: Sequence[RequestContext],
+        candidates: Sequence[CandidateBatch],
+        arm: str,
+    ) -> list[RankedBatch]:
+        """Scores of B requests' candidates with ``arm``'s model: one Redis read of all their
+        counters, one DLRM forward over all N = sum n_b rows, split back per request."""
         import torch
 
         from app.models.features import to_tensors
 
         t0 = time.perf_counter()
         model, version = self.models.get(arm) or self.models["champion"]
+        offsets = offsets_of([len(c) for c in candidates])
+        total = int(offsets[-1])
         counters, found = None, None
         if self.breaker.allow():
             try:
-                counters, found = self.store.read_item_counters(candidates.items.media_ids)
+                counters, found = self.store.read_item_counters(
+                    list(chain.from_iterable(c.items.media_ids for c in candidates))
+                )
                 self.breaker.succeeded()
             except Exception as error:  # noqa: BLE001
                 log.warning("item feature read failed: %s", error)
                 self.breaker.failed()
         unavailable = counters is None
         if counters is None:
-            counters = ItemCounters.zeros(len(candidates))
+            counters = ItemCounters.zeros(total)
+            found = np.zeros(total, bool)
         cfg = model.features
-        batch = ranking_batch(
-            user_columns(user, context, cfg), candidates, counters, self.clock.time(), cfg
+        batch = ranking_batch_many(
+            users_columns(users, contexts, cfg), candidates, counters, self.clock.time(), cfg
         )
         with torch.inference_mode():
             scores = (
@@ -118,10 +137,17 @@ class RankingCore:
                 .numpy()
                 .astype(np.float32)
             )
-        return RankedBatch(
-            scores=scores,
-            model_version=f"{self.model_name}@{version}",
-            compute_ms=(time.perf_counter() - t0) * 1000.0,
-            feature_misses=len(candidates) if unavailable else int((~found).sum()),
-            features_unavailable=unavailable,
-        )
+        ms = (time.perf_counter() - t0) * 1000.0
+        return [
+            RankedBatch(
+                scores=part,
+                model_version=f"{self.model_name}@{version}",
+                compute_ms=ms,
+                feature_misses=len(part) if unavailable else int((~hit).sum()),
+                features_unavailable=unavailable,
+                batch_size=len(candidates),
+            )
+            for part, hit in zip(
+                split_rows(scores, offsets), split_rows(found, offsets), strict=True
+            )
+        ]

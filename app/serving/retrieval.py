@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from app.config import FeedraySettings
 from app.features.records import UserFeatures
 from app.serving.candidates import select_with_type_floor
 from app.serving.catalogue import CatalogueColumns
-from app.serving.encoding import user_columns
+from app.serving.encoding import users_columns
 from app.serving.live_index import TYPES, LiveIndex, build_live_index
 from app.serving.model_refs import load_logged_index, load_model, resolve_arms
 from app.serving.store import ServingStore
@@ -40,8 +41,8 @@ class RetrievalCore:
         import faiss
         import torch
 
-        faiss.omp_set_num_threads(1)
-        torch.set_num_threads(1)
+        faiss.omp_set_num_threads(settings.serving.faiss_threads)
+        torch.set_num_threads(settings.serving.torch_threads)
         self.settings = settings
         self.clock = clock_from_settings(settings)
         self.serving = settings.serving
@@ -226,51 +227,93 @@ class RetrievalCore:
         self, user: UserFeatures, context: RequestContext, arm: str, k: int
     ) -> CandidateBatch:
         """Top-k candidates for the user: [k] media with cosine scores and their attributes."""
+        return self.retrieve_batch([user], [context], arm, k)[0]
+
+    def retrieve_batch(
+        self,
+        users: Sequence[UserFeatures],
+        contexts: Sequence[RequestContext],
+        arm: str,
+        k: int,
+    ) -> list[CandidateBatch]:
+        """Top-k candidates for each of B requests on ``arm``'s index: one user-tower forward
+        over the B users ([B, dim]) and one FAISS search for every request without a content
+        type filter; then, per request and vectorised over its candidates, the recently
+        consumed items removed and the per-type floor applied."""
         import torch
 
         from app.models.features import USER_COLUMNS, to_tensors
 
         t0 = time.perf_counter()
         state = self.states.get(arm) or self.states["champion"]
-        columns = user_columns(user, context, state.model.features)
+        columns = users_columns(users, contexts, state.model.features)
         with torch.inference_mode():
-            vector = state.model.user(to_tensors({c: columns[c] for c in USER_COLUMNS})).numpy()[0]
-        exclude = set(user.recent_media_7d)
-        extra = len(exclude)
-        if context.content_type in TYPES:
-            positions, scores = state.search(vector, {context.content_type: k + extra})
-        else:
-            # One search over both types; a type left with too few candidates for the re-rank's
-            # diversity gets its own (selector-filtered) search.
-            positions, scores = state.search_any(vector, k + extra)
-            types = state.items.content_types[positions]
-            short = {
-                t: k // 2 + extra
-                for t in TYPES
-                if (types == t).sum() < self.serving.min_candidates_per_type
-            }
-            if short:
-                more, more_scores = state.search(vector, short)
-                fresh = ~np.isin(more, positions)
-                positions = np.concatenate([positions, more[fresh]])
-                scores = np.concatenate([scores, more_scores[fresh]])
-        ids = state.index.ids
-        keep = np.fromiter((ids[p] not in exclude for p in positions), bool, len(positions))
-        positions, scores = positions[keep], scores[keep]
-        order = select_with_type_floor(
-            scores,
-            state.items.content_types[positions],
-            k,
-            self.serving.min_candidates_per_type,
-            TYPES,
+            vectors = state.model.user(to_tensors({c: columns[c] for c in USER_COLUMNS})).numpy()
+        excluded = [state.positions_of(u.recent_media_7d) for u in users]
+        wants = [k + len(e) for e in excluded]
+        unfiltered = [b for b, c in enumerate(contexts) if c.content_type not in TYPES]
+        found = dict(
+            zip(
+                unfiltered,
+                state.search_any_many(vectors[unfiltered], [wants[b] for b in unfiltered]),
+                strict=True,
+            )
         )
-        positions, scores = positions[order], scores[order]
-        return CandidateBatch(
-            items=state.items.take(positions),
-            scores=scores.astype(np.float32),
-            model_version=f"{self.model_name}@{state.version}",
-            index_size=state.size,
-            compute_ms=(time.perf_counter() - t0) * 1000.0,
+        out = []
+        for b, context in enumerate(contexts):
+            if b in found:
+                positions, scores = self._with_type_floor(
+                    state, vectors[b], *found[b], k, excluded[b]
+                )
+            else:
+                positions, scores = state.search(vectors[b], {context.content_type: wants[b]})
+            keep = ~np.isin(positions, excluded[b])
+            positions, scores = positions[keep], scores[keep]
+            order = select_with_type_floor(
+                scores,
+                state.items.content_types[positions],
+                k,
+                self.serving.min_candidates_per_type,
+                TYPES,
+            )
+            out.append((positions[order], scores[order]))
+        ms = (time.perf_counter() - t0) * 1000.0
+        return [
+            CandidateBatch(
+                items=state.items.take(positions),
+                scores=scores.astype(np.float32),
+                model_version=f"{self.model_name}@{state.version}",
+                index_size=state.size,
+                compute_ms=ms,
+                batch_size=len(users),
+            )
+            for positions, scores in out
+        ]
+
+    def _with_type_floor(
+        self,
+        state: LiveIndex,
+        vector: np.ndarray,
+        positions: np.ndarray,
+        scores: np.ndarray,
+        k: int,
+        excluded: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A type left with too few candidates for the re-rank's diversity gets its own
+        (selector-filtered) search, appended to the unfiltered search's candidates."""
+        extra = len(excluded)
+        types = state.items.content_types[positions]
+        short = {
+            t: k // 2 + extra
+            for t in TYPES
+            if (types == t).sum() < self.serving.min_candidates_per_type
+        }
+        if not short:
+            return positions, scores
+        more, more_scores = state.search(vector, short)
+        fresh = ~np.isin(more, positions)
+        return np.concatenate([positions, more[fresh]]), np.concatenate(
+            [scores, more_scores[fresh]]
         )
 
     def stats(self) -> dict:

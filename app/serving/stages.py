@@ -10,11 +10,12 @@ in either placement.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from app.features.records import UserFeatures
+from app.serving.batching import run_grouped
 from app.serving.types import CandidateBatch, RankedBatch, RequestContext
 
 
@@ -68,10 +69,51 @@ class StageControls:
         self.fault = config.get("fault")
         self.delay_ms = float(config.get("delay_ms") or 0.0)
 
-    async def run(self, stage: str, fn, *args):
-        """``fn(*args)`` on a worker thread, after the configured delay / fault."""
+    async def gate(self, stage: str) -> None:
+        """The configured delay, then the injected fault (per request, before any batching)."""
         if self.delay_ms:
             await asyncio.sleep(self.delay_ms / 1000.0)
         if self.fault == "error":
             raise RuntimeError(f"{stage} fault injected")
+
+    async def run(self, stage: str, fn, *args):
+        """``fn(*args)`` on a worker thread, after the configured delay / fault."""
+        await self.gate(stage)
         return await asyncio.to_thread(fn, *args)
+
+
+def retrieve_grouped(
+    core_of: Callable[[str], Any],
+    users: Sequence[UserFeatures],
+    contexts: Sequence[RequestContext],
+    arms: Sequence[str],
+    ks: Sequence[int],
+) -> list[CandidateBatch]:
+    """A batch of retrieval calls (Serve's batching hands them over as parallel lists): one
+    ``retrieve_batch`` per (arm, k) on ``core_of(arm)``, answers in the calls' order."""
+    return run_grouped(
+        list(zip(arms, ks, strict=True)),
+        lambda key, rows: core_of(key[0]).retrieve_batch(
+            [users[r] for r in rows], [contexts[r] for r in rows], key[0], key[1]
+        ),
+    )
+
+
+def rank_grouped(
+    core_of: Callable[[str], Any],
+    users: Sequence[UserFeatures],
+    contexts: Sequence[RequestContext],
+    candidates: Sequence[CandidateBatch],
+    arms: Sequence[str],
+) -> list[RankedBatch]:
+    """A batch of ranking calls: one ``rank_batch`` (one DLRM forward) per arm on
+    ``core_of(arm)``, answers in the calls' order."""
+    return run_grouped(
+        list(arms),
+        lambda arm, rows: core_of(arm).rank_batch(
+            [users[r] for r in rows],
+            [contexts[r] for r in rows],
+            [candidates[r] for r in rows],
+            arm,
+        ),
+    )

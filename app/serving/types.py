@@ -32,7 +32,8 @@ class CandidateBatch:
     scores: npt.NDArray[np.float32]  # [n] retrieval scores, row for row
     model_version: str = ""
     index_size: int = 0
-    compute_ms: float = 0.0
+    compute_ms: float = 0.0  # the stage's compute for the batch this request was part of
+    batch_size: int = 1  # requests computed together (Serve batching)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -44,6 +45,7 @@ class RankedBatch:
 
     scores: npt.NDArray[np.float32]
     model_version: str = ""
-    compute_ms: float = 0.0
+    compute_ms: float = 0.0  # the stage's compute for the batch this request was part of
+    batch_size: int = 1  # requests computed together (Serve batching)
     feature_misses: int = 0  # candidates without online features (defaults used)
     features_unavailable: bool = False  # the item feature read failed as a whole

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.config import FeedraySettings
+from app.config import FeedraySettings, RaySettings
 from app.telemetry import TELEMETRY_OFF
 
 SETTINGS_FILE = "settings.json"
@@ -41,6 +41,27 @@ def write_settings_file(settings: FeedraySettings, run_dir: Path) -> Path:
     return path
 
 
+def serve_transport_env(ray: RaySettings) -> dict[str, str]:
+    """Serve's transport switches for a node's `ray start` (``RaySettings.serve_haproxy`` /
+    ``serve_throughput_optimized``); the same values on every node of a cluster."""
+    return {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1" if ray.serve_haproxy else "0",
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1" if ray.serve_throughput_optimized else "0",
+    }
+
+
+def haproxy_paths(folder: Path) -> dict[str, str]:
+    """Where Serve's HAProxy keeps its config, admin socket and server state: this stack's
+    own folder (Ray's default, /tmp/haproxy-serve, is shared by every Ray on the machine)."""
+    return {
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(folder / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(folder / "admin.sock"),
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(folder / "metrics.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(folder),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(folder / "server-state"),
+    }
+
+
 def head_environment(settings: FeedraySettings, settings_file: Path) -> dict[str, str]:
     """Variables set on ``ray start --head`` (over the caller's environment), inherited by every
     Ray process of the head: job drivers run ``python`` from the project's environment and find
@@ -50,6 +71,8 @@ def head_environment(settings: FeedraySettings, settings_file: Path) -> dict[str
         "FEEDRAY_CONFIG_FILE": str(settings_file),
         "FEEDRAY_STATE_DIR": str(settings.state_dir.expanduser().resolve()),
         "RAY_AUTH_MODE": settings.ray.auth_mode,
+        **serve_transport_env(settings.ray),
+        **haproxy_paths(settings.state_dir.expanduser().resolve() / "haproxy"),
         **TELEMETRY_OFF,
     }
     if sys.prefix != sys.base_prefix:

@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from app.config import RaySettings
+from app.stack.ray_env import serve_transport_env
+
 ROOT = Path(__file__).resolve().parents[2]
+# The Serve transport `feedray up` starts its head with: every manifest's nodes start the same.
+SERVE_TRANSPORT = serve_transport_env(RaySettings())
 
 
 def test_cluster_yaml_is_a_valid_launcher_config():
@@ -56,6 +61,10 @@ def test_serve_config_and_rayservice_carry_the_same_application():
     assert set(_stages(local)) == set(_stages(kube))
     for config in (local, kube):  # no canary running, and none of its replicas
         stages = _stages(config)
+        ingress = stages["Ingress"]  # admission: a bounded queue, shed with 503 + Retry-After
+        assert ingress["max_queued_requests"] > 0 and ingress["max_ongoing_requests"] > 0
+        assert ingress["backpressure_config"]["status_code"] == 503
+        assert ingress["backpressure_config"]["retry_after_s"] >= 1
         assert stages["Ingress"]["user_config"]["canary_share"] == 0.0
         for name in ("CanaryRetrieval", "CanaryRanking"):
             scaling = stages[name]["autoscaling_config"]
@@ -144,6 +153,7 @@ def test_cluster_nodes_start_ray_in_the_project_environment(node_kind: str, tmp_
     assert env["PATH"].split(":")[0] == f"{tmp_path}/venv/bin"
     assert env["VIRTUAL_ENV"] == f"{tmp_path}/venv"
     assert {k: env.get(k) for k in TELEMETRY_OFF} == TELEMETRY_OFF
+    assert {k: env.get(k) for k in SERVE_TRANSPORT} == SERVE_TRANSPORT
     assert "FEEDRAY_CONFIG_FILE" not in env  # no feedray.yaml in the project: defaults
     (tmp_path / "feedray").mkdir()
     (tmp_path / "feedray" / "feedray.yaml").write_text("{}\n")
@@ -153,7 +163,7 @@ def test_cluster_nodes_start_ray_in_the_project_environment(node_kind: str, tmp_
     assert f"FEEDRAY_CONFIG_FILE={tmp_path}/feedray/feedray.yaml" in shown.stdout.splitlines()
 
 
-def test_rayservice_containers_run_with_telemetry_off():
+def test_rayservice_containers_run_with_telemetry_off_and_the_serve_transport():
     from app.telemetry import TELEMETRY_OFF
 
     manifest = yaml.safe_load((ROOT / "k8s" / "rayservice.yaml").read_text())
@@ -163,4 +173,5 @@ def test_rayservice_containers_run_with_telemetry_off():
         for container in group["template"]["spec"]["containers"]:
             env = {e["name"]: e["value"] for e in container["env"]}
             assert {k: env.get(k) for k in TELEMETRY_OFF} == TELEMETRY_OFF, container["name"]
+            assert {k: env.get(k) for k in SERVE_TRANSPORT} == SERVE_TRANSPORT, container["name"]
     assert len(groups) == 3

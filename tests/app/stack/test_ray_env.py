@@ -26,6 +26,10 @@ def test_head_environment_leads_with_the_project_interpreter(tmp_path: Path):
     assert env["FEEDRAY_STATE_DIR"] == str((tmp_path / "state").resolve())
     assert env["RAY_AUTH_MODE"] == "token"
     assert {k: env[k] for k in TELEMETRY_OFF} == TELEMETRY_OFF
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+    haproxy = (tmp_path / "state" / "haproxy").resolve()
+    assert env["RAY_SERVE_HAPROXY_SOCKET_PATH"] == str(haproxy / "admin.sock")
+    assert env["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"] == str(haproxy / "haproxy.cfg")
     if sys.prefix != sys.base_prefix:
         assert env["VIRTUAL_ENV"] == sys.prefix
 
@@ -74,3 +78,13 @@ def test_status_names_the_dashboard_and_the_token_command(monkeypatch: pytest.Mo
         f"ray dashboard http://127.0.0.1:{dashboard_port} (no authentication)"
     )
     assert dashboard_access(FeedraySettings()).token_command is None
+
+
+def test_serve_transport_follows_the_ray_settings():
+    from app.config import RaySettings
+    from app.stack.ray_env import serve_transport_env
+
+    assert serve_transport_env(RaySettings(serve_haproxy=False)) == {
+        "RAY_SERVE_ENABLE_HA_PROXY": "0",
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    }
