@@ -49,7 +49,9 @@ class RayHead(Component):
         return (
             port_open(self.host, ray.port)
             and http_ok(f"{ray.dashboard_url}/api/version", headers=headers)
-            and http_ok(f"http://{self.host}:{ray.dashboard_agent_port}/api/healthz", headers=headers)
+            and http_ok(
+                f"http://{self.host}:{ray.dashboard_agent_port}/api/healthz", headers=headers
+            )
         )
 
     def launch(self) -> PidRecord:
