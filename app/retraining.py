@@ -3,8 +3,9 @@
 ``train.pipeline`` builds a pair of versions (a two-tower with its FAISS index, and the
 ranker trained on that two-tower's scores); only when every step succeeded are both aliased
 ``challenger`` and passed, as one ``NewVersions``, to the ``Handoff`` callable that
-``settings.pipeline.handoff`` names (``module:function``). The default prints the versions
-and the ``feedray canary start`` command; it starts no canary.
+``settings.pipeline.handoff`` names: ``print`` (the default) prints the versions and the
+``feedray canary run`` command and starts no canary; ``canary`` runs that command (the canary
+loop: start, window, evaluation, audit, promotion or rollback); any ``module:function`` too.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ class PipelineSettings(BaseModel):
     """Scheduled retraining (``feedray pipeline run|schedule``). ``FeedraySettings.pipeline``."""
 
     interval_s: float = Field(86_400.0, gt=0)  # cadence of `feedray pipeline schedule` (daily)
-    # Called with a finished run's versions; the default prints the canary start command.
-    handoff: str = "train.pipeline:print_handoff"
+    # Called with a finished run's versions: "print" (the `feedray canary run` command),
+    # "canary" (runs it) or a module:function.
+    handoff: str = "print"
     experiment: str = "feedray-pipeline"  # MLflow experiment of the pipeline's own runs
 
 

@@ -169,6 +169,10 @@ class Exposure(WireModel):
     items: list[ExposedItem]
     served_at: AwareDatetime
     degraded: list[str] = Field(default_factory=list)
+    # The feed's end-to-end latency as the ingress measured it (``timings_ms.total``) and the
+    # experiment whose arm hash picked ``arm``. Absent in exposures logged before they existed.
+    latency_ms: float | None = Field(None, ge=0.0)
+    experiment: str | None = Field(None, min_length=1, max_length=200)
 
 
 class InvalidEvent(ValueError):

@@ -40,6 +40,8 @@ EXPOSURE_SCHEMA = pa.schema(
         ("feed_items", pa.int32()),  # items in the whole feed (0: an empty feed)
         ("degraded", pa.list_(pa.string())),  # the feed's degradations (empty: none)
         ("model_versions", pa.map_(pa.string(), pa.string())),  # model name -> version
+        ("latency_ms", pa.float64()),  # the feed's total latency (null before it was logged)
+        ("experiment", pa.string()),  # the arm hash's experiment (null before it was logged)
         ("kafka_topic", pa.string()),
         ("kafka_partition", pa.int32()),
         ("kafka_offset", pa.int64()),

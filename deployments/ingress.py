@@ -431,6 +431,8 @@ class Ingress:
                 ],
                 served_at=self.clock.now(),
                 degraded=response.degraded,
+                latency_ms=response.timings_ms.total,
+                experiment=self.canary.experiment,
             )
             self.exposures.log(exposure)
         except Exception:

@@ -15,7 +15,9 @@ Steps (``train.chain``: in order, the first failure stops the chain):
 5. ``index``: ``train.index`` logs the FAISS index of the new two-tower version beside it;
 6. ``challenger``: both versions get the ``challenger`` alias (``champion`` too for a model
    that has none yet), only now that every step before succeeded;
-7. ``handoff``: the ``Handoff`` gets the ``NewVersions`` (default ``print_handoff``: prints them).
+7. ``handoff``: the ``Handoff`` gets the ``NewVersions``: ``print`` (default, ``print_handoff``)
+   prints the ``feedray canary run`` command; ``canary`` (``canary_handoff``) runs it, so
+   the new pair is canaried, evaluated and promoted or rolled back.
 
 A step that fails before ``challenger`` leaves every alias as it was (a failed hand-off
 leaves the complete pair as challenger, not in a canary). Versions registered before the
@@ -67,22 +69,54 @@ def last_started(settings: FeedraySettings) -> datetime | None:
     return max(starts, default=None)
 
 
+def canary_argv(versions: NewVersions) -> list[str]:
+    """``feedray canary run`` on the pair: the canary loop with the configured share/window."""
+    return [
+        "canary", "run",
+        "--retrieval-version", str(versions.retrieval_version),
+        "--ranking-version", str(versions.ranking_version),
+    ]  # fmt: skip
+
+
 def print_handoff(versions: NewVersions) -> dict[str, Any]:
-    """The default hand-off: print the versions and the command that starts their canary."""
-    command = f"feedray canary start --model-version {versions.retrieval_version}"
+    """The default hand-off: print the versions and the command that runs their canary."""
+    command = " ".join(["feedray", *canary_argv(versions)])
     typer.echo(
         f"pipeline {versions.pipeline_run}: challenger {versions.retrieval_model} "
         f"v{versions.retrieval_version} + {versions.ranking_model} v{versions.ranking_version}"
-        f"; start their canary with: {command}"
+        f"; run their canary with: {command}"
     )
     return {"command": command}
 
 
+def canary_handoff(versions: NewVersions) -> dict[str, Any]:
+    """Run ``feedray canary run`` on the pair (a child process, on the settings of this one)
+    until it promotes, rolls back or aborts; its JSON summary goes in the record. A canary
+    run that fails raises, so the pipeline records the hand-off step as failed."""
+    import subprocess
+
+    from app.stack.live import feedray_argv
+
+    argv = feedray_argv(*canary_argv(versions))
+    done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-5:])
+        raise RuntimeError(f"`feedray {' '.join(argv[1:])}` exited {done.returncode}: {tail}")
+    return {
+        "command": " ".join(["feedray", *canary_argv(versions)]),
+        "canary": json.loads(done.stdout),
+    }
+
+
+# ``pipeline.handoff`` may name a hand-off by these short names instead of module:function.
+HANDOFFS = {"print": "train.pipeline:print_handoff", "canary": "train.pipeline:canary_handoff"}
+
+
 def load_handoff(spec: str) -> Handoff:
-    """The callable ``module:function`` names."""
-    module, _, name = spec.partition(":")
+    """The callable ``spec`` names: ``print``, ``canary`` or any ``module:function``."""
+    module, _, name = HANDOFFS.get(spec, spec).partition(":")
     if not module or not name:
-        raise ValueError(f"hand-off {spec!r} must be module:function")
+        raise ValueError(f"hand-off {spec!r} must be print, canary or module:function")
     return getattr(importlib.import_module(module), name)
 
 
@@ -336,7 +370,9 @@ app = typer.Typer(
 
 HandoffOption = Annotated[
     str | None,
-    typer.Option(help="module:function given the new versions (pipeline.handoff)."),
+    typer.Option(
+        help="print, canary or module:function: given the new versions (pipeline.handoff)."
+    ),
 ]
 
 

@@ -100,7 +100,12 @@ class CanaryRunResult:
     verdict: Any = None  # whatever the evaluator returned
 
     def summary(self) -> dict:
+        """The outcome as JSON-ready values, with the evaluator's ``gate_decision``,
+        ``audit_passed``, ``report`` and ``mlflow_run_id`` where its verdict has them."""
         out = {"outcome": self.outcome, "decision": self.decision, "abort": self.abort}
+        for key in ("gate_decision", "audit_passed", "report", "mlflow_run_id"):
+            if hasattr(self.verdict, key):
+                out[key] = getattr(self.verdict, key)
         return out | {"run": asdict(self.run)}
 
 

@@ -10,9 +10,10 @@ verdict (``gate.with_audit``: a failed audit rejects whatever the metrics say) -
 
 The start defaults to the experiment's start as the data shows it: the first canary-arm
 exposure after the experiment's last final decision (promote / reject; within ``LOOKBACK``),
-so hourly looks that end ``undecided`` keep the window's start. Exposures
-carry no experiment name, so the window, not the name, selects the data; the caller that
-started the canary (``canary run``) passes its own start time.
+so hourly looks that end ``undecided`` keep the window's start. The window and the
+experiment's name select the data (exposures logged before they carried the name count for
+any experiment); the caller that started the canary (``canary run``) passes its own start
+time. The latency guardrail reads each feed's logged latency (``metrics.feed_latencies``).
 
 ``audit_exposures`` is also ``feedray audit bias``: the attributes the store knows decide
 which user groups and item dimensions are tested; the others are listed as skipped.
@@ -89,7 +90,7 @@ def default_window(
         ]
         if final:  # a promotion or a rejection ended the previous run of this experiment
             after = max(after, final[-1])
-        start = offline.first_exposure(settings, "canary", after, before)
+        start = offline.first_exposure(settings, "canary", after, before, experiment)
         if start is None:
             raise NoExperimentData(
                 f"no canary exposure in the offline store between {after:%Y-%m-%d %H:%M} and "
@@ -183,7 +184,7 @@ def evaluate_experiment(
     cfg = settings.experiments
     experiment = experiment or cfg.experiment_name
     start, end = default_window(settings, experiment, start, end)
-    exposures = offline.read_exposures(settings, start, end)
+    exposures = offline.read_exposures(settings, start, end, experiment)
     if exposures.empty or not (exposures["arm"] == "canary").any():
         raise NoExperimentData(f"no canary exposure in [{start.isoformat()}, {end.isoformat()})")
     events = offline.read_events(settings, start, end)
@@ -291,7 +292,7 @@ def audit_experiment(
     returns (audit, report path, MLflow run id)."""
     experiment = experiment or settings.experiments.experiment_name
     start, end = default_window(settings, experiment, start, end)
-    exposures = offline.read_exposures(settings, start, end)
+    exposures = offline.read_exposures(settings, start, end, experiment)
     arms = set(exposures["arm"]) if len(exposures) else set()
     candidate = "canary" if reference == "champion" else "champion"
     if not {reference, candidate} <= arms:

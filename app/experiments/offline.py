@@ -94,17 +94,29 @@ def read_window(
     return dataset.to_table(columns=columns, filter=condition)
 
 
-def read_exposures(settings: FeedraySettings, start: datetime, end: datetime) -> pd.DataFrame:
-    """The exposures frame of ``metrics`` for ``[start, end)``, plus ``position`` and
-    ``model_versions`` (a JSON-free ``{name: version}`` per row)."""
+def of_experiment(experiment: str | None) -> pc.Expression | None:
+    """Rows of ``experiment`` (None: every row); rows without an experiment name (logged
+    before exposures carried it) count for any experiment."""
+    if experiment is None:
+        return None
+    return pc.field("experiment").is_null() | (pc.field("experiment") == experiment)
+
+
+def read_exposures(
+    settings: FeedraySettings, start: datetime, end: datetime, experiment: str | None = None
+) -> pd.DataFrame:
+    """The exposures frame of ``metrics`` for ``[start, end)`` (of ``experiment`` only, when
+    named: ``of_experiment``), plus ``position``, ``model_versions`` (a JSON-free
+    ``{name: version}`` per row), the feed's ``latency_ms`` and ``experiment``."""
     columns = ["request_id", "user_id", "arm", "media_id", "position", "served_at"]
     table = read_window(
         exposures_root(settings),
         "served_at",
         start,
         end,
-        [*columns, "degraded", "model_versions"],
+        [*columns, "degraded", "model_versions", "latency_ms", "experiment"],
         EXPOSURE_SCHEMA,
+        where=of_experiment(experiment),
     )
     if table is None or table.num_rows == 0:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in [*columns, "degraded"]})
@@ -123,9 +135,15 @@ def read_events(settings: FeedraySettings, start: datetime, end: datetime) -> pd
 
 
 def first_exposure(
-    settings: FeedraySettings, arm: str, after: datetime, before: datetime
+    settings: FeedraySettings,
+    arm: str,
+    after: datetime,
+    before: datetime,
+    experiment: str | None = None,
 ) -> datetime | None:
-    """When ``arm`` was first served in ``[after, before)``, or None."""
+    """When ``arm`` was first served in ``[after, before)`` (in ``experiment``, when named),
+    or None."""
+    named = of_experiment(experiment)
     table = read_window(
         exposures_root(settings),
         "served_at",
@@ -133,7 +151,7 @@ def first_exposure(
         before,
         ["served_at"],
         EXPOSURE_SCHEMA,
-        where=pc.field("arm") == arm,
+        where=(pc.field("arm") == arm) if named is None else (pc.field("arm") == arm) & named,
     )
     if table is None or table.num_rows == 0:
         return None

@@ -94,6 +94,8 @@ def decode_exposures(batch: pa.Table) -> tuple[pa.Table, dict[str, int], np.ndar
             cols["feed_items"].append(len(exposure.items))
             cols["degraded"].append(list(exposure.degraded))
             cols["model_versions"].append(versions)
+            cols["latency_ms"].append(exposure.latency_ms)
+            cols["experiment"].append(exposure.experiment)
             source.append(i)
     schema = pa.schema([EXPOSURE_SCHEMA.field(n) for n in DECODED])
     table = pa.table({n: pa.array(cols[n], schema.field(n).type) for n in DECODED}, schema=schema)

@@ -225,7 +225,15 @@ def test_exposures_land_exactly_once_and_malformed_ones_are_dead_lettered(
         ),
         "empty": None,
     }
-    good = traffic.exposures + [(b"u0", orjson.dumps(empty_feed))]
+    # an exposure as logged before exposures carried the latency and the experiment name
+    old_format = {
+        k: v for k, v in orjson.loads(traffic.exposures[3][1]).items()
+        if k not in ("latency_ms", "experiment")
+    } | {"request_id": "old-format"}  # fmt: skip
+    good = traffic.exposures + [
+        (b"u0", orjson.dumps(empty_feed)),
+        (b"u0", orjson.dumps(old_format)),
+    ]
     messages = good[:50] + [(b"u0", v) for v in bad.values()] + good[50:]
     produce(settings, messages, settings.kafka.topics.exposures)
 
@@ -250,6 +258,10 @@ def test_exposures_land_exactly_once_and_malformed_ones_are_dead_lettered(
     first_feed = frame[frame["request_id"] == feeds[0]["request_id"]].sort_values("position")
     assert first_feed["media_id"].tolist() == [i["media_id"] for i in feeds[0]["items"]]
     assert dict(first_feed["model_versions"].iloc[0]) == feeds[0]["model_versions"]
+    assert (first_feed["latency_ms"] == feeds[0]["latency_ms"]).all()
+    assert (first_feed["experiment"] == "ingest").all()
+    old = frame[frame["request_id"] == "old-format"]
+    assert len(old) > 0 and old["latency_ms"].isna().all() and old["experiment"].isna().all()
 
     letters = _read_topic(settings, settings.kafka.topics.dead_letter, len(bad))
     assert len(letters) == len(bad)

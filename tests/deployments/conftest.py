@@ -215,3 +215,21 @@ def serving(ray_local, broker_stack, tmp_path_factory) -> Iterator[Serving]:
     finally:
         serve.shutdown()
         redis_stack.down(purge=True)
+
+
+@pytest.fixture(scope="module")
+def ops(serving):
+    """The canary operations on the module's service; afterwards champion v1 of both models,
+    no challenger, the champion's stages redeployed on ``alias:champion`` (for the next module)."""
+    from app import registry
+    from deployments.canary import ServeCanary
+
+    canary = ServeCanary(serving.settings, wait_s=300)
+    yield canary
+    if canary.status()["state"] != "idle":
+        canary.rollback("test teardown")
+    uri, ms = registry.tracking_uri(serving.settings), serving.settings.models
+    for name in (ms.retrieval_model_name, ms.ranking_model_name):
+        registry.set_alias(uri, name, registry.CHAMPION, 1)
+        registry.delete_alias(uri, name, registry.CHALLENGER)
+    serving.redeploy(serving.config)  # the champion's stages back on alias:champion (v1)

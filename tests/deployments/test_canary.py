@@ -4,7 +4,6 @@ under load. Leaves the service as it found it (champion v1, no canary) for test_
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 
@@ -13,81 +12,9 @@ import pytest
 from app.experiments.assignment import assign_arm
 from app.experiments.canary import CanaryVersions
 from app.serving import degrade
+from tests.deployments.feeds import USERS, Load, feeds_of, ref, set_stage
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-USERS = [f"u{i}" for i in range(600)]
-
-
-@pytest.fixture(scope="module")
-def ops(serving):
-    from app import registry
-    from deployments.canary import ServeCanary
-
-    canary = ServeCanary(serving.settings, wait_s=300)
-    yield canary
-    if canary.status()["state"] != "idle":
-        canary.rollback("test teardown")
-    uri, ms = registry.tracking_uri(serving.settings), serving.settings.models
-    for name in (ms.retrieval_model_name, ms.ranking_model_name):
-        registry.set_alias(uri, name, registry.CHAMPION, 1)
-        registry.delete_alias(uri, name, registry.CHALLENGER)
-    serving.redeploy(serving.config)  # the champion's stages back on alias:champion (v1)
-
-
-def _ref(serving, stage: str, version: int | str) -> str:
-    ms = serving.settings.models
-    name = ms.retrieval_model_name if stage == "retrieval" else ms.ranking_model_name
-    return f"{name}@{version}"
-
-
-def _feeds(serving, users) -> list[tuple[str, int, dict]]:
-    out = []
-    for user in users:
-        r = serving.get("/api/v1/content/feed", user_id=user, limit=5)
-        out.append((user, r.status_code, r.json() if r.status_code == 200 else {}))
-    return out
-
-
-def _set_stage(name: str, **user_config) -> None:
-    from deployments.canary import live_config, stage_config
-    from deployments.deploy import deploy
-
-    config = live_config()
-    stage_config(config, name).update(user_config)
-    deploy(config, wait_s=180)
-
-
-class Load:
-    """``threads`` clients requesting feeds in a loop; every (status, body) is kept."""
-
-    def __init__(self, serving, threads: int = 3) -> None:
-        self.serving, self.threads = serving, threads
-        self.results: list[tuple[int, dict]] = []
-        self.stop = threading.Event()
-        self.workers = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
-
-    def _run(self, offset: int) -> None:
-        k = offset
-        while not self.stop.is_set():
-            try:
-                r = self.serving.get("/api/v1/content/feed", user_id=USERS[k % 600], limit=5)
-                self.results.append((r.status_code, r.json() if r.status_code == 200 else {}))
-            except Exception as error:  # noqa: BLE001 - a refused connection is a failure too
-                self.results.append((0, {"error": repr(error)}))
-            k += self.threads
-
-    def __enter__(self) -> Load:
-        for worker in self.workers:
-            worker.start()
-        time.sleep(1.0)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        time.sleep(1.0)
-        self.stop.set()
-        for worker in self.workers:
-            worker.join()
 
 
 def test_canary_users_are_served_by_the_canary_replicas(serving, ops):
@@ -95,7 +22,7 @@ def test_canary_users_are_served_by_the_canary_replicas(serving, ops):
 
     started = ops.start(CanaryVersions("2", "3"), share=0.5, experiment="t-canary-start")
     assert started["champion"] == {"retrieval": "1", "ranking": "1"}
-    feeds = _feeds(serving, USERS[:80])
+    feeds = feeds_of(serving, USERS[:80])
     assert all(code == 200 for _, code, _ in feeds)
     arms = Counter(body["arm"] for _, _, body in feeds)
     assert arms["canary"] > 10 and arms["champion"] > 10, arms
@@ -105,18 +32,18 @@ def test_canary_users_are_served_by_the_canary_replicas(serving, ops):
         assert body["degraded"] == [], body["degraded"]
         version = ("2", "3") if body["arm"] == "canary" else ("1", "1")
         assert body["model_versions"] == {
-            "retrieval": _ref(serving, "retrieval", version[0]),
-            "ranking": _ref(serving, "ranking", version[1]),
+            "retrieval": ref(serving, "retrieval", version[0]),
+            "ranking": ref(serving, "ranking", version[1]),
         }
-    again = _feeds(serving, USERS[:80])
+    again = feeds_of(serving, USERS[:80])
     assert [b["arm"] for _, _, b in again] == [b["arm"] for _, _, b in feeds]
 
     info = {
         name: serve.get_deployment_handle(name, app_name="feedray").replica_info.remote().result()
         for name in ("Retrieval", "Ranking", "CanaryRetrieval", "CanaryRanking")
     }
-    assert info["CanaryRetrieval"]["refs"] == {"canary": _ref(serving, "retrieval", 2)}
-    assert info["CanaryRanking"]["refs"] == {"canary": _ref(serving, "ranking", 3)}
+    assert info["CanaryRetrieval"]["refs"] == {"canary": ref(serving, "retrieval", 2)}
+    assert info["CanaryRanking"]["refs"] == {"canary": ref(serving, "ranking", 3)}
     refs = info["Ranking"]["refs"]  # the champion's replicas hold no canary version
     assert refs.get("canary", refs["champion"]) == refs["champion"]
     assert info["CanaryRanking"]["pid"] not in {info["Ranking"]["pid"], info["Retrieval"]["pid"]}
@@ -135,15 +62,15 @@ def test_failing_canary_is_aborted_and_its_users_see_no_error(serving, ops):
     from app import registry
 
     assert ops.status()["state"] == "running"
-    _set_stage("CanaryRanking", fault="error")
+    set_stage("CanaryRanking", fault="error")
     try:
         canary_users = [u for u in USERS if assign_arm(u, 0.5, "t-canary-start") == "canary"]
         champion_users = [u for u in USERS if u not in set(canary_users)][:20]
-        feeds = _feeds(serving, canary_users[:40])
+        feeds = feeds_of(serving, canary_users[:40])
         assert all(code == 200 for _, code, _ in feeds)
         champion_v1 = {
-            "retrieval": _ref(serving, "retrieval", 1),
-            "ranking": _ref(serving, "ranking", 1),
+            "retrieval": ref(serving, "retrieval", 1),
+            "ranking": ref(serving, "ranking", 1),
         }
         for _, _, body in feeds:  # answered by the champion's stages, a full feed
             assert body["model_versions"] == champion_v1 and len(body["items"]) == 5
@@ -154,7 +81,7 @@ def test_failing_canary_is_aborted_and_its_users_see_no_error(serving, ops):
         seen = [(b["arm"], b["degraded"]) for _, _, b in feeds]
         assert all(arm == "canary" and "canary_fallback" in d for arm, d in seen[:n]), seen
         assert all(arm == "champion" and not d for arm, d in seen[n:]), seen
-        for _, code, body in _feeds(serving, champion_users):
+        for _, code, body in feeds_of(serving, champion_users):
             assert code == 200 and body["arm"] == "champion" and body["degraded"] == []
 
         time.sleep(2 * serving.settings.experiments.canary.sync_interval_s)
@@ -168,7 +95,7 @@ def test_failing_canary_is_aborted_and_its_users_see_no_error(serving, ops):
         tagged = registry.get_version(uri, ms.ranking_model_name, registry.CHALLENGER)
         assert "error_rate" in tagged.tags["canary_abort"]
     finally:
-        _set_stage("CanaryRanking", fault=None)
+        set_stage("CanaryRanking", fault=None)
         ops.rollback("guardrail")
     assert ops.status()["state"] == "idle"
 
@@ -204,8 +131,8 @@ def test_promotion_under_load_moves_the_champion_in_place(serving, ops):
     assert Counter(b["arm"] for _, b in load.results)["canary"] > 0
     after = handle.replica_info.remote().result()
     assert (after["pid"], after["started_at"]) == (before["pid"], before["started_at"])
-    v2 = {"retrieval": _ref(serving, "retrieval", 2), "ranking": _ref(serving, "ranking", 2)}
-    for _, _, body in _feeds(serving, USERS[:20]):
+    v2 = {"retrieval": ref(serving, "retrieval", 2), "ranking": ref(serving, "ranking", 2)}
+    for _, _, body in feeds_of(serving, USERS[:20]):
         assert body["arm"] == "champion" and body["model_versions"] == v2
     uri, ms = registry.tracking_uri(serving.settings), serving.settings.models
     for name in (ms.retrieval_model_name, ms.ranking_model_name):
@@ -225,9 +152,9 @@ def test_rollback_under_load_leaves_the_champion_untouched(serving, ops):
         ops.rollback("test")
     _check_load(load.results)
     served = Counter(b["model_versions"]["ranking"] for _, b in load.results)
-    assert served[_ref(serving, "ranking", 3)] > 0 and served[_ref(serving, "ranking", 2)] > 0
-    v2 = {"retrieval": _ref(serving, "retrieval", 2), "ranking": _ref(serving, "ranking", 2)}
-    for _, _, body in _feeds(serving, USERS[:20]):
+    assert served[ref(serving, "ranking", 3)] > 0 and served[ref(serving, "ranking", 2)] > 0
+    v2 = {"retrieval": ref(serving, "retrieval", 2), "ranking": ref(serving, "ranking", 2)}
+    for _, _, body in feeds_of(serving, USERS[:20]):
         assert body["arm"] == "champion" and body["model_versions"] == v2
     uri, ms = registry.tracking_uri(serving.settings), serving.settings.models
     for name in (ms.retrieval_model_name, ms.ranking_model_name):
@@ -249,10 +176,10 @@ def test_local_stages_hold_the_canary_cores_only_while_it_runs(serving):
 
     stages = LocalStages(serving.settings)
     config = {
-        "retrieval": {"models": {"champion": _ref(serving, "retrieval", 1)}},
-        "ranking": {"models": {"champion": _ref(serving, "ranking", 1)}},
-        "canary_retrieval": {"models": {"canary": _ref(serving, "retrieval", 2)}},
-        "canary_ranking": {"models": {"canary": _ref(serving, "ranking", 3)}, "fault": "error"},
+        "retrieval": {"models": {"champion": ref(serving, "retrieval", 1)}},
+        "ranking": {"models": {"champion": ref(serving, "ranking", 1)}},
+        "canary_retrieval": {"models": {"canary": ref(serving, "retrieval", 2)}},
+        "canary_ranking": {"models": {"canary": ref(serving, "ranking", 3)}, "fault": "error"},
     }
 
     async def feed(arm: str):
@@ -264,18 +191,18 @@ def test_local_stages_hold_the_canary_cores_only_while_it_runs(serving):
         await stages.reconfigure({**config, "canary_share": 0.0})
         assert stages.canary is None
         candidates, _ = await feed("canary")  # no canary: the champion's cores answer
-        assert candidates.model_version == _ref(serving, "retrieval", 1)
+        assert candidates.model_version == ref(serving, "retrieval", 1)
         await stages.reconfigure({**config, "canary_share": 0.2})
         assert stages.canary is not None and stages.canary.retrieval is not stages.retrieval_core
         candidates, ranked = await feed("champion")
-        assert ranked.model_version == _ref(serving, "ranking", 1)
+        assert ranked.model_version == ref(serving, "ranking", 1)
         with pytest.raises(RuntimeError, match="ranking fault injected"):
             await feed("canary")
         config["canary_ranking"]["fault"] = None
         await stages.reconfigure({**config, "canary_share": 0.2})
         candidates, ranked = await feed("canary")
-        assert candidates.model_version == _ref(serving, "retrieval", 2)
-        assert ranked.model_version == _ref(serving, "ranking", 3)
+        assert candidates.model_version == ref(serving, "retrieval", 2)
+        assert ranked.model_version == ref(serving, "ranking", 3)
         await stages.reconfigure({**config, "canary_share": 0.0})
         assert stages.canary is None
 
@@ -292,7 +219,7 @@ def test_canary_run_rolls_back_an_aborted_canary_before_the_window_ends(serving,
     from app.experiments.canary import run_canary
     from tests.conftest import TEST_AT
 
-    _set_stage("CanaryRanking", fault="error")  # idle: no replica yet, the fault waits for it
+    set_stage("CanaryRanking", fault="error")  # idle: no replica yet, the fault waits for it
     clock = SimulatedClock(TEST_AT, anchor_s=0.0, rate=0.0)
 
     def sleep(seconds: float) -> None:  # one simulated hour per real second of traffic
@@ -308,7 +235,7 @@ def test_canary_run_rolls_back_an_aborted_canary_before_the_window_ends(serving,
                 clock=clock, sleep=sleep,
             )  # fmt: skip
     finally:
-        _set_stage("CanaryRanking", fault=None)
+        set_stage("CanaryRanking", fault=None)
     assert result.outcome == "aborted" and not evaluated
     assert result.abort["guardrail"] == "error_rate"
     assert result.run.ended_at - result.run.started_at < 48 * 3600.0

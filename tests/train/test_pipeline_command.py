@@ -30,18 +30,36 @@ def _record(status: str) -> ChainRecord:
     )
 
 
-def test_load_handoff_resolves_module_function() -> None:
+def test_load_handoff_resolves_short_names_and_module_function() -> None:
     assert pipeline.load_handoff("train.pipeline:print_handoff") is pipeline.print_handoff
+    assert pipeline.load_handoff("print") is pipeline.print_handoff
+    assert pipeline.load_handoff("canary") is pipeline.canary_handoff
+    assert FeedraySettings().pipeline.handoff == "print"
     with pytest.raises(ValueError, match="module:function"):
         pipeline.load_handoff("train.pipeline")
 
 
-def test_print_handoff_names_the_versions_and_the_canary_command(capsys) -> None:
+def test_print_handoff_names_the_versions_and_the_canary_run_command(capsys) -> None:
     out = pipeline.print_handoff(NewVersions("tower", 7, "ranker", 5, "r1"))
     printed = capsys.readouterr().out
     assert "tower v7" in printed and "ranker v5" in printed
-    assert out == {"command": "feedray canary start --model-version 7"}
+    assert out == {"command": "feedray canary run --retrieval-version 7 --ranking-version 5"}
     assert out["command"] in printed
+
+
+def test_canary_handoff_fails_with_the_canary_runs_reason(monkeypatch, tmp_path) -> None:
+    """The real `feedray canary run` child, with no Ray cluster at the configured port: the
+    hand-off raises with its exit status and message (the pipeline records the step failed)."""
+    from app.stack.process import free_port
+
+    port = free_port()
+    monkeypatch.setenv("FEEDRAY_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("FEEDRAY_RAY__PORT", str(port))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(
+        RuntimeError, match=f"canary run --retrieval-version 7 .* exited 1: .*{port}"
+    ):
+        pipeline.canary_handoff(NewVersions("tower", 7, "ranker", 5, "r1"))
 
 
 def test_run_command_takes_the_handoff_from_the_settings_and_fails_on_a_failed_run(

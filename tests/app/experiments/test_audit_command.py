@@ -26,6 +26,13 @@ from tests.app.experiments.feeds import audit_world, hide_french_creators, serve
 SERVED_AT = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 
 
+# An exposure log landed before exposures carried the feed latency and the experiment name:
+# it stays readable (the columns read as nulls; its rows count for any experiment).
+OLD_EXPOSURE_SCHEMA = pa.schema(
+    [f for f in EXPOSURE_SCHEMA if f.name not in ("latency_ms", "experiment")]
+)
+
+
 def write_exposure_log(settings: FeedraySettings, impressions) -> None:
     """The impressions as the exposure log's offline copy (one feed of 20 items per user)."""
     frame = impressions.reset_index(drop=True)
@@ -52,7 +59,7 @@ def write_exposure_log(settings: FeedraySettings, impressions) -> None:
             "kafka_offset": np.arange(n, dtype=np.int64),
             "kafka_timestamp_ms": np.zeros(n, np.int64),
         },
-        schema=EXPOSURE_SCHEMA,
+        schema=OLD_EXPOSURE_SCHEMA,
     )
     folder = Path(exposures_root(settings)) / "date=2026-12-01" / "hour=10"
     folder.mkdir(parents=True)

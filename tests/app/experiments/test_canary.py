@@ -127,3 +127,19 @@ def test_a_failing_or_unknown_evaluation_never_promotes() -> None:
     with pytest.raises(ValueError, match="evaluator returned"):
         _run(ops, lambda run: "ship it", window_h=1.0)
     assert ("promote",) not in ops.calls and ops.calls[-1][0] == "rollback"
+
+
+def test_the_summary_carries_what_the_evaluation_decided_and_where_its_report_is() -> None:
+    from types import SimpleNamespace
+
+    verdict = SimpleNamespace(
+        decision="reject", gate_decision="promote", audit_passed=False,
+        report="/r/report.md", mlflow_run_id="abc",
+    )  # fmt: skip
+    result, _ = _run(RecordedOps(), lambda run: verdict, window_h=1.0)
+    summary = result.summary()
+    assert summary["outcome"] == "rolled_back" and summary["decision"] == "reject"
+    assert (summary["gate_decision"], summary["audit_passed"]) == ("promote", False)
+    assert (summary["report"], summary["mlflow_run_id"]) == ("/r/report.md", "abc")
+    plain, _ = _run(RecordedOps(), lambda run: "undecided", window_h=1.0)
+    assert "report" not in plain.summary() and plain.summary()["decision"] == "undecided"

@@ -90,3 +90,26 @@ def test_the_default_window_starts_at_the_first_canary_feed_after_a_final_decisi
     assert decisions.schema.equals(DECISION_SCHEMA) and decisions.num_rows == 2
     with pytest.raises(NoExperimentData):
         default_window(settings, "exp", end=T0 + timedelta(hours=29))
+
+
+def test_a_named_experiment_reads_its_own_rows_and_those_logged_before_names(
+    settings: FeedraySettings,
+) -> None:
+    """Rows name their experiment and carry the feed's latency; rows without a name (logged
+    before exposures had one) count for every experiment."""
+    at = T0 + timedelta(hours=1)
+    named = [
+        row | {"experiment": experiment, "latency_ms": latency}
+        for request, experiment, latency in (("e1", "exp-a", 40.0), ("e2", "exp-b", 90.0))
+        for row in feed(request, "canary", at, ["m9"])
+    ]
+    write_log(settings, named)
+    window = (T0, T0 + timedelta(hours=4))
+    frame = offline.read_exposures(settings, *window, experiment="exp-a")
+    assert sorted(frame["request_id"].unique()) == ["a", "b", "e1"]
+    assert frame.set_index("request_id").loc["e1", "latency_ms"] == 40.0
+    assert frame.set_index("request_id")["latency_ms"].drop("e1").isna().all()
+    every = offline.read_exposures(settings, *window)
+    assert sorted(every["request_id"].unique()) == ["a", "b", "e1", "e2"]
+    assert offline.first_exposure(settings, "canary", *window, "exp-b") == at
+    assert offline.first_exposure(settings, "canary", T0, at, "exp-b") is None

@@ -97,6 +97,8 @@ def simulate_traffic(
                         for p, i in enumerate(items)
                     ],
                     served_at=served,
+                    latency_ms=40.0 + seq % 7,  # the same spread in both arms
+                    experiment=experiment,
                 )
                 out.exposures.append((user.encode(), exposure.model_dump_json().encode()))
                 for i in items:
