@@ -194,7 +194,9 @@ def test_training_job_submitted_with_ray_job_submit_registers_a_model_version(ra
     from mlflow import MlflowClient
 
     settings, env, _where = ray_mlflow_stack
-    client = MlflowClient(settings.mlflow.url)
+    # Both URIs explicit: MlflowClient takes the registry from mlflow's process-wide setting,
+    # which app.registry sets for earlier tests' own MLflow servers in this process.
+    client = MlflowClient(tracking_uri=settings.mlflow.url, registry_uri=settings.mlflow.url)
     name = "feedray-two-tower"
     assert client.search_model_versions(f"name='{name}'") == []
     job = submit(
