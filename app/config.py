@@ -22,13 +22,16 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from app.bench_settings import BenchSettings
 from app.clock import ClockSettings
+from app.demo_settings import DemoSettings
 from app.experiments.settings import ExperimentSettings
 from app.features import definitions as d
 from app.features.definitions import DEFAULT_SIGNAL_WEIGHTS
 from app.models.config import ModelSettings
 from app.retraining import PipelineSettings
 from app.schemas import EventType
+from app.stack.settings import AudienceSettings, StackSettings
 
 DEFAULT_CONFIG_FILE = "feedray.yaml"
 
@@ -326,81 +329,6 @@ class ServingRedisSettings(BaseModel):
     read_timeout_s: float = Field(0.05, gt=0)
     breaker_failures: int = Field(3, ge=1)
     breaker_retry_after_s: float = Field(2.0, ge=0)
-
-
-LiveServiceName = Literal["catalogue", "collector", "trending", "ingest", "audience", "pipeline"]
-LIVE_SERVICE_NAMES: tuple[LiveServiceName, ...] = (
-    "catalogue",
-    "collector",
-    "trending",
-    "ingest",
-    "audience",
-    "pipeline",
-)
-# The scheduled retraining pipeline trains both models each run (minutes of CPU), so a plain
-# `feedray up` leaves it out; name it in stack.live_services (or `up --only pipeline`) to run it.
-DEFAULT_LIVE_SERVICES: tuple[LiveServiceName, ...] = LIVE_SERVICE_NAMES[:-1]
-
-
-class StackSettings(BaseModel):
-    """What ``feedray up`` runs besides the servers: the live loop of long-running commands."""
-
-    # Started (in this order) after the servers by `feedray up`, stopped first by `down`.
-    live_services: tuple[LiveServiceName, ...] = DEFAULT_LIVE_SERVICES
-    collector_workers: int = Field(1, ge=1)
-    # A live service still running this long after its start counts as started.
-    live_start_grace_s: float = Field(3.0, ge=0)
-
-
-class AudienceSettings(BaseModel):
-    """The simulated audience that keeps producing events in real time (``feedray audience``)."""
-
-    events_per_s: float = Field(5.0, gt=0)  # mean rate (the diurnal cycle moves it +-50 %)
-    tick_s: float = Field(1.0, gt=0)  # how often events that came due are produced
-
-
-class DemoSettings(BaseModel):
-    """The world and training lengths of ``feedray demo`` (sized for 10 minutes on 2 cores)."""
-
-    users: int = Field(5_000, ge=1)
-    items: int = Field(20_000, ge=1)
-    creators: int = Field(1_000, ge=1)
-    # Training sets use whole UTC days (the first only feeds features): 2 days of history
-    # give training examples at any hour.
-    days: float = Field(2.0, gt=0)
-    eval_days: float = Field(0.25, gt=0)  # held out for the offline evaluation gate
-    retrieval_epochs: int = Field(1, ge=1)
-    ranking_epochs: int = Field(1, ge=1)
-    feed_limit: int = Field(5, ge=1, le=100)  # items asked for in the example request
-    feed_attempts: int = Field(5, ge=1)  # requests until one answers with nothing degraded
-
-
-class BenchSettings(BaseModel):
-    """The scale benchmark suite (``feedray bench``, ``make bench``): world and sample sizes."""
-
-    items: int = Field(3_000_000, ge=1)
-    users: int = Field(1_000_000, ge=1)
-    # Simulated history the world is built with: what fills user features and the training
-    # set (whole UTC days, the first only feeds features: 2 days give training examples).
-    # Sessions per user-day and items per session are the simulator's, lowered so 1M users
-    # build on 2 cores: about 1 - exp(-sessions_per_day * days) of users have a session.
-    days: float = Field(2.0, gt=0)
-    sessions_per_day: float = Field(0.25, gt=0)
-    session_items: float = Field(4.0, ge=1)
-    epochs: int = Field(1, ge=1)
-    reads: int = Field(10_000, ge=1)  # feature reads per kind
-    queries: int = Field(2_000, ge=1)  # retrieval / ranking / pipeline requests
-    exact_queries: int = Field(100, ge=1)  # exact-search queries for recall@k and its latency
-    k: int = Field(500, ge=1)  # candidates retrieved and ranked
-    http_requests: int = Field(400, ge=1)  # requests per concurrency level
-    concurrencies: tuple[int, ...] = (1, 4, 8, 16)
-    hop_allowance_ms: float = Field(60.0, ge=0)
-    results_dir: Path = Path("bench/results")
-    markdown: Path = Path("BENCHMARKS.md")
-    # Feast's SDK as the feature-read peer runs in its own interpreter (its pins clash with the
-    # project's): ``make bench-feast`` installs it here; absent, the peer is reported as not run.
-    feast_python: Path | None = Path(".feedray/feast-venv/bin/python")
-    feast_reads: int = Field(1_000, ge=1)
 
 
 class FeedraySettings(BaseSettings):

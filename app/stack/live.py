@@ -14,9 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from app.config import LIVE_SERVICE_NAMES, FeedraySettings
+from app.config import FeedraySettings
 from app.stack.component import Component, ComponentStatus, StackPaths
 from app.stack.process import PidRecord, StackError, pid_alive, spawn_detached, terminate
+from app.stack.settings import LIVE_SERVICE_NAMES
 
 WORLD_RECORD = "world.json"
 

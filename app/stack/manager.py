@@ -6,11 +6,12 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
-from app.config import LIVE_SERVICE_NAMES, FeedraySettings
+from app.config import FeedraySettings
 from app.stack.component import Component, ComponentStatus, StackPaths
 from app.stack.components import all_components
 from app.stack.live import LiveService, live_services
 from app.stack.process import StackError
+from app.stack.settings import LIVE_SERVICE_NAMES
 
 SERVER_NAMES = ("redis", "kafka", "ray", "mlflow")
 COMPONENT_NAMES = (*SERVER_NAMES, *LIVE_SERVICE_NAMES)

@@ -30,7 +30,8 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from app.config import BenchSettings, FeedraySettings
+from app.bench_settings import BenchSettings
+from app.config import FeedraySettings
 
 NOT_MEASURED = [
     "the same pipeline behind plain uvicorn (the plain-process figure here has no HTTP)",

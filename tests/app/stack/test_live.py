@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from app.config import DEFAULT_LIVE_SERVICES, FeedraySettings
+from app.config import FeedraySettings
 from app.features.online_store import OnlineStore
 from app.stack.live import world_record_path
 from app.stack.manager import Stack
 from app.stack.process import pid_alive, session_members
+from app.stack.settings import DEFAULT_LIVE_SERVICES
 from tests.app.stack.test_stack import feedray
 from tests.conftest import scratch_settings
 

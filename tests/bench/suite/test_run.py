@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from app.config import BenchSettings
+from app.bench_settings import BenchSettings
 from bench.suite.report import targets_table
 from bench.suite.run import run_suite
 
