@@ -1,11 +1,13 @@
-"""The retraining pipeline's contract: its settings and what it hands to the canary.
+"""Settings of the retraining pipeline and the types its last step is called with.
 
-``train.pipeline`` builds a pair of versions (a two-tower with its FAISS index, and the
-ranker trained on that two-tower's scores); only when every step succeeded are both aliased
-``challenger`` and passed, as one ``NewVersions``, to the ``Handoff`` callable that
-``settings.pipeline.handoff`` names: ``print`` (the default) prints the versions and the
-``feedray canary run`` command and starts no canary; ``canary`` runs that command (the canary
-loop: start, window, evaluation, audit, promotion or rollback); any ``module:function`` too.
+``train.pipeline`` builds a pair of versions (a two-tower with its FAISS index, and the ranker
+trained on that two-tower's scores); only when every step succeeded does it alias both
+``challenger`` and call, with one ``NewVersions``, the ``Handoff`` callable that
+``settings.pipeline.handoff`` names: ``print`` (the default, ``train.pipeline.print_handoff``)
+writes the two versions and the ``feedray canary run`` command line to stdout and starts no
+canary; ``canary`` (``train.pipeline.canary_handoff``) runs that command, the canary loop
+(start, window, evaluation, audit, promotion or rollback); any other value is a
+``module:function``.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ class PipelineSettings(BaseModel):
     """Scheduled retraining (``feedray pipeline run|schedule``). ``FeedraySettings.pipeline``."""
 
     interval_s: float = Field(86_400.0, gt=0)  # cadence of `feedray pipeline schedule` (daily)
-    # Called with a finished run's versions: "print" (the `feedray canary run` command),
-    # "canary" (runs it) or a module:function.
+    # The callable a successful run's versions are passed to: "print" writes the
+    # `feedray canary run` command line to stdout, "canary" runs that command, any other value
+    # is a module:function.
     handoff: str = "print"
     experiment: str = "feedray-pipeline"  # MLflow experiment of the pipeline's own runs
 

@@ -1,6 +1,6 @@
 """Scheduled retraining: one pipeline from new Kafka events to a canary of new versions.
 
-    feedray pipeline run [--handoff module:function] [--json]
+    feedray pipeline run [--handoff print|canary|module:function] [--json]
     feedray pipeline schedule [--interval SECONDS] [--max-runs N]
     ray job submit --working-dir . -- python -m train.pipeline run
 
@@ -15,20 +15,21 @@ Steps (``train.chain``: in order, the first failure stops the chain):
 5. ``index``: ``train.index`` logs the FAISS index of the new two-tower version beside it;
 6. ``challenger``: both versions get the ``challenger`` alias (``champion`` too for a model
    that has none yet), only now that every step before succeeded;
-7. ``handoff``: the ``Handoff`` gets the ``NewVersions``: ``print`` (default, ``print_handoff``)
-   prints the ``feedray canary run`` command; ``canary`` (``canary_handoff``) runs it, so
-   the new pair is canaried, evaluated and promoted or rolled back.
+7. ``handoff``: the ``Handoff`` that ``settings.pipeline.handoff`` names is called with the
+   ``NewVersions``: ``print`` (default, ``print_handoff``) writes the two versions and the
+   ``feedray canary run`` command line to stdout; ``canary`` (``canary_handoff``) runs that
+   canary loop, which evaluates the pair and promotes it or rolls it back.
 
-A step that fails before ``challenger`` leaves every alias as it was (a failed hand-off
-leaves the complete pair as challenger, not in a canary). Versions registered before the
-failure stay in
-the registry without an alias, tagged ``pipeline_status=failed:<step>``: a ranker whose
-index step failed is not aliased on its own either, since it was trained on the scores of
-the two-tower that has no index (the pair goes to the canary together or not at all); the
-next run trains a new pair. Every run is one MLflow run in ``settings.pipeline.experiment``
-(tags ``status``, ``failed_step``, ``failure_reason``, ``step.<name>.status`` and
-``step.<name>.duration_s``; the record as ``pipeline_record.json``) and one JSON record,
-rewritten after every step, at ``<state_dir>/pipeline/runs/<run id>.json``.
+A step that fails before ``challenger`` leaves every alias as it was (a failed ``handoff``
+step leaves the complete pair as ``challenger``, outside any canary). Versions registered
+before the failure stay in the registry without an alias, tagged
+``pipeline_status=failed:<step>``: a ranker whose index step failed is not aliased on its
+own either, since it was trained on the scores of the two-tower that has no index (the pair
+goes to the canary together or not at all); the next run trains a new pair. Every run is one
+MLflow run in ``settings.pipeline.experiment`` (tags ``status``, ``failed_step``,
+``failure_reason``, ``step.<name>.status`` and ``step.<name>.duration_s``; the record as
+``pipeline_record.json``) and one JSON record, rewritten after every step, at
+``<state_dir>/pipeline/runs/<run id>.json``.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ def canary_argv(versions: NewVersions) -> list[str]:
 
 
 def print_handoff(versions: NewVersions) -> dict[str, Any]:
-    """The default hand-off: print the versions and the command that runs their canary."""
+    """``pipeline.handoff: print`` (the default): writes the two versions and the
+    ``feedray canary run`` command line that canaries them to stdout; starts no canary."""
     command = " ".join(["feedray", *canary_argv(versions)])
     typer.echo(
         f"pipeline {versions.pipeline_run}: challenger {versions.retrieval_model} "
@@ -92,7 +94,7 @@ def print_handoff(versions: NewVersions) -> dict[str, Any]:
 def canary_handoff(versions: NewVersions) -> dict[str, Any]:
     """Run ``feedray canary run`` on the pair (a child process, on the settings of this one)
     until it promotes, rolls back or aborts; its JSON summary goes in the record. A canary
-    run that fails raises, so the pipeline records the hand-off step as failed."""
+    run that fails raises, so the pipeline records the ``handoff`` step as failed."""
     import subprocess
 
     from app.stack.live import feedray_argv
