@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 
+from app.bench_settings import BenchSettings
 from app.config import FeedraySettings
 from bench.common import percentiles
 
@@ -67,14 +68,13 @@ def sustained(levels: dict[str, dict]) -> dict:
     }
 
 
-def http_section(
-    settings: FeedraySettings,
-    n_users: int,
-    requests: int,
-    concurrencies: tuple[int, ...],
-    hop_allowance_ms: float,
-) -> dict:
-    """Deploy, load at each concurrency, tear Serve and Ray down; the figures."""
+def http_section(settings: FeedraySettings, bench: BenchSettings) -> dict:
+    """Deploy, load at each concurrency, tear Serve and Ray down; the figures.
+
+    ``bench.users`` users, ``bench.http_requests`` requests at each of ``bench.concurrencies``,
+    ``bench.hop_allowance_ms`` the ingress' allowance per Serve hop.
+    """
+    n_users, requests, concurrencies = bench.users, bench.http_requests, bench.concurrencies
     import ray
     from fastapi import FastAPI
     from ray import serve
@@ -83,7 +83,7 @@ def http_section(
 
     figures: dict = {"requests_per_level": requests, "concurrencies": list(concurrencies)}
     t0 = time.perf_counter()
-    _, base, _ = deploy_feed_app(settings, hop_allowance_ms)
+    _, base, _ = deploy_feed_app(settings, bench.hop_allowance_ms)
     figures["deploy_s"] = time.perf_counter() - t0
     try:
         bare = FastAPI()

@@ -167,16 +167,7 @@ def run_suite(
         # Hold 3: Ray Serve over HTTP.
         if http:
             with _held(lock_file):
-                record["http"] = section(
-                    "http",
-                    lambda: http_section(
-                        settings,
-                        bench.users,
-                        bench.http_requests,
-                        bench.concurrencies,
-                        bench.hop_allowance_ms,
-                    ),
-                )
+                record["http"] = section("http", lambda: http_section(settings, bench))
         else:
             record["http"] = {"status": "not run (--no-http)"}
     write()
