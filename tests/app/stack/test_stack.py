@@ -101,12 +101,19 @@ def test_full_stack_up_status_down_keeps_data_and_purge_clears_it(tmp_path: Path
         Stack(settings).down(purge=True)
 
 
+def _up_on_taken_port(
+    settings: FeedraySettings, port: int, component: str
+) -> subprocess.CompletedProcess[str]:
+    """``feedray up --only component`` while another socket listens on ``port``."""
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        return feedray(settings, "up", "--only", component)
+
+
 def test_taken_port_is_a_one_line_error(tmp_path: Path) -> None:
     settings = scratch_settings(tmp_path / "state")
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", settings.redis.port))
-        squatter.listen()
-        result = feedray(settings, "up", "--only", "redis")
+    result = _up_on_taken_port(settings, settings.redis.port, "redis")
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -199,10 +206,7 @@ def test_taken_agent_port_names_its_own_setting(tmp_path: Path) -> None:
     """Another Ray on the machine holds the dashboard agent's port: `up` refuses before it starts
     a head whose agent would refuse every job, and says which setting to change."""
     settings = scratch_settings(tmp_path / "state")
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", settings.ray.dashboard_agent_port))
-        squatter.listen()
-        result = feedray(settings, "up", "--only", "ray")
+    result = _up_on_taken_port(settings, settings.ray.dashboard_agent_port, "ray")
     assert result.returncode == 1
     assert f"port {settings.ray.dashboard_agent_port} on 127.0.0.1" in result.stderr
     assert "FEEDRAY_RAY__DASHBOARD_AGENT_PORT=..." in result.stderr
