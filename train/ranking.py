@@ -10,14 +10,13 @@ registry's retrieval ``champion``); 0 when there is none.
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import numpy as np
 import pandas as pd
 import typer
 
-from app.models.config import ModelSettings, default_head_weights, resolve_model_settings
+from app.models.config import ModelSettings, default_head_weights
 from app.models.ranker import Ranker
+from train.command_options import training_command
 from train.common import (
     RANKING_COLUMNS,
     fit,
@@ -126,58 +125,12 @@ def run_ranking(
     return JobResult(model, report, decision, registered, ts, folder, last_epoch + 1)
 
 
-def command(
-    events: Annotated[
-        str | None, typer.Option(help="Offline events store (default <state_dir>/offline/events).")
-    ] = None,
-    catalogue: Annotated[
-        str | None, typer.Option(help="Catalogue Parquet (default <state_dir>/offline/catalogue).")
-    ] = None,
-    training_set: Annotated[
-        str | None, typer.Option(help="A saved training set folder (skips building).")
-    ] = None,
-    epochs: Annotated[int | None, typer.Option()] = None,
-    workers: Annotated[int | None, typer.Option()] = None,
-    cpus_per_worker: Annotated[float | None, typer.Option()] = None,
-    batch_size: Annotated[int | None, typer.Option()] = None,
-    lr: Annotated[float | None, typer.Option()] = None,
-    run_name: Annotated[
-        str, typer.Option(help="Ray Train run name; rerun the same name to resume.")
-    ] = "ranking",
-    no_register: Annotated[bool, typer.Option("--no-register")] = False,
-) -> None:
-    """Train the TorchRec DLRM ranker on Ray Train and register it in MLflow."""
-    from app.config import get_settings
-
-    settings = get_settings()
-    model_settings = resolve_model_settings(settings)
-    rk = {
-        k: v
-        for k, v in {"epochs": epochs, "batch_size": batch_size, "learning_rate": lr}.items()
-        if v is not None
-    }
-    tr = {
-        k: v
-        for k, v in {"num_workers": workers, "cpus_per_worker": cpus_per_worker}.items()
-        if v is not None
-    }
-    model_settings = model_settings.model_copy(
-        update={
-            "ranker": model_settings.ranker.model_copy(update=rk),
-            "training": model_settings.training.model_copy(update=tr),
-        }
-    )
-    out = run_ranking(
-        settings,
-        model_settings,
-        events=events,
-        catalogue=catalogue,
-        training_set=training_set,
-        run_name=run_name,
-        register=not no_register,
-    )
-    typer.echo(f"done: {out.registered or 'not registered'}")
-
+command = training_command(
+    lambda: run_ranking,
+    "ranker",
+    "ranking",
+    "Train the TorchRec DLRM ranker on Ray Train and register it in MLflow.",
+)
 
 if __name__ == "__main__":
     typer.run(command)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
-from app.models.config import ModelSettings, resolve_model_settings
+from app.models.config import ModelSettings
 from app.models.two_tower import TwoTower
+from train.command_options import training_command
 from train.common import (
     RETRIEVAL_COLUMNS,
     fit,
@@ -118,60 +119,12 @@ def run_retrieval(
     return JobResult(model, report, decision, registered, ts, folder, last_epoch + 1)
 
 
-def command(
-    events: Annotated[
-        str | None, typer.Option(help="Offline events store (default <state_dir>/offline/events).")
-    ] = None,
-    catalogue: Annotated[
-        str | None, typer.Option(help="Catalogue Parquet (default <state_dir>/offline/catalogue).")
-    ] = None,
-    training_set: Annotated[
-        str | None, typer.Option(help="A saved training set folder (skips building).")
-    ] = None,
-    epochs: Annotated[
-        int | None, typer.Option(help="Epochs (resumes from the run's checkpoint).")
-    ] = None,
-    workers: Annotated[int | None, typer.Option(help="Ray Train workers.")] = None,
-    cpus_per_worker: Annotated[float | None, typer.Option(help="CPUs per worker.")] = None,
-    batch_size: Annotated[int | None, typer.Option()] = None,
-    lr: Annotated[float | None, typer.Option()] = None,
-    run_name: Annotated[
-        str, typer.Option(help="Ray Train run name; rerun the same name to resume.")
-    ] = "retrieval",
-    no_register: Annotated[bool, typer.Option("--no-register")] = False,
-) -> None:
-    """Train the two-tower retrieval model on Ray Train and register it in MLflow."""
-    from app.config import get_settings
-
-    settings = get_settings()
-    model_settings = resolve_model_settings(settings)
-    tt = {
-        k: v
-        for k, v in {"epochs": epochs, "batch_size": batch_size, "learning_rate": lr}.items()
-        if v is not None
-    }
-    tr = {
-        k: v
-        for k, v in {"num_workers": workers, "cpus_per_worker": cpus_per_worker}.items()
-        if v is not None
-    }
-    model_settings = model_settings.model_copy(
-        update={
-            "two_tower": model_settings.two_tower.model_copy(update=tt),
-            "training": model_settings.training.model_copy(update=tr),
-        }
-    )
-    out = run_retrieval(
-        settings,
-        model_settings,
-        events=events,
-        catalogue=catalogue,
-        training_set=training_set,
-        run_name=run_name,
-        register=not no_register,
-    )
-    typer.echo(f"done: {out.registered or 'not registered'}")
-
+command = training_command(
+    lambda: run_retrieval,
+    "two_tower",
+    "retrieval",
+    "Train the two-tower retrieval model on Ray Train and register it in MLflow.",
+)
 
 if __name__ == "__main__":
     typer.run(command)
