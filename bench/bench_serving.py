@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import RESULTS, host_info, percentiles, private_stack, save
-from bench.feed_app import bootstrapped, deploy_feed_app
+from bench.feed_app import bootstrapped, deploy_feed_app, run_constant_app
 
 # Environment variables that change Serve's transport; read by Ray's processes at start.
 SERVE_ENV = (
@@ -74,7 +74,7 @@ class _Handles:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
-def _load(url: str, params_of, n: int, concurrency: int) -> tuple[list[float], list[dict]]:
+def load(url: str, params_of, n: int, concurrency: int) -> tuple[list[float], list[dict]]:
     """``n`` GETs with ``concurrency`` in flight (a closed loop), from one asyncio event loop.
 
     aiohttp rather than threads of ``requests``: the load generator shares the 2 cores with
@@ -138,7 +138,7 @@ RECORD_NOTE = (
 )
 
 
-def _stage_figures(bodies: list[dict]) -> dict:
+def stage_figures(bodies: list[dict]) -> dict:
     ok = [b for b in bodies if "timings_ms" in b]
     out = {}
     for stage in ("features", "retrieval", "ranking", "rerank", "total"):
@@ -181,7 +181,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import ray
-    from fastapi import FastAPI
     from ray import serve
 
     from deployments.deploy import deploy, with_stages
@@ -212,22 +211,13 @@ def main() -> None:
         config, base, figures["deploy_s"] = deploy_feed_app(settings, args.hop_allowance_ms)
 
         # Baseline: a bare Serve ingress returning a constant, same proxy, same host.
-        baseline_api = FastAPI()
-
-        @serve.deployment(ray_actor_options={"num_cpus": 0.1})
-        @serve.ingress(baseline_api)
-        class Constant:
-            @baseline_api.get("/")
-            def constant(self) -> dict:
-                return {"ok": True}
-
-        serve.run(Constant.bind(), name="baseline", route_prefix="/baseline")
+        run_constant_app("baseline")
 
         users = [f"u{u}" for u in range(args.users)]
         feed = lambda k: {"user_id": users[(k * 7919) % len(users)], "limit": 20}  # noqa: E731
-        _load(base + "/baseline/", lambda k: {}, 30, 1)  # warm-up
+        load(base + "/baseline/", lambda k: {}, 30, 1)  # warm-up
         for concurrency in (1, 8):
-            lat, _ = _load(base + "/baseline/", lambda k: {}, args.requests, concurrency)
+            lat, _ = load(base + "/baseline/", lambda k: {}, args.requests, concurrency)
             figures[f"baseline_c{concurrency}"] = percentiles(lat) | {
                 "rps": len(lat) / max(sum(lat) / concurrency, 1e-9)
             }
@@ -242,13 +232,13 @@ def main() -> None:
 
         def measure(placement: str) -> dict:
             out: dict = {}
-            _load(base + "/api/v1/content/feed", feed, 30, 1)  # warm-up
+            load(base + "/api/v1/content/feed", feed, 30, 1)  # warm-up
             for concurrency in (1, 8):
                 t0 = time.perf_counter()
-                lat, bodies = _load(base + "/api/v1/content/feed", feed, args.requests, concurrency)
+                lat, bodies = load(base + "/api/v1/content/feed", feed, args.requests, concurrency)
                 wall = time.perf_counter() - t0
                 out[f"feed_c{concurrency}"] = (
-                    percentiles(lat) | {"rps": len(lat) / wall} | _stage_figures(bodies)
+                    percentiles(lat) | {"rps": len(lat) / wall} | stage_figures(bodies)
                 )
             figures[placement] = out
             checkpoint(figures)  # the HTTP figures, before the publish trials

@@ -2,7 +2,9 @@
 
 ``bootstrapped`` fills a private stack (its own MLflow on SQLite in the stack's state dir)
 with a simulated world made servable by ``train.bootstrap``; ``deploy_feed_app`` starts a
-local 2-CPU Ray and deploys serve_config.yaml's shape on it, one replica per deployment.
+local 2-CPU Ray and deploys serve_config.yaml's shape on it, one replica per deployment;
+``run_constant_app`` runs, beside it, a bare Serve ingress that answers a constant (Serve's
+own floor).
 """
 
 from __future__ import annotations
@@ -62,3 +64,21 @@ def deploy_feed_app(settings: FeedraySettings, hop_allowance_ms: float) -> tuple
     t0 = time.perf_counter()
     deploy(config, wait_s=900)
     return config, f"http://127.0.0.1:{port}", time.perf_counter() - t0
+
+
+def run_constant_app(name: str) -> None:
+    """Run Serve app ``name``: a bare FastAPI ingress (one replica, 0.1 CPU) that answers
+    ``{"ok": true}`` to ``GET /<name>/``."""
+    from fastapi import FastAPI
+    from ray import serve
+
+    api = FastAPI()
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0.1})
+    @serve.ingress(api)
+    class Constant:
+        @api.get("/")
+        def constant(self) -> dict:
+            return {"ok": True}
+
+    serve.run(Constant.bind(), name=name, route_prefix=f"/{name}")

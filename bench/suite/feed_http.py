@@ -39,15 +39,15 @@ def _replica_rss_mb() -> dict[str, float]:
 
 
 def _load_figures(url: str, params_of, requests: int, concurrency: int) -> dict:
-    from bench.bench_serving import _load, _stage_figures
+    from bench.bench_serving import load, stage_figures
 
     t0 = time.perf_counter()
-    latencies, bodies = _load(url, params_of, requests, concurrency)
+    latencies, bodies = load(url, params_of, requests, concurrency)
     wall = time.perf_counter() - t0
     non_200 = sum(1 for b in bodies if "status" in b and "timings_ms" not in b)
     figures = percentiles(latencies) | {"rps": len(latencies) / wall, "non_200": non_200}
     if any("timings_ms" in b for b in bodies):
-        figures |= _stage_figures(bodies)
+        figures |= stage_figures(bodies)
     return figures
 
 
@@ -76,26 +76,16 @@ def http_section(settings: FeedraySettings, bench: BenchSettings) -> dict:
     """
     n_users, requests, concurrencies = bench.users, bench.http_requests, bench.concurrencies
     import ray
-    from fastapi import FastAPI
     from ray import serve
 
-    from bench.feed_app import deploy_feed_app
+    from bench.feed_app import deploy_feed_app, run_constant_app
 
     figures: dict = {"requests_per_level": requests, "concurrencies": list(concurrencies)}
     t0 = time.perf_counter()
     _, base, _ = deploy_feed_app(settings, bench.hop_allowance_ms)
     figures["deploy_s"] = time.perf_counter() - t0
     try:
-        bare = FastAPI()
-
-        @serve.deployment(ray_actor_options={"num_cpus": 0.1})
-        @serve.ingress(bare)
-        class Constant:
-            @bare.get("/")
-            def constant(self) -> dict:
-                return {"ok": True}
-
-        serve.run(Constant.bind(), name="bare", route_prefix="/bare")
+        run_constant_app("bare")
         _load_figures(base + "/bare/", lambda k: {}, 30, 1)  # warm-up
         figures["bare_ingress"] = {
             f"c{c}": _load_figures(base + "/bare/", lambda k: {}, requests, c)
