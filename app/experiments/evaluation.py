@@ -184,11 +184,15 @@ def evaluate_experiment(
     cfg = settings.experiments
     experiment = experiment or cfg.experiment_name
     start, end = default_window(settings, experiment, start, end)
-    exposures = offline.read_exposures(settings, start, end, experiment)
+    # Outcomes of the window's exposures may follow them by up to the attribution window;
+    # exposures served after the window only keep their events from being credited to it.
+    outcomes_end = end + timedelta(seconds=cfg.attribution_window_s)
+    served = offline.read_exposures(settings, start, outcomes_end, experiment)
+    exposures = served[served["served_at"] < end]
     if exposures.empty or not (exposures["arm"] == "canary").any():
         raise NoExperimentData(f"no canary exposure in [{start.isoformat()}, {end.isoformat()})")
-    events = offline.read_events(settings, start, end)
-    users = metrics.user_metrics(exposures, events, cfg.attribution_window_s)
+    events = offline.read_events(settings, start, outcomes_end)
+    users = metrics.user_metrics(served, events, cfg.attribution_window_s, served_before=end)
     verdict = gate.evaluate(
         users,
         pre=pre_period(settings, start),

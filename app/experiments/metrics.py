@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -154,16 +155,29 @@ def _user_arms(exposures: pd.DataFrame) -> pd.Series:
 
 
 def user_metrics(
-    exposures: pd.DataFrame, events: pd.DataFrame, window_s: float | None = None
+    exposures: pd.DataFrame,
+    events: pd.DataFrame,
+    window_s: float | None = None,
+    served_before: datetime | None = None,
 ) -> pd.DataFrame:
     """One row per exposed user (index ``user_id``): ``arm`` and the counts of ``COUNT_COLUMNS``.
 
     Events are attributed within ``window_s`` (default ``experiments.attribution_window_s``).
     Outcomes count once per (feed, item): a start is an impression that was started. A
     session is the exposure's ``session_id`` when logged, else the feed request.
+    ``served_before``: only exposures served before it are counted; later ones still take
+    part in attribution, so an event they caused is not credited to an earlier exposure of
+    the same item.
     """
     _require(exposures, EXPOSURE_COLUMNS, "exposures")
     exposures = exposures.assign(user_id=exposures["user_id"].astype(str))
+    if window_s is None:
+        window_s = get_settings().experiments.attribution_window_s
+    attributed = attribute_events(exposures, events, window_s)
+    if served_before is not None:
+        counted = to_epoch_ms(exposures["served_at"]) < int(served_before.timestamp() * 1000)
+        attributed = attributed[attributed["request_id"].isin(exposures.loc[counted, "request_id"])]
+        exposures = exposures[counted]
     feeds = exposures.drop_duplicates("request_id")
     out = pd.DataFrame({"arm": _user_arms(exposures)})
     out["impressions"] = exposures[exposures["media_id"].notna()].groupby("user_id").size()
@@ -174,9 +188,6 @@ def user_metrics(
     out["sessions"] = session.groupby(feeds["user_id"]).nunique()
     degraded = feeds["degraded"].fillna(False).astype(bool) if "degraded" in feeds else None
     out["degraded_feeds"] = 0 if degraded is None else degraded.groupby(feeds["user_id"]).sum()
-    if window_s is None:
-        window_s = get_settings().experiments.attribution_window_s
-    attributed = attribute_events(exposures, events, window_s)
     for column, event_type in OUTCOME_EVENTS.items():
         hits = attributed[attributed["event_type"] == str(event_type)]
         hits = hits.drop_duplicates(["request_id", "media_id"])

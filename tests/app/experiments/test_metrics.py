@@ -67,6 +67,28 @@ def test_an_event_counts_for_the_latest_earlier_exposure_of_the_same_user_and_it
     assert set(attributed["arm"]) == {"canary"}
 
 
+def test_only_exposures_before_the_window_end_count_but_later_ones_keep_their_events() -> None:
+    end = T0 + HOUR
+    exposures = exposure_frame(
+        [
+            _exposure("r1", "u1", "canary", ["m1", "m2"], T0),
+            _exposure("r2", "u1", "canary", ["m1"], end + timedelta(minutes=5)),
+            _exposure("r3", "u2", "champion", ["m1"], end + timedelta(minutes=1)),
+        ]
+    )
+    events = _events(
+        [
+            ("u1", "m2", "media_started", end + timedelta(minutes=30)),  # after the end -> r1
+            ("u1", "m1", "media_started", end + timedelta(minutes=6)),  # -> r2, not counted
+        ]
+    )
+    users = user_metrics(exposures, events, window_s=6 * 3600, served_before=end)
+    assert users.index.tolist() == ["u1"]  # u2 was only served after the window
+    assert users.loc["u1", ["impressions", "feeds", "starts"]].tolist() == [2, 1, 1]
+    everything = user_metrics(exposures, events, window_s=6 * 3600)
+    assert everything.loc["u1", ["impressions", "starts"]].tolist() == [3, 2]
+
+
 def test_user_metrics_count_each_outcome_once_per_feed_and_item() -> None:
     exposures = exposure_frame(
         [
