@@ -3,19 +3,26 @@
 Each step is one ``feedray`` command run as a child process, its output in
 ``<state_dir>/logs/demo/<step>.log`` (Ray Data progress bars off), and one line on the console
 with its elapsed time; a failed step prints the end of its log and stops the demo. The world
-and the training lengths default to ``settings.demo``. The demo ends with the live loop
-running (``feedray up`` starts the live services) and an example feed request for a user that
-has history in the online store, which must answer a full feed with ``degraded: []``.
+and the training lengths default to ``settings.demo``. Once the feed is served, an example
+request for a user with history in the online store must answer a full feed with
+``degraded: []``. Then a closing canary: a ranker trained for longer
+(``demo.challenger_ranking_epochs``) goes through ``feedray canary run`` for
+``demo.canary_window_h`` while ``feedray audience --feeds-from`` has the world's users ask for
+feeds and respond to them; its decision, reasons and report path are printed. The demo ends
+with the live loop running (``feedray up`` starts the live services).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -34,6 +41,9 @@ class Step:
     name: str
     arguments: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    # A command that runs while the step runs (its output in the step's ``-alongside`` log),
+    # interrupted (SIGINT) once the step has finished.
+    alongside: list[str] | None = None
 
 
 def demo_steps(
@@ -63,18 +73,43 @@ def demo_steps(
         Step("train ranking", ["train", "ranking", "--epochs", str(demo.ranking_epochs)], held_out),
         Step("train index", ["train", "index", "--alias", "champion"]),
         Step("serve", ["serve"]),
+    ]
+
+
+def closing_steps(settings: FeedraySettings, challenger: int, base_url: str) -> list[Step]:
+    """After the example request: the canary of ranker version ``challenger`` under a
+    responding audience, then the live loop."""
+    demo = settings.demo
+    window_s = 3600.0 * demo.canary_window_h
+    canary = ["canary", "run", "--ranking-version", str(challenger), "--share",
+              str(demo.canary_share), "--window-h", str(demo.canary_window_h), "--experiment",
+              f"demo-canary-k{challenger}"]  # fmt: skip
+    audience = ["audience", "--feeds-from", base_url, "--max-seconds", str(2 * window_s + 600)]
+    return [
+        Step("canary run", canary, alongside=audience),
         Step("live services", ["up"]),
         Step("status", ["status"]),
     ]
 
 
+def challenger_training(settings: FeedraySettings) -> Step:
+    """The challenger ranker: the champion's recipe trained for more epochs."""
+    epochs = str(settings.demo.challenger_ranking_epochs)
+    held_out = {"FEEDRAY_MODELS__TRAINING__EVAL_DAYS": str(settings.demo.eval_days)}
+    return Step("train challenger", ["train", "ranking", "--epochs", epochs], held_out)
+
+
+def step_log(log_dir: Path, index: int, step: Step) -> Path:
+    return log_dir / f"{index:02d}-{step.name.replace(' ', '-')}.log"
+
+
 def run_step(step: Step, index: int, total: int, log_dir: Path) -> float:
     """Run one step to its log; print its line; raise ``typer.Exit`` when it fails."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{index:02d}-{step.name.replace(' ', '-')}.log"
+    log_path = step_log(log_dir, index, step)
     env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1", **step.env}
     started = time.perf_counter()
-    with open(log_path, "wb") as log:
+    with open(log_path, "wb") as log, _alongside(step, log_path, env):
         code = subprocess.run(
             feedray_argv(*step.arguments), stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, env=env, check=False,
@@ -88,6 +123,48 @@ def run_step(step: Step, index: int, total: int, log_dir: Path) -> float:
         typer.echo(f"feedray demo: step `{step.name}` failed; full log: {log_path}", err=True)
         raise typer.Exit(code=1)
     return elapsed
+
+
+@contextmanager
+def _alongside(step: Step, log_path: Path, env: dict[str, str]) -> Iterator[None]:
+    """Run ``step.alongside`` (if any) for the duration of the block, then interrupt it."""
+    if step.alongside is None:
+        yield
+        return
+    with open(log_path.with_name(log_path.stem + "-alongside.log"), "wb") as log:
+        process = subprocess.Popen(
+            feedray_argv(*step.alongside), stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, env=env,
+        )  # fmt: skip
+        try:
+            yield
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def newest_version(settings: FeedraySettings, name: str) -> int:
+    """The highest registered version of model ``name``."""
+    from app import registry
+
+    return max(int(v["version"]) for v in registry.versions(registry.tracking_uri(settings), name))
+
+
+def print_canary_outcome(log_path: Path) -> None:
+    """The canary run's decision, its reasons and where its report is, from its log."""
+    text = log_path.read_text(errors="replace")
+    summary = json.loads(text[text.rfind("\n{\n") + 1 :])
+    typer.echo(f"canary: {summary['outcome']} (decision {summary['decision']})")
+    report = summary.get("report")
+    if report:
+        verdict = Path(report).parent / "verdict.json"
+        if verdict.is_file():
+            for reason in json.loads(verdict.read_text()).get("reasons", []):
+                typer.echo(f"  - {reason}")
+        typer.echo(f"  report: {report}")
 
 
 def user_with_history(
@@ -173,14 +250,23 @@ def demo_command(
     typer.echo(f"feedray demo: {users:,} users, {items:,} items, {days:g} days; logs in "
                f"{settings.state_dir / 'logs' / 'demo'}")  # fmt: skip
     steps = demo_steps(settings, users, items, days, creators)
+    base_url = serve_url()
+    total = len(steps) + 2 + len(closing_steps(settings, 0, base_url))
     log_dir = settings.state_dir.expanduser().resolve() / "logs" / "demo"
     started = time.perf_counter()
     for index, step in enumerate(steps, start=1):
-        run_step(step, index, len(steps) + 1, log_dir)
+        run_step(step, index, total, log_dir)
     step_started = time.perf_counter()
-    example_request(settings, users, serve_url())
-    typer.echo(f"[{len(steps) + 1:2d}/{len(steps) + 1}] {'example request':21s} "
+    example_request(settings, users, base_url)
+    typer.echo(f"[{len(steps) + 1:2d}/{total}] {'example request':21s} "
                f"{time.perf_counter() - step_started:7.1f}s  ok")  # fmt: skip
+    run_step(challenger_training(settings), len(steps) + 2, total, log_dir)
+    challenger = newest_version(settings, settings.models.ranking_model_name)
+    closing = closing_steps(settings, challenger, base_url)
+    for index, step in enumerate(closing, start=len(steps) + 3):
+        run_step(step, index, total, log_dir)
+        if step.alongside is not None:
+            print_canary_outcome(step_log(log_dir, index, step))
     typer.echo(f"feedray demo: done in {time.perf_counter() - started:.1f}s; the live loop keeps "
                "running (`feedray status`), `feedray down` stops everything")  # fmt: skip
     sys.stdout.flush()

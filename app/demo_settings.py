@@ -19,3 +19,8 @@ class DemoSettings(BaseModel):
     ranking_epochs: int = Field(1, ge=1)
     feed_limit: int = Field(5, ge=1, le=100)  # items asked for in the example request
     feed_attempts: int = Field(5, ge=1)  # requests until one answers with nothing degraded
+    # The closing canary: a ranker trained for longer against the champion, under a simulated
+    # audience that responds to the feeds it is served (`feedray audience --feeds-from`).
+    challenger_ranking_epochs: int = Field(2, ge=1)
+    canary_share: float = Field(0.5, gt=0.0, lt=1.0)
+    canary_window_h: float = Field(0.05, gt=0.0)  # 3 minutes of wall-clock traffic

@@ -40,3 +40,6 @@ class AudienceSettings(BaseModel):
 
     events_per_s: float = Field(5.0, gt=0)  # mean rate (the diurnal cycle moves it +-50 %)
     tick_s: float = Field(1.0, gt=0)  # how often events that came due are produced
+    # `feedray audience --feeds-from URL`: users ask the feed service and respond to its feeds.
+    feed_limit: int = Field(10, ge=1, le=100)  # items per feed request
+    feed_threads: int = Field(3, ge=1)  # concurrent client threads

@@ -12,7 +12,9 @@ that ``feedray simulate --sink kafka`` recorded.
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from typing import Annotated
 
 import numpy as np
 import orjson
@@ -91,6 +93,14 @@ def audience_command(
     max_seconds: float | None = typer.Option(
         None, "--max-seconds", min=0.0, help="Stop after this long (default: until stopped)."
     ),
+    feeds_from: Annotated[
+        str | None,
+        typer.Option(
+            "--feeds-from",
+            help="Base URL of a feed service: the users ask it for feeds and respond to what it "
+            "serves (the closed loop of a canary) instead of following the session model.",
+        ),
+    ] = None,
 ) -> None:
     """Keep the recorded world's users engaging live into Kafka; a JSON report at the end."""
     from app.clock import clock_from_settings
@@ -109,6 +119,9 @@ def audience_command(
         )
         raise typer.Exit(code=1)
     world = World.generate(WorldConfig.model_validate_json(record.read_text()))
+    if feeds_from is not None:
+        _respond_to_feeds(settings, world, feeds_from, max_seconds)
+        return
     rate = events_per_s or settings.audience.events_per_s
     sink = KafkaSink(settings)
     audience = LiveAudience(world, rate, int(clock.time() * 1000))
@@ -137,3 +150,25 @@ def audience_command(
     stats = sink.close()
     report = {"events": events, "publications": publications, "seconds": round(stats.seconds, 1)}
     sys.stdout.write(orjson.dumps(report).decode() + "\n")
+
+
+def _respond_to_feeds(settings, world: World, base_url: str, max_seconds: float | None) -> None:
+    """``FeedAudience`` over every user of ``world`` until ``max_seconds`` or Ctrl-C; its stats
+    as one JSON line."""
+    from data.simulate.feed_audience import FeedAudience
+
+    audience = settings.audience
+    print(f"audience: {world.n_users} users asking {base_url} for feeds", file=sys.stderr)
+    clients = FeedAudience(
+        settings, world, base_url, range(world.n_users),
+        limit=audience.feed_limit, threads=audience.feed_threads,
+    )  # fmt: skip
+    with clients:
+        try:
+            if max_seconds is None:
+                threading.Event().wait()
+            else:
+                time.sleep(max_seconds)
+        except KeyboardInterrupt:
+            pass
+    sys.stdout.write(orjson.dumps(clients.stats.summary()).decode() + "\n")
