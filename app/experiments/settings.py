@@ -97,7 +97,9 @@ class ExperimentSettings(BaseModel):
     """Canary routing, evaluation and the promotion gate (``app.experiments.gate``)."""
 
     canary_share: float = Field(0.05, ge=0.0, le=1.0)  # `feedray canary start`'s default share
-    evaluation_window_h: float = Field(48.0, gt=0.0)  # `feedray canary run` waits this long
+    # `feedray canary run` waits this long; `canary evaluate` counts the exposures served in
+    # [start, start + evaluation_window_h).
+    evaluation_window_h: float = Field(48.0, gt=0.0)
     canary: CanarySettings = CanarySettings()
     significance_level: float = Field(0.05, gt=0.0, lt=1.0)
     power: float = Field(0.8, gt=0.0, lt=1.0)
@@ -120,8 +122,6 @@ class ExperimentSettings(BaseModel):
     audit: BiasAuditSettings = BiasAuditSettings()
     # The experiment evaluated when none is named (the ingress' arm-hash key).
     experiment_name: str = "default"
-    # `feedray canary evaluate` reads [start, start + evaluation_window_h) of exposures.
-    evaluation_window_h: float = Field(48.0, gt=0)
     # CUPED covariates: each user's events (and exposures) this long before the start.
     pre_period_h: float = Field(48.0, gt=0)
     mlflow_experiment: str = "feedray-canary"  # MLflow experiment holding the decisions
