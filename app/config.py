@@ -252,6 +252,10 @@ class IngestSettings(BaseModel):
     compression: str = "zstd"
     consumer_group: str = "feedray-offline-ingest"  # only a client label: nothing is committed
     history_windows: int = Field(50, ge=0)  # window records kept in the progress manifest
+    # CPUs each read and stage task reserves. Fractional, so that a window is scheduled beside
+    # the Serve replicas: with a canary running, serve_config.yaml's replicas hold 1.25 of a
+    # 2-CPU head, and a 1-CPU task (Ray Data's default) would wait for a whole free CPU forever.
+    task_cpus: float = Field(0.25, gt=0)
     # Topics `feedray ingest` lands: engagement events (``root``) and the exposure log
     # (``exposures_root``, default <state_dir>/offline/exposures).
     topics: tuple[Literal["engagement", "exposures"], ...] = ("engagement", "exposures")

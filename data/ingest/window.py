@@ -183,11 +183,13 @@ def ingest_once(
         # 4 partitions gave 200 stage_batch calls and files per window, a fixed ~9 s each
         # window on 2 CPUs (a 400-message window took 9-10 s).
         override_num_blocks=len(starts),
+        num_cpus=cfg.task_cpus,
     )
     staged = ds.map_batches(
         stage_batch,
         batch_format="pyarrow",
         batch_size=None,
+        num_cpus=cfg.task_cpus,
         fn_kwargs={
             "topic": topic,
             "staging": staging_uri,

@@ -48,7 +48,9 @@ def test_a_step_alongside_runs_while_the_step_runs_and_is_interrupted_after(
     elapsed = run_step(step, 4, 9, tmp_path)
     assert elapsed < 300
     alongside = (tmp_path / "04-config-alongside.log").read_text()
-    assert "no world recorded" in alongside  # it ran: this state dir holds no simulated world
+    # it ran: it either found no simulated world in this state dir, or the step's end
+    # interrupted it first (SIGINT -> KeyboardInterrupt); run_step returned after it ended
+    assert "no world recorded" in alongside or "KeyboardInterrupt" in alongside, alongside
 
 
 def test_the_canary_outcome_is_printed_from_the_run_log(
