@@ -2,10 +2,10 @@
 
 ``train.pipeline`` builds a pair of versions (a two-tower with its FAISS index, and the ranker
 trained on that two-tower's scores); only when every step succeeded does it alias both
-``challenger`` and call, with one ``NewVersions``, the ``Handoff`` callable that
-``settings.pipeline.handoff`` names: ``print`` (the default, ``train.pipeline.print_handoff``)
+``challenger`` and call, with one ``NewVersions``, the ``Release`` callable that
+``settings.pipeline.release`` names: ``print`` (the default, ``train.pipeline.print_release``)
 writes the two versions and the ``feedray canary run`` command line to stdout and starts no
-canary; ``canary`` (``train.pipeline.canary_handoff``) runs that command, the canary loop
+canary; ``canary`` (``train.pipeline.canary_release``) runs that command, the canary loop
 (start, window, evaluation, audit, promotion or rollback); any other value is a
 ``module:function``.
 """
@@ -25,7 +25,7 @@ class PipelineSettings(BaseModel):
     # The callable a successful run's versions are passed to: "print" writes the
     # `feedray canary run` command line to stdout, "canary" runs that command, any other value
     # is a module:function.
-    handoff: str = "print"
+    release: str = "print"
     experiment: str = "feedray-pipeline"  # MLflow experiment of the pipeline's own runs
 
 
@@ -43,7 +43,7 @@ class NewVersions:
         return asdict(self)
 
 
-class Handoff(Protocol):
+class Release(Protocol):
     def __call__(self, versions: NewVersions) -> dict[str, Any] | None:
         """Start the canary of ``versions``; what it returns (JSON-able) goes in the record."""
         ...

@@ -1,6 +1,6 @@
 """Scheduled retraining: one pipeline from new Kafka events to a canary of new versions.
 
-    feedray pipeline run [--handoff print|canary|module:function] [--json]
+    feedray pipeline run [--release print|canary|module:function] [--json]
     feedray pipeline schedule [--interval SECONDS] [--max-runs N]
     ray job submit --working-dir . -- python -m train.pipeline run
 
@@ -15,12 +15,12 @@ Steps (``train.chain``: in order, the first failure stops the chain):
 5. ``index``: ``train.index`` logs the FAISS index of the new two-tower version beside it;
 6. ``challenger``: both versions get the ``challenger`` alias (``champion`` too for a model
    that has none yet), only now that every step before succeeded;
-7. ``handoff``: the ``Handoff`` that ``settings.pipeline.handoff`` names is called with the
-   ``NewVersions``: ``print`` (default, ``print_handoff``) writes the two versions and the
-   ``feedray canary run`` command line to stdout; ``canary`` (``canary_handoff``) runs that
+7. ``release``: the ``Release`` that ``settings.pipeline.release`` names is called with the
+   ``NewVersions``: ``print`` (default, ``print_release``) writes the two versions and the
+   ``feedray canary run`` command line to stdout; ``canary`` (``canary_release``) runs that
    canary loop, which evaluates the pair and promotes it or rolls it back.
 
-A step that fails before ``challenger`` leaves every alias as it was (a failed ``handoff``
+A step that fails before ``challenger`` leaves every alias as it was (a failed ``release``
 step leaves the complete pair as ``challenger``, outside any canary). Versions registered
 before the failure stay in the registry without an alias, tagged
 ``pipeline_status=failed:<step>``: a ranker whose index step failed is not aliased on its
@@ -47,7 +47,7 @@ import typer
 
 from app.clock import Clock, clock_from_settings
 from app.config import FeedraySettings
-from app.retraining import Handoff, NewVersions
+from app.retraining import NewVersions, Release
 from train.chain import ChainRecord, Step, run_chain
 
 FaultHook = Callable[[str], None]
@@ -79,8 +79,8 @@ def canary_argv(versions: NewVersions) -> list[str]:
     ]  # fmt: skip
 
 
-def print_handoff(versions: NewVersions) -> dict[str, Any]:
-    """``pipeline.handoff: print`` (the default): writes the two versions and the
+def print_release(versions: NewVersions) -> dict[str, Any]:
+    """``pipeline.release: print`` (the default): writes the two versions and the
     ``feedray canary run`` command line that canaries them to stdout; starts no canary."""
     command = " ".join(["feedray", *canary_argv(versions)])
     typer.echo(
@@ -91,10 +91,10 @@ def print_handoff(versions: NewVersions) -> dict[str, Any]:
     return {"command": command}
 
 
-def canary_handoff(versions: NewVersions) -> dict[str, Any]:
+def canary_release(versions: NewVersions) -> dict[str, Any]:
     """Run ``feedray canary run`` on the pair (a child process, on the settings of this one)
     until it promotes, rolls back or aborts; its JSON summary goes in the record. A canary
-    run that fails raises, so the pipeline records the ``handoff`` step as failed."""
+    run that fails raises, so the pipeline records the ``release`` step as failed."""
     import subprocess
 
     from app.stack.live import feedray_argv
@@ -110,15 +110,15 @@ def canary_handoff(versions: NewVersions) -> dict[str, Any]:
     }
 
 
-# ``pipeline.handoff`` may name a hand-off by these short names instead of module:function.
-HANDOFFS = {"print": "train.pipeline:print_handoff", "canary": "train.pipeline:canary_handoff"}
+# ``pipeline.release`` may name a release by these short names instead of module:function.
+RELEASES = {"print": "train.pipeline:print_release", "canary": "train.pipeline:canary_release"}
 
 
-def load_handoff(spec: str) -> Handoff:
+def load_release(spec: str) -> Release:
     """The callable ``spec`` names: ``print``, ``canary`` or any ``module:function``."""
-    module, _, name = HANDOFFS.get(spec, spec).partition(":")
+    module, _, name = RELEASES.get(spec, spec).partition(":")
     if not module or not name:
-        raise ValueError(f"hand-off {spec!r} must be print, canary or module:function")
+        raise ValueError(f"release {spec!r} must be print, canary or module:function")
     return getattr(importlib.import_module(module), name)
 
 
@@ -155,7 +155,7 @@ def pipeline_steps(
     model_settings,
     run_id: str,
     uri: str,
-    handoff: Handoff,
+    release: Release,
     storage_path: str | None = None,
 ) -> list[Step]:
     """The pipeline's steps (module docstring) over the real stores, jobs and registry."""
@@ -239,8 +239,8 @@ def pipeline_steps(
         assign_aliases(uri, versions.ranking_model, versions.ranking_version, True, ms.gate)
         return versions
 
-    def hand_off(out: dict) -> dict:
-        return handoff(out["challenger"]) or {}
+    def release_versions(out: dict) -> dict:
+        return release(out["challenger"]) or {}
 
     def reports(rs: list) -> dict:
         return {
@@ -259,7 +259,7 @@ def pipeline_steps(
         Step("gate", gate),
         Step("index", index, lambda info: {"version": info["version"], **info["params"]}),
         Step("challenger", challenger, lambda v: v.to_json()),
-        Step("handoff", hand_off, lambda result: result),
+        Step("release", release_versions, lambda result: result),
     ]
 
 
@@ -330,14 +330,14 @@ def run_pipeline(
     settings: FeedraySettings | None = None,
     model_settings=None,
     *,
-    handoff: Handoff | None = None,
+    release: Release | None = None,
     clock: Clock | None = None,
     tracking_uri: str | None = None,
     storage_path: str | None = None,
     fault: FaultHook | None = None,
 ) -> ChainRecord:
-    """One pipeline run (module docstring); its record. ``handoff`` defaults to the one
-    ``settings.pipeline.handoff`` names; ``fault(step)`` is called as each step starts."""
+    """One pipeline run (module docstring); its record. ``release`` defaults to the one
+    ``settings.pipeline.release`` names; ``fault(step)`` is called as each step starts."""
     from app import registry
     from app.config import get_settings
     from app.models.config import resolve_model_settings
@@ -346,12 +346,12 @@ def run_pipeline(
     ms = model_settings or resolve_model_settings(settings)
     clock = clock or clock_from_settings(settings)
     uri = tracking_uri or registry.tracking_uri(settings)
-    handoff = handoff or load_handoff(settings.pipeline.handoff)
+    release = release or load_release(settings.pipeline.release)
     run_id = f"{clock.now():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     recorder = _Recorder(
         uri, settings.pipeline.experiment, run_id, runs_dir(settings) / f"{run_id}.json"
     )
-    steps = _with_fault(pipeline_steps(settings, ms, run_id, uri, handoff, storage_path), fault)
+    steps = _with_fault(pipeline_steps(settings, ms, run_id, uri, release, storage_path), fault)
     record = run_chain(run_id, steps, clock, on_record=recorder)
     recorder.finish(record, uri, ms)
     return record
@@ -370,24 +370,24 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-HandoffOption = Annotated[
+ReleaseOption = Annotated[
     str | None,
     typer.Option(
-        help="print, canary or module:function: given the new versions (pipeline.handoff)."
+        help="print, canary or module:function: given the new versions (pipeline.release)."
     ),
 ]
 
 
 @app.command("run")
 def run_command(
-    handoff: HandoffOption = None,
+    release: ReleaseOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run record as JSON.")] = False,
 ) -> None:
     """Run the pipeline once; exit 1 when a step failed (the record says which and why)."""
     from app.config import get_settings
 
     settings = get_settings()
-    record = run_pipeline(settings, handoff=load_handoff(handoff or settings.pipeline.handoff))
+    record = run_pipeline(settings, release=load_release(release or settings.pipeline.release))
     typer.echo(json.dumps(record.to_json(), indent=2) if as_json else _summary(record))
     typer.echo(f"record: {runs_dir(settings) / f'{record.run_id}.json'}")
     if record.status != "succeeded":
@@ -400,7 +400,7 @@ def schedule_command(
         float | None,
         typer.Option("--interval", min=1.0, help="Seconds between runs (pipeline.interval_s)."),
     ] = None,
-    handoff: HandoffOption = None,
+    release: ReleaseOption = None,
     max_runs: Annotated[
         int | None, typer.Option("--max-runs", min=1, help="Stop after this many runs.")
     ] = None,
@@ -411,11 +411,11 @@ def schedule_command(
     from train.schedule import run_on_schedule
 
     settings = get_settings()
-    chosen = load_handoff(handoff or settings.pipeline.handoff)
+    chosen = load_release(release or settings.pipeline.release)
     clock = clock_from_settings(settings)
 
     def once() -> None:
-        typer.echo(_summary(run_pipeline(settings, handoff=chosen, clock=clock)))
+        typer.echo(_summary(run_pipeline(settings, release=chosen, clock=clock)))
 
     run_on_schedule(
         once,

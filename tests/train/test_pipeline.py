@@ -108,7 +108,7 @@ def first_run(world_settings):
     record = run_pipeline(
         settings,
         ms,
-        handoff=lambda versions: handed.append(versions) or {"canary": "started"},
+        release=lambda versions: handed.append(versions) or {"canary": "started"},
         storage_path=str(tmp / "ray"),
     )
     return record, handed
@@ -135,7 +135,7 @@ def test_a_run_trains_indexes_and_hands_the_new_pair_to_the_canary(world_setting
     assert handed == [
         NewVersions(ms.retrieval_model_name, 2, ms.ranking_model_name, 2, record.run_id)
     ]
-    assert record.step("handoff").detail == {"canary": "started"}
+    assert record.step("release").detail == {"canary": "started"}
 
     # the FAISS index is logged beside the two-tower version it was built with
     index = registry.load_index(uri, ms.retrieval_model_name, "challenger")
@@ -175,7 +175,7 @@ def test_a_failed_training_step_leaves_the_aliases_and_records_why(world_setting
     record = run_pipeline(
         settings,
         ms,
-        handoff=handed.append,
+        release=handed.append,
         storage_path=str(tmp / "ray"),
         fault=fault,
     )

@@ -30,26 +30,26 @@ def _record(status: str) -> ChainRecord:
     )
 
 
-def test_load_handoff_resolves_short_names_and_module_function() -> None:
-    assert pipeline.load_handoff("train.pipeline:print_handoff") is pipeline.print_handoff
-    assert pipeline.load_handoff("print") is pipeline.print_handoff
-    assert pipeline.load_handoff("canary") is pipeline.canary_handoff
-    assert FeedraySettings().pipeline.handoff == "print"
+def test_load_release_resolves_short_names_and_module_function() -> None:
+    assert pipeline.load_release("train.pipeline:print_release") is pipeline.print_release
+    assert pipeline.load_release("print") is pipeline.print_release
+    assert pipeline.load_release("canary") is pipeline.canary_release
+    assert FeedraySettings().pipeline.release == "print"
     with pytest.raises(ValueError, match="module:function"):
-        pipeline.load_handoff("train.pipeline")
+        pipeline.load_release("train.pipeline")
 
 
-def test_print_handoff_names_the_versions_and_the_canary_run_command(capsys) -> None:
-    out = pipeline.print_handoff(NewVersions("tower", 7, "ranker", 5, "r1"))
+def test_print_release_names_the_versions_and_the_canary_run_command(capsys) -> None:
+    out = pipeline.print_release(NewVersions("tower", 7, "ranker", 5, "r1"))
     printed = capsys.readouterr().out
     assert "tower v7" in printed and "ranker v5" in printed
     assert out == {"command": "feedray canary run --retrieval-version 7 --ranking-version 5"}
     assert out["command"] in printed
 
 
-def test_canary_handoff_fails_with_the_canary_runs_reason(monkeypatch, tmp_path) -> None:
+def test_canary_release_fails_with_the_canary_runs_reason(monkeypatch, tmp_path) -> None:
     """The real `feedray canary run` child, with no Ray cluster at the configured port: the
-    hand-off raises with its exit status and message (the pipeline records the step failed)."""
+    release raises with its exit status and message (the pipeline records the step failed)."""
     from app.stack.process import free_port
 
     port = free_port()
@@ -59,10 +59,10 @@ def test_canary_handoff_fails_with_the_canary_runs_reason(monkeypatch, tmp_path)
     with pytest.raises(
         RuntimeError, match=f"canary run --retrieval-version 7 .* exited 1: .*{port}"
     ):
-        pipeline.canary_handoff(NewVersions("tower", 7, "ranker", 5, "r1"))
+        pipeline.canary_release(NewVersions("tower", 7, "ranker", 5, "r1"))
 
 
-def test_run_command_takes_the_handoff_from_the_settings_and_fails_on_a_failed_run(
+def test_run_command_takes_the_release_from_the_settings_and_fails_on_a_failed_run(
     monkeypatch, tmp_path
 ) -> None:
     settings = _settings(tmp_path)
@@ -75,9 +75,9 @@ def test_run_command_takes_the_handoff_from_the_settings_and_fails_on_a_failed_r
     monkeypatch.setattr(app.config, "get_settings", lambda: settings)
     monkeypatch.setattr(pipeline, "run_pipeline", run)
     with pytest.raises(typer.Exit) as exit_:
-        pipeline.run_command(handoff=None, as_json=False)
+        pipeline.run_command(release=None, as_json=False)
     assert exit_.value.exit_code == 1
-    assert seen["settings"] is settings and seen["handoff"] is pipeline.print_handoff
+    assert seen["settings"] is settings and seen["release"] is pipeline.print_release
 
 
 def test_schedule_command_takes_the_interval_from_the_settings_and_the_last_record(
@@ -95,8 +95,8 @@ def test_schedule_command_takes_the_interval_from_the_settings_and_the_last_reco
 
     monkeypatch.setattr(app.config, "get_settings", lambda: settings)
     monkeypatch.setattr(train.schedule, "run_on_schedule", schedule)
-    pipeline.schedule_command(interval_s=None, handoff=None, max_runs=2)
+    pipeline.schedule_command(interval_s=None, release=None, max_runs=2)
     assert seen["interval_s"] == 3600.0 and seen["max_runs"] == 2
     assert seen["last_started"] == datetime(2026, 12, 1, 8, tzinfo=UTC)
-    pipeline.schedule_command(interval_s=60.0, handoff=None, max_runs=None)
+    pipeline.schedule_command(interval_s=60.0, release=None, max_runs=None)
     assert seen["interval_s"] == 60.0 and seen["max_runs"] is None
