@@ -155,8 +155,9 @@ def newest_version(settings: FeedraySettings, name: str) -> int:
 
 def print_canary_outcome(log_path: Path) -> None:
     """The canary run's decision, its reasons and where its report is, from its log."""
-    text = log_path.read_text(errors="replace")
-    summary = json.loads(text[text.rfind("\n{\n") + 1 :])
+    from app.experiments.canary import summary_from_output
+
+    summary = summary_from_output(log_path.read_text(errors="replace"))
     typer.echo(f"canary: {summary['outcome']} (decision {summary['decision']})")
     report = summary.get("report")
     if report:

@@ -97,6 +97,7 @@ def canary_release(versions: NewVersions) -> dict[str, Any]:
     run that fails raises, so the pipeline records the ``release`` step as failed."""
     import subprocess
 
+    from app.experiments.canary import summary_from_output
     from app.stack.live import feedray_argv
 
     argv = feedray_argv(*canary_argv(versions))
@@ -106,7 +107,7 @@ def canary_release(versions: NewVersions) -> dict[str, Any]:
         raise RuntimeError(f"`feedray {' '.join(argv[1:])}` exited {done.returncode}: {tail}")
     return {
         "command": " ".join(["feedray", *canary_argv(versions)]),
-        "canary": json.loads(done.stdout),
+        "canary": summary_from_output(done.stdout),
     }
 
 

@@ -13,7 +13,9 @@ The Serve side (aliases, reconfiguration) is ``deployments/canary.py``; the stat
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
@@ -107,6 +109,21 @@ class CanaryRunResult:
             if hasattr(self.verdict, key):
                 out[key] = getattr(self.verdict, key)
         return out | {"run": asdict(self.run)}
+
+
+def summary_from_output(text: str) -> dict:
+    """The last ``summary()`` (indented JSON with an ``outcome``) in the whole output of
+    ``feedray canary run``: the evaluator's jobs print before it, Ray may print after it."""
+    decoder = json.JSONDecoder()
+    starts = [0] * text.startswith("{") + [m.start() + 1 for m in re.finditer("\n{\n", text)]
+    for start in reversed(starts):
+        try:
+            found, _ = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(found, dict) and "outcome" in found:
+            return found
+    raise ValueError(f"no canary run summary in: {text[-300:]!r}")
 
 
 def decision_of(verdict: Any) -> str:

@@ -41,7 +41,7 @@ import numpy as np
 import pytest
 import yaml
 
-from app.experiments.canary import CanaryVersions
+from app.experiments.canary import CanaryVersions, summary_from_output
 from tests.deployments.feeds import feeds_of, ref
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -191,6 +191,7 @@ def loop(serving, ops, tmp_path_factory, monkeypatch_module):
         "biased": str(biased),
         "language": world.config.languages[language],
         "settings": settings,
+        "config": payload,
     }
     app.config.get_settings.cache_clear()
 
@@ -231,8 +232,7 @@ def _canary_run(
         result = CliRunner().invoke(cli, args, catch_exceptions=False)
     stats = audience.stats
     assert result.exit_code == 0, result.output
-    text = result.stdout  # the summary is the last top-level JSON object printed
-    summary = json.loads(text[text.rfind("\n{\n") + 1 :])
+    summary = summary_from_output(result.stdout)
     rows = read_decisions(serving.settings, experiment).to_pylist()
     evaluation = [row for row in rows if row["kind"] == "evaluation"]
     assert len(evaluation) == 1, rows
@@ -320,3 +320,99 @@ def test_an_equivalent_challenger_is_not_promoted(serving, ops, loop):
     assert ops.champion() == CanaryVersions("1", "1")
     uri, ms = registry.tracking_uri(serving.settings), serving.settings.models
     assert registry.get_version(uri, ms.ranking_model_name, registry.CHALLENGER) is None
+
+
+def test_a_pipeline_run_releases_its_new_pair_to_a_canary_on_the_running_service(
+    serving, ops, loop, tmp_path, monkeypatch
+):
+    """``train.pipeline`` on the service's own state with the ``canary`` release: the
+    bootstrap world's two simulated days are the Kafka backlog; ingest, training set, Ray
+    Train, gate, index, challenger, then ``feedray canary run`` in a child process on this
+    Ray cluster and Serve app while the audience responds. The run record holds the canary's
+    outcome; the aliases and Serve agree with it."""
+    import ray
+
+    import app.config
+    from app import registry
+    from app.experiments.record import read_decisions
+    from data.simulate.feed_audience import FeedAudience
+    from data.simulate.sessions import simulate_chunks
+    from data.simulate.sinks import KafkaSink
+    from data.simulate.world import WorldConfig
+    from tests.conftest import TEST_AT
+    from tests.deployments.conftest import WORLD
+    from train.bootstrap import world_at
+    from train.pipeline import load_release, run_pipeline
+
+    settings, world = loop["settings"], serving.world
+    backlog = world_at(WorldConfig(**WORLD), TEST_AT, 2.0)  # the bootstrap's world and days
+    sink = KafkaSink(settings)
+    for chunk in simulate_chunks(backlog, 2.0):
+        sink.write(chunk, backlog)
+    sent = sink.close().events
+    del sink  # its producer, before the broker stops
+    experiments = loop["config"]["experiments"] | {
+        "canary_share": SHARE,
+        "evaluation_window_h": WINDOW_H,
+        "canary": loop["config"]["experiments"]["canary"] | {"poll_interval_s": 15.0},
+    }
+    config_file = tmp_path / "feedray.yaml"
+    config_file.write_text(yaml.safe_dump(loop["config"] | {"experiments": experiments}))
+    monkeypatch.setenv("FEEDRAY_CONFIG_FILE", str(config_file))
+    # the child joins this test's Ray (started with address="local") and its Serve app
+    monkeypatch.setenv("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+    app.config.get_settings.cache_clear()
+    ms = settings.models
+    # The bootstrap's recipe on the same days (2 epochs each, the last half day held out).
+    # Two trainings of one recipe on this 600-user world differ by more than the production
+    # gate's 0.01; the gate itself is tests/train/test_pipeline.py's.
+    models = ms.model_copy(
+        update={
+            "two_tower": ms.two_tower.model_copy(update={"epochs": 2}),
+            "ranker": ms.ranker.model_copy(update={"epochs": 2}),
+            "training": ms.training.model_copy(update={"eval_days": 0.5}),
+            "gate": ms.gate.model_copy(update={"tolerance": 0.05}),
+        }
+    )
+    champion = ops.champion()
+    audiences = []
+
+    def release_under_traffic(versions):
+        with FeedAudience(
+            settings, world, serving.base_url, range(world.n_users), limit=10, threads=3
+        ) as audience:
+            audiences.append(audience)
+            return load_release("canary")(versions)
+
+    record = run_pipeline(
+        settings, models, release=release_under_traffic, storage_path=str(tmp_path / "ray")
+    )
+    app.config.get_settings.cache_clear()
+    print(json.dumps(record.to_json(), indent=1, default=str))
+    assert record.status == "succeeded", record.reason
+    assert record.step("ingest").detail["rows"] >= sent
+    new = record.step("challenger").detail
+    canary = record.step("release").detail["canary"]
+    stats = audiences[0].stats
+    print(f"pipeline canary: audience {stats.summary()}; {canary}")
+    assert not stats.failures, stats.failures[:5]
+    assert canary["outcome"] in ("promoted", "rolled_back") and canary["abort"] is None, canary
+    versions = CanaryVersions(str(new["retrieval_version"]), str(new["ranking_version"]))
+    assert (canary["run"]["versions"]["retrieval"], canary["run"]["versions"]["ranking"]) == (
+        versions.retrieval,
+        versions.ranking,
+    )
+    # the child recorded its evaluation; both arms were served by their own versions
+    experiment = canary["run"]["experiment"]
+    rows = read_decisions(serving.settings, experiment).to_pylist()
+    evaluation = [r for r in rows if r["kind"] == "evaluation"]
+    assert len(evaluation) == 1 and evaluation[0]["decision"] == canary["decision"], rows
+    ctr = _metric(evaluation[0], "ctr")
+    assert ctr["champion"] > 0 and ctr["canary"] > 0, ctr
+    uri = registry.tracking_uri(serving.settings)
+    assert registry.get_version(uri, ms.ranking_model_name, registry.CHALLENGER) is None
+    expected = versions if canary["outcome"] == "promoted" else champion
+    assert ops.champion() == expected
+    for _, code, body in feeds_of(serving, [f"u{i}" for i in range(20)]):
+        assert code == 200 and body["arm"] == "champion"
+        assert body["model_versions"]["ranking"] == ref(serving, "ranking", expected.ranking)

@@ -15,6 +15,7 @@ from app.experiments.canary import (
     canary_max_replicas,
     canary_versions,
     run_canary,
+    summary_from_output,
 )
 
 CHAMPION = CanaryVersions("3", "4")
@@ -143,3 +144,16 @@ def test_the_summary_carries_what_the_evaluation_decided_and_where_its_report_is
     assert (summary["report"], summary["mlflow_run_id"]) == ("/r/report.md", "abc")
     plain, _ = _run(RecordedOps(), lambda run: "undecided", window_h=1.0)
     assert "report" not in plain.summary() and plain.summary()["decision"] == "undecided"
+
+
+def test_the_summary_is_read_back_from_after_whatever_the_run_printed_before_it() -> None:
+    import json
+
+    result, _ = _run(RecordedOps(), lambda run: "promote", window_h=1.0)
+    printed = json.dumps(result.summary(), indent=2)
+    progress = '{\n  "landed": 12\n}\ningest: {"rows": 12}\nRunning 0: 100%\n'
+    assert summary_from_output(printed) == json.loads(printed)
+    after = '\n{\n  "ray": "shutting down"\n}\n(raylet) exiting\n'
+    assert summary_from_output(progress + printed + after) == json.loads(printed)
+    with pytest.raises(ValueError, match="no canary run summary in"):
+        summary_from_output("feedray: no Ray cluster at 127.0.0.1:6379\n")
