@@ -9,8 +9,12 @@ own floor).
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 from app.config import FeedraySettings
 from app.stack.kafka import ensure_topics
@@ -35,19 +39,29 @@ def bootstrapped(
     return settings, boot, time.perf_counter() - t0
 
 
-def deploy_feed_app(settings: FeedraySettings, hop_allowance_ms: float) -> tuple[dict, str, float]:
+def deploy_feed_app(
+    settings: FeedraySettings, hop_allowance_ms: float, *, transport_from_settings: bool = False
+) -> tuple[dict, str, float]:
     """(the deployed Serve config, the app's base URL, seconds the deploy took).
 
     A fresh local Ray starts here (``num_cpus=2``, no dashboard); autoscaling is off, one
-    replica each.
+    replica each. Serve's transport (HAProxy ingress, throughput-optimised mode) is the
+    caller's environment, or with ``transport_from_settings`` what ``feedray up`` starts the
+    head with (``settings.ray``; HAProxy's files in a short-named temporary folder: Serve
+    nests them two levels deeper and HAProxy refuses socket paths over 97 characters).
     """
     import ray
 
+    from app.stack.ray_env import haproxy_paths, serve_transport_env
     from deployments.app import settings_payload
     from deployments.deploy import deploy, load_config
 
     ray.shutdown()  # the Ray ``train.bootstrap`` joined for its Ray Data steps, if any
     os.environ["RAY_ADDRESS"] = "local"
+    if transport_from_settings:
+        folder = Path(tempfile.mkdtemp(prefix="feedray-hap-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        os.environ.update(serve_transport_env(settings.ray) | haproxy_paths(folder))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     port = free_port()
     config = load_config()

@@ -1,17 +1,19 @@
 """Section ``http``: the feed end to end over HTTP through Ray Serve, beside a bare ingress.
 
 The world's app is deployed with ``bench.feed_app.deploy_feed_app`` (serve_config.yaml's
-shape on a local 2-CPU Ray, one replica each) and loaded with ``bench.bench_serving``'s
-closed-loop generator at each concurrency: latency p50/p95/p99, requests/s, degraded share,
-non-200 count and the per-stage timings the ingress reports. In the same run, before the
-feed app: a bare Serve FastAPI ingress returning a constant (Serve's own floor). The highest
-sustained rate is the best requests/s among the measured concurrencies whose p99 and
-degraded share are within the SLO. RSS per Serve replica: the processes titled
-``ray::ServeReplica...`` on this host.
+shape on a local 2-CPU Ray, one replica each, with the Serve transport ``feedray up`` starts
+the head with: ``ray.serve_haproxy`` / ``ray.serve_throughput_optimized``) and loaded with
+``bench.bench_serving``'s closed-loop generator at each concurrency: latency p50/p95/p99,
+requests/s, degraded share, non-200 count and the per-stage timings the ingress reports. In
+the same run, before the feed app: a bare Serve FastAPI ingress returning a constant
+(Serve's own floor). The highest sustained rate is the best requests/s among the measured
+concurrencies whose p99 and degraded share are within the SLO. RSS per Serve replica: the
+processes titled ``ray::ServeReplica...`` on this host.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 from app.bench_settings import BenchSettings
@@ -78,12 +80,14 @@ def http_section(settings: FeedraySettings, bench: BenchSettings) -> dict:
     import ray
     from ray import serve
 
+    from app.stack.ray_env import serve_transport_env
     from bench.feed_app import deploy_feed_app, run_constant_app
 
     figures: dict = {"requests_per_level": requests, "concurrencies": list(concurrencies)}
     t0 = time.perf_counter()
-    _, base, _ = deploy_feed_app(settings, bench.hop_allowance_ms)
+    _, base, _ = deploy_feed_app(settings, bench.hop_allowance_ms, transport_from_settings=True)
     figures["deploy_s"] = time.perf_counter() - t0
+    figures["transport"] = {k: os.environ[k] for k in serve_transport_env(settings.ray)}
     try:
         run_constant_app("bare")
         _load_figures(base + "/bare/", lambda k: {}, 30, 1)  # warm-up

@@ -223,7 +223,10 @@ def markdown(record: dict, json_path: str) -> str:
     if h and "feed" in h:
         head = ["| level | p50 ms | p95 ms | p99 ms | req/s | degraded | non-200 |"]
         head.append("|---|---|---|---|---|---|---|")
-        lines += ["", "## HTTP through Ray Serve", "", "Feed:", "", *head, *_level_rows(h["feed"])]
+        transport = ", ".join(f"`{k}={v}`" for k, v in h.get("transport", {}).items())
+        lines += ["", "## HTTP through Ray Serve", ""]
+        lines += [f"Serve transport: {transport or 'not recorded'}.", ""]
+        lines += ["Feed:", "", *head, *_level_rows(h["feed"])]
         lines += ["", "Bare Serve ingress (constant):", "", *head, *_level_rows(h["bare_ingress"])]
         lines += ["", "```json", json.dumps(h["feed_sustained"], indent=2), "```"]
     elif h:
