@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.suite.feed_http import SLO_DEGRADED, SLO_P99_MS, sustained
-from bench.suite.report import markdown, targets_table
+from bench.suite.report import markdown, plain_over_serve, targets_table
 
 
 def _lat(p99: float) -> dict:
@@ -69,3 +69,18 @@ def test_markdown_shows_figures_errors_and_what_was_not_measured():
     assert "Section `http` failed" in text and "boom" in text
     assert "- faults" in text
     assert "Feast SDK: not run: no interpreter." in text
+
+
+def test_the_distribution_ratio_compares_sustained_rates_not_raw_throughput():
+    record = _record() | {
+        "pipeline": {"rps_one_thread": 80.0},
+        "http": {
+            "feed": {"c16": {"rps": 150.0, "degraded_share": 0.85}},
+            "feed_sustained": {"rps": 40.0},
+        },
+    }
+    assert plain_over_serve(record) == 2.0  # the one-thread figure while uvicorn's is absent
+    record["http"]["plain_sustained"] = {"rps": 60.0}
+    assert plain_over_serve(record) == 1.5
+    record["http"]["feed_sustained"] = {"rps": None}  # no Serve level within the SLO
+    assert plain_over_serve(record) is None
