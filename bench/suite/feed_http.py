@@ -9,16 +9,27 @@ the same run, before the feed app: a bare Serve FastAPI ingress returning a cons
 (Serve's own floor). The highest sustained rate is the best requests/s among the measured
 concurrencies whose p99 and degraded share are within the SLO. RSS per Serve replica: the
 processes titled ``ray::ServeReplica...`` on this host.
+
+After Serve and Ray are down, the same generator loads the same users on the no-Serve peer:
+``bench.plain_feed``, the same cores and assembly in one process behind plain uvicorn
+(``plain``, ``plain_sustained``); the ratio of the two sustained rates is the cost of
+distribution.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
+import urllib.request
+from pathlib import Path
 
 from app.bench_settings import BenchSettings
 from app.config import FeedraySettings
-from bench.common import percentiles
+from bench.common import PROJECT_ROOT, percentiles
 
 SLO_P99_MS = 150.0
 SLO_DEGRADED = 0.01
@@ -70,6 +81,57 @@ def sustained(levels: dict[str, dict]) -> dict:
     }
 
 
+def _plain_levels(settings: FeedraySettings, feed, requests: int, concurrencies) -> dict:
+    """``bench.plain_feed`` in a child process, loaded at each concurrency, then stopped."""
+    from app.stack.process import free_port, wait_until
+    from deployments.app import settings_payload
+
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="feedray-plain-") as folder:
+        payload = Path(folder) / "settings.json"
+        payload.write_text(json.dumps(settings_payload(settings)))
+        log = (Path(folder) / "plain.log").open("w+")
+        child = subprocess.Popen(
+            [sys.executable, "-m", "bench.plain_feed", "--settings", str(payload)]
+            + ["--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+        )
+        base = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            if child.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"plain feed exited {child.returncode}: {log.read()[-2000:]}")
+            try:
+                with urllib.request.urlopen(base + "/healthz", timeout=2):
+                    return True
+            except OSError:
+                return False
+
+        try:
+            t0 = time.perf_counter()
+            wait_until(up, 900, interval_s=1.0, what="the plain feed process")
+            figures: dict = {"start_s": time.perf_counter() - t0}
+            url = base + "/api/v1/content/feed"
+            _load_figures(url, feed, 30, 1)  # warm-up
+            figures["levels"] = {
+                f"c{c}": _load_figures(url, feed, requests, c) for c in concurrencies
+            }
+            import psutil
+
+            figures["rss_mb"] = psutil.Process(child.pid).memory_info().rss / 2**20
+        finally:
+            child.terminate()
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+            log.close()
+    return figures
+
+
 def http_section(settings: FeedraySettings, bench: BenchSettings) -> dict:
     """Deploy, load at each concurrency, tear Serve and Ray down; the figures.
 
@@ -84,6 +146,8 @@ def http_section(settings: FeedraySettings, bench: BenchSettings) -> dict:
     from bench.feed_app import deploy_feed_app, run_constant_app
 
     figures: dict = {"requests_per_level": requests, "concurrencies": list(concurrencies)}
+    users = [f"u{(k * 7919) % n_users}" for k in range(4_096)]
+    feed = lambda k: {"user_id": users[k % len(users)], "limit": 20}  # noqa: E731
     t0 = time.perf_counter()
     _, base, _ = deploy_feed_app(settings, bench.hop_allowance_ms, transport_from_settings=True)
     figures["deploy_s"] = time.perf_counter() - t0
@@ -97,8 +161,6 @@ def http_section(settings: FeedraySettings, bench: BenchSettings) -> dict:
         }
         serve.delete("bare")
 
-        users = [f"u{(k * 7919) % n_users}" for k in range(4_096)]
-        feed = lambda k: {"user_id": users[k % len(users)], "limit": 20}  # noqa: E731
         url = base + "/api/v1/content/feed"
         _load_figures(url, feed, 30, 1)  # warm-up
         levels = {f"c{c}": _load_figures(url, feed, requests, c) for c in concurrencies}
@@ -109,4 +171,11 @@ def http_section(settings: FeedraySettings, bench: BenchSettings) -> dict:
     finally:
         serve.shutdown()
         ray.shutdown()
+    plain = _plain_levels(settings, feed, requests, concurrencies)
+    figures["plain"] = plain.pop("levels")
+    figures["plain_sustained"] = sustained(figures["plain"])
+    figures["plain_process"] = plain | {
+        "note": "bench.plain_feed: the same cores and assembly in one process behind plain "
+        "uvicorn; no Serve, no batching, no stage timeouts (no fallback on load)"
+    }
     return figures

@@ -34,7 +34,6 @@ from app.bench_settings import BenchSettings
 from app.config import FeedraySettings
 
 NOT_MEASURED = [
-    "the same pipeline behind plain uvicorn (the plain-process figure here has no HTTP)",
     "freshness (publish-to-retrievable) under load: bench/bench_serving.py measures it",
     "ingestion under load (collector, Kafka -> Parquet): bench/bench_collector.py, "
     "bench/bench_ingest.py",

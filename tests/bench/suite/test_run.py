@@ -102,6 +102,13 @@ def test_scaled_down_suite_writes_every_section(tmp_path, monkeypatch):
     assert http["feed"]["c1"]["non_200"] == 0
     assert 0.0 <= http["feed"]["c1"]["degraded_share"] <= 1.0
     assert http["replica_rss_mb"] and all(v > 0 for v in http["replica_rss_mb"].values())
+    assert set(http["plain"]) == {"c1", "c4", "c8", "c16"}
+    for level in http["plain"].values():  # no admission, no stage timeouts: every answer
+        _latency_ok(level)
+        assert level["non_200"] == 0 and level["errors"] == 0
+        assert level["stages_ms"]["ranking"]["p50_ms"] > 0
+    assert http["plain_process"]["rss_mb"] > 0
+    assert http["plain_sustained"]["slo"] == http["feed_sustained"]["slo"]
 
     text = md_path.read_text()
     assert str(json_path) in text or json_path.name in text
@@ -109,5 +116,7 @@ def test_scaled_down_suite_writes_every_section(tmp_path, monkeypatch):
         assert name in text
         if name.startswith("Feast") and feast["status"] != "measured":
             assert value is None and verdict == "not measured"
+        elif name.startswith("plain-process") and http["feed_sustained"]["rps"] is None:
+            assert value is None and verdict == "not measured"  # no Serve level within SLO
         else:
             assert value is not None and verdict in {"met", "missed"}
