@@ -31,6 +31,7 @@ class BenchSettings(BaseModel):
     http_requests: int = Field(400, ge=1)  # requests per concurrency level
     concurrencies: tuple[int, ...] = (1, 4, 8, 16)
     hop_allowance_ms: float = Field(60.0, ge=0)
+    publish_trials: int = Field(5, ge=1)  # items published under load for freshness
     results_dir: Path = Path("bench/results")
     markdown: Path = Path("BENCHMARKS.md")
     # Feast's SDK as the feature-read peer runs in its own interpreter (its pins clash with the

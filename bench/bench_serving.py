@@ -16,9 +16,10 @@ recorded with the figures), e.g. the HAProxy ingress with direct gRPC between re
     RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_THROUGHPUT_OPTIMIZED=1 \
         .venv/bin/python -m bench.bench_serving --record hot_path --label haproxy
 
-The driver calls deployment handles only from its own event loop (``_Handles``): with
-``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` Serve runs a handle's router on the caller's loop, so
-``DeploymentResponse.result()`` from plain synchronous code is not available.
+The driver calls deployment handles only from its own event loop
+(``bench.common.HandleCaller``): with ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` Serve runs a
+handle's router on the caller's loop, so ``DeploymentResponse.result()`` from plain
+synchronous code is not available.
 ``--record NAME --label L`` also merges this run into ``bench/results/NAME.json`` under
 ``runs.L`` (one file holding one change at a time, each with its own command).
 """
@@ -26,7 +27,6 @@ The driver calls deployment handles only from its own event loop (``_Handles``):
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shlex
@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import RESULTS, host_info, percentiles, private_stack, save
+from bench.common import RESULTS, HandleCaller, host_info, percentiles, private_stack, save
 from bench.feed_app import bootstrapped, deploy_feed_app, run_constant_app
 
 # Environment variables that change Serve's transport; read by Ray's processes at start.
@@ -48,30 +48,6 @@ SERVE_ENV = (
     "RAY_SERVE_ENABLE_DIRECT_INGRESS",
     "RAY_SERVE_USE_GRPC_BY_DEFAULT",
 )
-
-
-class _Handles:
-    """Deployment handle calls from the driver, awaited on one event loop that keeps running
-    in a thread of its own: the handles' routers bind to it, and their long-poll clients
-    (replica updates after a redeploy) need it running between calls."""
-
-    def __init__(self) -> None:
-        import threading
-
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, daemon=True, name="handles").start()
-
-    def call(self, handle, method: str, *args):
-        """``handle.<method>.remote(*args)``, its answer; the method is looked up on the loop
-        too (that first look-up creates the handle's router)."""
-
-        async def ask():
-            return await getattr(handle, method).remote(*args)
-
-        return asyncio.run_coroutine_threadsafe(ask(), self.loop).result(timeout=120)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 def load(url: str, params_of, n: int, concurrency: int) -> tuple[list[float], list[dict]]:
@@ -189,7 +165,7 @@ def main() -> None:
         "config": vars(args),
         "serve_env": {name: os.environ.get(name) for name in SERVE_ENV},
     }
-    handles = _Handles()
+    handles = HandleCaller()
 
     def checkpoint(figures: dict) -> None:
         """Write what is measured so far (a later failure keeps the earlier placements)."""

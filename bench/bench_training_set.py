@@ -27,33 +27,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from bench.common import PROJECT_ROOT, median, save
-
-
-def _tree_pss_bytes(root: int) -> int:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        todo.extend(children.get(pid, []))
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1]) * 1024
-                        break
-        except OSError:
-            continue
-    return total
+from bench.common import PROJECT_ROOT, median, save, tree_pss_bytes
 
 
 def _run(mode: str, store: Path, out: Path, cpus: int, store_gib: float | None) -> dict:
@@ -68,7 +42,7 @@ def _run(mode: str, store: Path, out: Path, cpus: int, store_gib: float | None) 
 
     def sample() -> None:
         while proc.poll() is None:
-            peak[0] = max(peak[0], _tree_pss_bytes(proc.pid))
+            peak[0] = max(peak[0], tree_pss_bytes(proc.pid))
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -9,6 +10,8 @@ import shlex
 import statistics
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -115,3 +118,83 @@ def fresh_topics(settings: FeedraySettings, prefix: str = "bench") -> FeedraySet
     )
     ensure_topics(settings)
     return settings
+
+
+class HandleCaller:
+    """Deployment handle calls from the driver, awaited on one event loop that keeps running
+    in a thread of its own: the handles' routers bind to it, and their long-poll clients
+    (replica updates after a redeploy) need it running between calls."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True, name="handles").start()
+
+    def call(self, handle, method: str, *args):
+        """``handle.<method>.remote(*args)``, its answer; the method is looked up on the loop
+        too (that first look-up creates the handle's router)."""
+
+        async def ask():
+            return await getattr(handle, method).remote(*args)
+
+        return asyncio.run_coroutine_threadsafe(ask(), self.loop).result(timeout=120)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def tree_pss_bytes(root: int, exclude: tuple[str, ...] = ()) -> int:
+    """Proportional set size (bytes) of process ``root`` and all its descendants, less the
+    subtrees of processes whose name (``/proc/<pid>/comm``) is in ``exclude``."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() in exclude:
+                    continue
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            continue
+        todo.extend(children.get(pid, []))
+    return total
+
+
+class PssSampler:
+    """``tree_pss_bytes`` of this process's tree every ``interval_s`` on a daemon thread:
+    (seconds since start, bytes) samples, until ``stop``."""
+
+    def __init__(self, exclude: tuple[str, ...] = (), interval_s: float = 0.5) -> None:
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._t0 = time.perf_counter()
+
+        def run() -> None:
+            while not self._stop.is_set():
+                pss = tree_pss_bytes(os.getpid(), exclude)
+                self.samples.append((time.perf_counter() - self._t0, pss))
+                self._stop.wait(interval_s)
+
+        self._thread = threading.Thread(target=run, daemon=True, name="pss-sampler")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def peak_bytes(self, start_s: float = 0.0, end_s: float = float("inf")) -> int:
+        """The highest sample taken between ``start_s`` and ``end_s`` (0 when none)."""
+        return max((b for t, b in self.samples if start_s <= t <= end_s), default=0)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,8 @@ class Bootstrapped:
     versions: dict[str, int]  # model name -> registered version
     seconds: dict[str, float]
     models: dict[str, Any]  # "two_tower", "ranker", "index": what was registered
+    # Per model: rows per epoch, epochs, seconds of its training loop, samples/s.
+    training: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def world_at(world_config, now: datetime, days: float):
@@ -93,6 +95,10 @@ def _batches(frame, columns: list[str], batch_size: int, rng: np.random.Generato
         part = frame.iloc[order[lo : lo + batch_size]]
         if len(part) >= (batch_size if drop_last else 1):
             yield frame_columns(part, columns)
+
+
+def _throughput(rows: int, epochs: int, seconds: float) -> dict[str, float]:
+    return {"rows": rows, "epochs": epochs, "s": seconds, "samples_per_s": rows * epochs / seconds}
 
 
 def train_in_process(
@@ -218,6 +224,8 @@ def bootstrap(
     t = time.perf_counter()
     tower = TwoTower(model_settings.features, model_settings.two_tower)
     positives = ts.positives()
+    training: dict[str, dict[str, float]] = {}
+    t_model = time.perf_counter()
     tower_loss = train_in_process(
         tower,
         tower_step,
@@ -228,12 +236,14 @@ def bootstrap(
         model_settings.two_tower.learning_rate,
         drop_last=True,
     )
+    training["two_tower"] = _throughput(len(positives), epochs, time.perf_counter() - t_model)
     train = add_retrieval_score(ts.train, tower)
     ranker = Ranker(
         model_settings.features,
         model_settings.ranker,
         model_settings.ranker.head_weights or default_head_weights(settings.events.signal_weights),
     )
+    t_model = time.perf_counter()
     ranker_loss = train_in_process(
         ranker,
         ranker_step,
@@ -244,6 +254,7 @@ def bootstrap(
         model_settings.ranker.learning_rate,
         drop_last=False,
     )
+    training["ranker"] = _throughput(len(train), epochs, time.perf_counter() - t_model)
     seconds["training"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -288,6 +299,7 @@ def bootstrap(
         versions,
         seconds,
         {"two_tower": tower, "ranker": ranker, "index": index},
+        training,
     )
 
 

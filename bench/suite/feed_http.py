@@ -4,7 +4,8 @@ The world's app is deployed with ``bench.feed_app.deploy_feed_app`` (serve_confi
 shape on a local 2-CPU Ray, one replica each, with the Serve transport ``feedray up`` starts
 the head with: ``ray.serve_haproxy`` / ``ray.serve_throughput_optimized``) and loaded with
 ``bench.bench_serving``'s closed-loop generator at each concurrency: latency p50/p95/p99,
-requests/s, degraded share, non-200 count and the per-stage timings the ingress reports. In
+requests/s, degraded share, non-200 count and the per-stage timings the ingress reports; then
+publish-to-retrievable at the sustained level's concurrency (``bench.suite.freshness``). In
 the same run, before the feed app: a bare Serve FastAPI ingress returning a constant
 (Serve's own floor). The highest sustained rate is the best requests/s among the measured
 concurrencies whose p99 and degraded share are within the SLO. RSS per Serve replica: the
@@ -144,6 +145,7 @@ def http_section(settings: FeedraySettings, bench: BenchSettings) -> dict:
 
     from app.stack.ray_env import serve_transport_env
     from bench.feed_app import deploy_feed_app, run_constant_app
+    from bench.suite.freshness import freshness_under_load
 
     figures: dict = {"requests_per_level": requests, "concurrencies": list(concurrencies)}
     users = [f"u{(k * 7919) % n_users}" for k in range(4_096)]
@@ -166,6 +168,10 @@ def http_section(settings: FeedraySettings, bench: BenchSettings) -> dict:
         levels = {f"c{c}": _load_figures(url, feed, requests, c) for c in concurrencies}
         figures["feed"] = levels
         figures["feed_sustained"] = sustained(levels)
+        best = figures["feed_sustained"]["best_level"]
+        figures["freshness"] = freshness_under_load(
+            settings, url, feed, int(best[1:]) if best else 1, bench.publish_trials
+        )
         figures["replica_rss_mb"] = _replica_rss_mb()
         figures["targets"] = {"c1_p99_ms": 40.0, "sustained_rps": 150.0}
     finally:

@@ -108,6 +108,12 @@ def targets_table(record: dict) -> list[tuple[str, object, str, str]]:
         ("HTTP feed c1 p99 ms", "http.feed.c1.p99_ms", 40.0, False),
         ("HTTP sustained req/s within SLO", "http.feed_sustained.rps", 150.0, True),
         (
+            "publish-to-retrievable under load, max s",
+            "http.freshness.publish_to_retrievable_s.max",
+            5.0,
+            False,
+        ),
+        (
             "plain-process req/s / Serve sustained req/s",
             "derived.plain_over_serve_rps",
             1.5,
@@ -179,6 +185,18 @@ def markdown(record: dict, json_path: str) -> str:
             "World build phases (seconds): "
             + ", ".join(f"{k} {v:.1f}" for k, v in world.get("phases_s", {}).items()),
         ]
+    if world.get("training"):
+        lines += ["", "Training in the world build (in-process, one process):", ""]
+        lines += [
+            "| model | rows per epoch | epochs | seconds | samples/s |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {t['rows']:,} | {t['epochs']} | {t['s']:.1f} | {t['samples_per_s']:,.0f} |"
+            for name, t in world["training"].items()
+        ]
+        peak = ", ".join(f"{k} {v:,.0f}" for k, v in world["peak_pss_mb"].items())
+        lines += ["", f"Peak PSS (MiB): {peak}. {world['peak_pss_note']}."]
     f = record.get("features")
     if f:
         lines += [
@@ -234,6 +252,16 @@ def markdown(record: dict, json_path: str) -> str:
         lines += ["Feed:", "", *head, *_level_rows(h["feed"])]
         lines += ["", "Bare Serve ingress (constant):", "", *head, *_level_rows(h["bare_ingress"])]
         lines += ["", "```json", json.dumps(h["feed_sustained"], indent=2), "```"]
+        if "freshness" in h:
+            fresh, under = h["freshness"]["publish_to_retrievable_s"], h["freshness"]["load"]
+            lines += ["", "Publish to retrievable under load:", ""]
+            lines += [
+                f"{len(fresh['samples'])} items published while {under['concurrency']} feed "
+                f"requests were in flight: median {fresh['median']:.3f} s, max "
+                f"{fresh['max']:.3f} s; the feed meanwhile: p99 {_fmt(under['p99_ms'])} ms, "
+                f"{_fmt(under['rps'])} req/s, degraded {_fmt(under['degraded_share'])}, "
+                f"non-200 {under['non_200']}."
+            ]
         if "plain" in h:
             lines += ["", "## The same pipeline in one plain process behind uvicorn", ""]
             lines += [f"{h['plain_process']['note']}.", ""]

@@ -33,6 +33,7 @@ def test_scaled_down_suite_writes_every_section(tmp_path, monkeypatch):
         queries=200,
         exact_queries=50,
         http_requests=60,
+        publish_trials=3,
         feast_reads=100,
         results_dir=tmp_path / "results",
         markdown=tmp_path / "BENCHMARKS.md",
@@ -56,6 +57,12 @@ def test_scaled_down_suite_writes_every_section(tmp_path, monkeypatch):
     assert world["items"] == 50_000 and world["users"] == 20_000 and world["events"] > 0
     trained = [line for line in world["bootstrap_log"] if "losses" in line]
     assert trained and "nan" not in trained[0]  # the training set had examples
+    for model in ("two_tower", "ranker"):
+        assert world["training"][model]["rows"] > 0
+        assert world["training"][model]["samples_per_s"] > 0
+    peak = world["peak_pss_mb"]
+    assert set(peak) == {"build", *world["phases_s"]}
+    assert 0 < peak["training_set"] <= peak["build"]
 
     features = record["features"]
     for key in ("read_user", "read_items_500", "baseline_500_pipelined_hgetall"):
@@ -102,6 +109,11 @@ def test_scaled_down_suite_writes_every_section(tmp_path, monkeypatch):
     assert http["feed"]["c1"]["non_200"] == 0
     assert 0.0 <= http["feed"]["c1"]["degraded_share"] <= 1.0
     assert http["replica_rss_mb"] and all(v > 0 for v in http["replica_rss_mb"].values())
+    fresh = http["freshness"]
+    assert len(fresh["publish_to_retrievable_s"]["samples"]) == bench.publish_trials
+    assert 0 < fresh["publish_to_retrievable_s"]["max"] < 60
+    _latency_ok(fresh["load"])
+    assert fresh["load"]["rps"] > 0
     assert set(http["plain"]) == {"c1", "c4", "c8", "c16"}
     for level in http["plain"].values():  # no admission, no stage timeouts: every answer
         _latency_ok(level)
