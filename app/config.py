@@ -128,6 +128,9 @@ class RaySettings(BaseModel):
     # The head's dashboard agent serves job submission; Ray's default port is shared by every
     # Ray instance on the machine, and an agent that cannot bind it refuses all jobs.
     dashboard_agent_port: int = Field(52365, ge=1, le=65535)
+    # Where the head's metrics agent serves every Ray process's metrics (the feedray_* serving
+    # metrics among them) in Prometheus' text format; Prometheus scrapes it.
+    metrics_export_port: int = Field(8090, ge=1, le=65535)
     num_cpus: int | None = None
     auth_mode: Literal["token", "disabled"] = "token"  # Ray's token authentication (RAY_AUTH_MODE)
     # Serve's transport, set in the environment of every node's `ray start` (Ray reads it at
@@ -144,6 +147,21 @@ class RaySettings(BaseModel):
     @property
     def dashboard_url(self) -> str:
         return f"http://{self.host}:{self.dashboard_port}"
+
+
+class PrometheusSettings(BaseModel):
+    """Debian's Prometheus scraping the Ray head's metrics export (``ray.metrics_export_port``):
+    started by ``feedray up`` when ``enabled``, data under ``data/prometheus``."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(9090, ge=1, le=65535)
+    scrape_interval_s: float = Field(5.0, gt=0)
+    retention: str = "7d"  # --storage.tsdb.retention.time
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
 
 
 class MlflowSettings(BaseModel):
@@ -349,6 +367,7 @@ class FeedraySettings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     ray: RaySettings = RaySettings()
     mlflow: MlflowSettings = MlflowSettings()
+    prometheus: PrometheusSettings = PrometheusSettings()
     events: EventSettings = EventSettings()
     latency: LatencySettings = LatencySettings()
     serving: ServingSettings = ServingSettings()
@@ -376,7 +395,9 @@ class FeedraySettings(BaseSettings):
             "ray.port": self.ray.port,
             "ray.dashboard_port": self.ray.dashboard_port,
             "ray.dashboard_agent_port": self.ray.dashboard_agent_port,
+            "ray.metrics_export_port": self.ray.metrics_export_port,
             "mlflow.port": self.mlflow.port,
+            "prometheus.port": self.prometheus.port,
         }
         seen: dict[int, str] = {}
         for name, port in ports.items():

@@ -5,6 +5,7 @@
 #     without an NVIDIA driver (fbgemm-gpu-cpu, faiss-cpu), requirements/gpu.lock otherwise
 #     (fbgemm-gpu, faiss GPU build). Detected, not asked; FEEDRAY_VARIANT=cpu|gpu overrides.
 #   - Redis 7 from Debian's redis-server package.
+#   - Prometheus from Debian's prometheus package (the stack's optional metrics store).
 #   - Java 17 (Debian openjdk-17-jre-headless) when no Java 17+ is present, and Maven.
 #   - Apache Kafka (org.apache.kafka:kafka_2.13 and its runtime dependencies) from Maven
 #     Central into .feedray/dist/kafka/libs.
@@ -43,6 +44,9 @@ fi
 java_major() { java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1; }
 if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then
   log "installing Java 17 (Debian openjdk-17-jre-headless)"; apt_install openjdk-17-jre-headless
+fi
+if ! command -v prometheus >/dev/null; then
+  log "installing Prometheus (Debian)"; apt_install prometheus
 fi
 if ! command -v mvn >/dev/null; then
   log "installing Maven (Debian)"; apt_install maven

@@ -55,9 +55,11 @@ def scratch_settings(state_dir: Path, **overrides: object) -> FeedraySettings:
         "port": free_port(),
         "dashboard_port": free_port(),
         "dashboard_agent_port": free_port(),
+        "metrics_export_port": free_port(),
         "num_cpus": 2,
     }
     mlflow = {"port": free_port()}
+    overrides.setdefault("prometheus", {"port": free_port(), "scrape_interval_s": 1.0})
     overrides.setdefault("clock", run_clock())
     return FeedraySettings(
         state_dir=state_dir, redis=redis, kafka=kafka, ray=ray, mlflow=mlflow, **overrides

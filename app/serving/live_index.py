@@ -28,7 +28,7 @@ import numpy as np
 from app.clock import Clock, SystemClock
 from app.index import FeedIndex, build_index
 from app.models.config import IndexSettings
-from app.serving.catalogue import CatalogueColumns
+from app.serving.catalogue import CatalogueColumns, GrowingColumns
 from app.serving.encoding import ItemCounters, item_columns
 
 log = logging.getLogger(__name__)
@@ -82,21 +82,51 @@ class LiveIndex:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
+        self._rows = GrowingColumns(self.items)
+        self.items = self._rows.snapshot()
+        self._bits: dict[str, np.ndarray] = {}
         self._selectors: dict[str, tuple] = {}
-        self._refresh_selectors()
+        self._rebuild_bits()
 
     @property
     def size(self) -> int:
         return len(self.index)
 
+    def _rebuild_bits(self) -> None:
+        """One bitmap per type over the rows' capacity (bit p: position p is of that type)."""
+        types = self.items.content_types
+        capacity_bytes = (self._rows.capacity + 7) // 8
+        for content_type in TYPES:
+            bits = np.zeros(capacity_bytes, np.uint8)
+            packed = np.packbits(types == content_type, bitorder="little")
+            bits[: len(packed)] = packed
+            self._bits[content_type] = bits
+        self._bits_capacity = self._rows.capacity
+        self._refresh_selectors()
+
+    def _mark(self, start: int) -> None:
+        """Set the type bits of positions ``start``.. (rows appended after ``start``)."""
+        if self._rows.capacity != self._bits_capacity:  # the buffers grew: rebuild (amortised)
+            self._rebuild_bits()
+            return
+        types = self.items.content_types[start:]
+        positions = np.arange(start, start + len(types))
+        for content_type in TYPES:
+            mine = positions[types == content_type]
+            np.bitwise_or.at(
+                self._bits[content_type], mine >> 3, (1 << (mine & 7)).astype(np.uint8)
+            )
+        self._refresh_selectors()
+
     def _refresh_selectors(self) -> None:
+        """FAISS selectors over each type's bitmap, in place (``IDSelectorBitmap`` takes the
+        bitmap's size in bytes; bits past the rows are 0)."""
         import faiss
 
-        n = len(self.items)
         selectors = {}
         for content_type in TYPES:
-            bits = np.packbits(self.items.content_types == content_type, bitorder="little")
-            selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
+            bits = self._bits[content_type]
+            selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
             selectors[content_type] = (
                 bits,
                 selector,
@@ -169,17 +199,15 @@ class LiveIndex:
         new = items.take(np.asarray(fresh))
         vectors = embed_items(self.model, new, now_s=self.clock.time())
         with self.lock:
-            # attributes first: a position readers can see (outside the lock) always has its row
-            before = self.items
-            self.items = before.concat(new)
+            start = len(self.items)
+            self._rows.append(new)
             try:
                 self.index.add_items(vectors, new.media_ids)
-            except (
-                Exception
-            ):  # e.g. IVF-PQ (IndexRefineFlat) takes no add_with_ids: wait for a rebuild
-                self.items = before
+            except Exception:  # e.g. IVF-PQ (IndexRefineFlat) takes no add_with_ids: a rebuild
+                self._rows.truncate(start)
                 raise
-            self._refresh_selectors()
+            self.items = self._rows.snapshot()
+            self._mark(start)
         return len(new)
 
     def contains(self, media_id: str) -> bool:

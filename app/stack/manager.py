@@ -14,14 +14,15 @@ from app.stack.process import StackError
 from app.stack.settings import LIVE_SERVICE_NAMES
 
 SERVER_NAMES = ("redis", "kafka", "ray", "mlflow")
-COMPONENT_NAMES = (*SERVER_NAMES, *LIVE_SERVICE_NAMES)
+OPTIONAL_SERVER_NAMES = ("prometheus",)  # started only when its settings enable it
+COMPONENT_NAMES = (*SERVER_NAMES, *OPTIONAL_SERVER_NAMES, *LIVE_SERVICE_NAMES)
 # Derived from the purged servers' data (the event stream, the registry), so a purge of the
 # whole stack removes them too: a later run never mixes a new world with an old one.
 DERIVED_DATA = ("offline", "training_sets", "ray_results", "bootstrap")
 
 
 class Stack:
-    """The four servers, started concurrently (they do not depend on each other), then the
+    """The servers, started concurrently (they do not depend on each other), then the
     live services of ``settings.stack.live_services`` in order; ``down`` stops the live
     services first. ``only`` names any of them (a live service named there runs even when
     the settings leave it out)."""
@@ -84,7 +85,7 @@ class Stack:
             for component in self.components:
                 component.purge()
                 results[component.name] += ", data purged"
-            if {c.name for c in self.servers} == set(SERVER_NAMES):
+            if set(SERVER_NAMES) <= {c.name for c in self.servers}:
                 for name in ("data", *DERIVED_DATA):
                     shutil.rmtree(self.paths.root / name, ignore_errors=True)
         return results

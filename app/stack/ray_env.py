@@ -75,6 +75,8 @@ def head_environment(settings: FeedraySettings, settings_file: Path) -> dict[str
         **haproxy_paths(settings.state_dir.expanduser().resolve() / "haproxy"),
         **TELEMETRY_OFF,
     }
+    if settings.prometheus.enabled:  # the dashboard's metrics views query it
+        env["RAY_PROMETHEUS_HOST"] = settings.prometheus.url
     if sys.prefix != sys.base_prefix:
         env["VIRTUAL_ENV"] = sys.prefix
     return env

@@ -39,7 +39,7 @@ class RayHead(Component):
     @property
     def ports(self) -> list[int]:
         ray = self.settings.ray
-        return [ray.port, ray.dashboard_port, ray.dashboard_agent_port]
+        return [ray.port, ray.dashboard_port, ray.dashboard_agent_port, ray.metrics_export_port]
 
     def healthy(self) -> bool:
         """The GCS port answers, the dashboard answers, and the head's agent answers: job
@@ -65,6 +65,7 @@ class RayHead(Component):
             f"--dashboard-host={ray_settings.host}",
             f"--dashboard-port={ray_settings.dashboard_port}",
             f"--dashboard-agent-listen-port={ray_settings.dashboard_agent_port}",
+            f"--metrics-export-port={ray_settings.metrics_export_port}",
             "--disable-usage-stats",
         ]
         if ray_settings.num_cpus is not None:

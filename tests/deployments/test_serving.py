@@ -7,6 +7,7 @@ One app for the whole module (start-up dominates on 2 cores); tests that break t
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -341,6 +342,62 @@ def test_prometheus_metrics_are_exported(serving):
         missing = {name for name in wanted if name not in text}
         time.sleep(2)
     assert not missing, missing
+
+
+def test_prometheus_keeps_the_serving_metrics_per_stage_kind_and_arm(serving, tmp_path):
+    """The stack's Prometheus (``app.stack.prometheus``) scraping this Ray's metrics export
+    holds the per-stage latency histogram, the fallbacks by kind and the requests per arm."""
+    import ray
+    import requests
+
+    from app.stack.manager import Stack
+    from app.stack.process import free_port
+
+    node_port = ray._private.worker.global_worker.node.metrics_export_port
+    settings = serving.settings.model_copy(
+        update={
+            "state_dir": tmp_path / "state",
+            "ray": serving.settings.ray.model_copy(update={"metrics_export_port": node_port}),
+            "prometheus": serving.settings.prometheus.model_copy(
+                update={"enabled": True, "port": free_port(), "scrape_interval_s": 1.0}
+            ),
+        }
+    )
+    stack = Stack(settings, only=["prometheus"])
+    stack.up()
+
+    def query(expr: str) -> list[dict]:
+        answer = requests.get(
+            f"{settings.prometheus.url}/api/v1/query", params={"query": expr}, timeout=10
+        ).json()
+        assert answer["status"] == "success", answer
+        return answer["data"]["result"]
+
+    try:
+        deadline = time.monotonic() + 90
+        stages = arms = kinds = set()
+        while time.monotonic() < deadline:
+            serving.get("/api/v1/content/feed", user_id="u5", limit=5)
+            counts = query("sum by (stage) (ray_feedray_stage_latency_ms_count)")
+            stages = {r["metric"]["stage"] for r in counts}
+            arms = {r["metric"]["arm"] for r in query("ray_feedray_feed_requests_total")}
+            kinds = {r["metric"]["kind"] for r in query("ray_feedray_fallbacks_total")}
+            if {"features", "retrieval", "ranking", "rerank", "total"} <= stages and arms:
+                break
+            time.sleep(1)
+        assert {"features", "retrieval", "ranking", "rerank", "total"} <= stages
+        assert "champion" in arms
+        exported = requests.get(f"http://127.0.0.1:{node_port}/metrics", timeout=10).text
+        assert set(re.findall(r'ray_feedray_fallbacks_total\{[^}]*kind="([^"]+)"', exported)) <= (
+            kinds
+        )  # every fallback kind Ray exports so far, Prometheus holds
+        p99 = query(
+            "histogram_quantile(0.99, sum by (le) (ray_feedray_stage_latency_ms_bucket"
+            '{stage="total"}))'
+        )
+        assert p99 and float(p99[0]["value"][1]) > 0
+    finally:
+        stack.down(purge=True)
 
 
 def test_local_stages_serve_the_feed_without_hops(serving):

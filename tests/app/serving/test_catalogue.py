@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import numpy as np
+import pytest
 
 from app.schemas import MediaPublished
-from app.serving.catalogue import CatalogueColumns
+from app.serving.catalogue import CatalogueColumns, GrowingColumns
 
 
 def _columns() -> CatalogueColumns:
@@ -56,3 +57,24 @@ def test_from_published_events():
     items = CatalogueColumns.from_published([event])
     assert items.media_ids == ["m9"] and items.content_types.tolist() == ["AUDIO"]
     assert items.languages.tolist() == ["fr"] and items.published_s.tolist() == [at.timestamp()]
+
+
+def test_growing_columns_append_past_capacity_and_keep_old_snapshots():
+    rows = GrowingColumns(_columns(), headroom=2)
+    first = rows.snapshot()
+    assert rows.capacity == 5 and list(first.media_ids) == ["m0", "m1", "m2"]
+    rows.append(_columns().take(np.asarray([1])))  # within capacity: written in place
+    rows.append(_columns())  # past capacity: buffers twice as large
+    assert rows.capacity == 10 and len(rows) == 7
+    now = rows.snapshot()
+    assert list(now.media_ids) == ["m0", "m1", "m2", "m1", "m0", "m1", "m2"]
+    assert now.content_types.tolist()[3:5] == ["AUDIO", "VIDEO"]
+    assert now.take(np.asarray([6, 3])).media_ids == ["m2", "m1"]
+    assert len(first) == 3 and list(first.media_ids) == ["m0", "m1", "m2"]  # unchanged
+    assert first.media_ids[-1] == "m2"
+    with pytest.raises(IndexError):
+        first.media_ids[3]
+    rows.truncate(4)  # an append that could not be indexed is forgotten
+    rows.append(_columns().take(np.asarray([2])))
+    assert list(rows.snapshot().media_ids) == ["m0", "m1", "m2", "m1", "m2"]
+    assert rows.snapshot().concat(first).media_ids[-3:] == ["m0", "m1", "m2"]

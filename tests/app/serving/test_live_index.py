@@ -90,3 +90,25 @@ def test_a_failed_live_add_leaves_the_index_consistent(model):
         state.add(_items(2, offset=20_000))
     assert len(state.items) == state.size == 3_000
     assert not state.contains("m20000") and state.contains("m5")
+
+
+def test_live_adds_past_the_spare_capacity_keep_types_and_positions_aligned(model):
+    """Adds append in place into spare capacity and then grow it; every added item stays
+    found under its own type, the type bitmaps follow the rows, and the rows stay aligned."""
+    catalogue = _items(2_000)
+    state = build_live_index(model, "1", catalogue, None, IndexSettings(kind="flat"))
+    capacity = state._rows.capacity
+    added = 0
+    for batch in range(6):  # 6 x 1,000 new rows: past the 4,096 rows of headroom
+        new = _items(1_000, offset=100_000 + 1_000 * batch)
+        added += state.add(new)
+    assert added == 6_000 and len(state.items) == state.size == 8_000
+    assert state._rows.capacity > capacity
+    for position in (0, 1_999, 2_000, 5_123, 7_999):
+        media_id = state.index.ids[position]
+        assert state.items.media_ids[position] == media_id
+    vector = embed_items(model, state.items.take(np.asarray([7_999])))[0]
+    for content_type in ("AUDIO", "VIDEO"):  # a search for all of a type finds exactly them
+        expected = np.flatnonzero(state.items.content_types == content_type)
+        positions, _ = state.search(vector, {content_type: len(expected)})
+        assert sorted(positions.tolist()) == expected.tolist()

@@ -62,6 +62,7 @@ def bare_env(settings: FeedraySettings, state_dir: str) -> dict[str, str]:
         FEEDRAY_RAY__PORT=str(settings.ray.port),
         FEEDRAY_RAY__DASHBOARD_PORT=str(settings.ray.dashboard_port),
         FEEDRAY_RAY__DASHBOARD_AGENT_PORT=str(settings.ray.dashboard_agent_port),
+        FEEDRAY_RAY__METRICS_EXPORT_PORT=str(settings.ray.metrics_export_port),
         FEEDRAY_RAY__NUM_CPUS="2",
         FEEDRAY_MLFLOW__PORT=str(settings.mlflow.port),
     )

@@ -16,17 +16,20 @@ from confluent_kafka.admin import AdminClient
 
 from app.config import FeedraySettings
 from app.stack.manager import Stack
-from app.stack.process import StackError
+from app.stack.process import StackError, free_port
 from tests.conftest import scratch_settings
 
 pytestmark = pytest.mark.integration
 
 
 def feedray(
-    settings: FeedraySettings, *args: str, live_services: tuple[str, ...] = ()
+    settings: FeedraySettings,
+    *args: str,
+    live_services: tuple[str, ...] = (),
+    prometheus: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Run the real CLI with the scratch stack's settings passed through the environment
-    (the servers only, unless ``live_services`` names some)."""
+    (the servers only, unless ``live_services`` names some; Prometheus with ``prometheus``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDRAY_")}
     env.update(
         FEEDRAY_STATE_DIR=str(settings.state_dir),
@@ -38,9 +41,13 @@ def feedray(
         FEEDRAY_RAY__PORT=str(settings.ray.port),
         FEEDRAY_RAY__DASHBOARD_PORT=str(settings.ray.dashboard_port),
         FEEDRAY_RAY__DASHBOARD_AGENT_PORT=str(settings.ray.dashboard_agent_port),
+        FEEDRAY_RAY__METRICS_EXPORT_PORT=str(settings.ray.metrics_export_port),
         FEEDRAY_RAY__NUM_CPUS="2",
         FEEDRAY_MLFLOW__PORT=str(settings.mlflow.port),
         FEEDRAY_STACK__LIVE_SERVICES=json.dumps(list(live_services)),
+        FEEDRAY_PROMETHEUS__ENABLED=json.dumps(prometheus),
+        FEEDRAY_PROMETHEUS__PORT=str(settings.prometheus.port),
+        FEEDRAY_PROMETHEUS__SCRAPE_INTERVAL_S=str(settings.prometheus.scrape_interval_s),
     )
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *args],
@@ -50,21 +57,27 @@ def feedray(
 
 @pytest.mark.slow
 def test_full_stack_up_status_down_keeps_data_and_purge_clears_it(tmp_path: Path) -> None:
-    settings = scratch_settings(tmp_path / "state")
+    settings = scratch_settings(tmp_path / "state", prometheus={
+        "enabled": True, "port": free_port(), "scrape_interval_s": 1.0
+    })  # fmt: skip
     try:
-        started = feedray(settings, "up")
+        started = feedray(settings, "up", prometheus=True)
         assert started.returncode == 0, started.stderr
-        status = feedray(settings, "status", "--json")
+        status = feedray(settings, "status", "--json", prometheus=True)
         assert status.returncode == 0, status.stdout + status.stderr
         report = json.loads(status.stdout)
         by_name = {c["name"]: c for c in report["components"]}
-        assert set(by_name) == {"redis", "kafka", "ray", "mlflow"}
+        assert set(by_name) == {"redis", "kafka", "ray", "mlflow", "prometheus"}
         assert all(c["state"] == "up" and c["managed"] for c in by_name.values())
         assert by_name["redis"]["address"] == f"127.0.0.1:{settings.redis.port}"
         assert by_name["kafka"]["address"] == f"127.0.0.1:{settings.kafka.port}"
+        assert by_name["prometheus"]["address"] == f"127.0.0.1:{settings.prometheus.port}"
+        # Prometheus scrapes the head's metrics export: the Ray target reports up.
+        target = f"127.0.0.1:{settings.ray.metrics_export_port}"
+        assert _prometheus_target_health(settings, target) == "up"
 
-        again = feedray(settings, "up")
-        assert again.returncode == 0 and again.stdout.count("already running") == 4
+        again = feedray(settings, "up", prometheus=True)
+        assert again.returncode == 0 and again.stdout.count("already running") == 5
 
         # leave data in Redis and Kafka, take the stack down and up, find it again
         redis.Redis(**settings.redis.client_kwargs()).set("feedray:test:kept", "yes")
@@ -72,8 +85,8 @@ def test_full_stack_up_status_down_keeps_data_and_purge_clears_it(tmp_path: Path
         producer.produce(settings.kafka.topics.published, value=b"kept-message")
         assert producer.flush(30) == 0
 
-        stopped = feedray(settings, "down")
-        assert stopped.returncode == 0 and stopped.stdout.count("stopped") == 4
+        stopped = feedray(settings, "down", prometheus=True)
+        assert stopped.returncode == 0 and stopped.stdout.count("stopped") == 5
         down_status = json.loads(feedray(settings, "status", "--json").stdout)
         assert all(c["state"] == "down" for c in down_status["components"])
         assert (settings.state_dir / "data" / "kafka" / "log" / "meta.properties").exists()
@@ -93,12 +106,29 @@ def test_full_stack_up_status_down_keeps_data_and_purge_clears_it(tmp_path: Path
         (settings.state_dir / "offline" / "events").mkdir(
             parents=True
         )  # derived data goes with a purge
-        purged = feedray(settings, "down", "--purge")
+        purged = feedray(settings, "down", "--purge", prometheus=True)
         assert purged.returncode == 0, purged.stderr
         assert not (settings.state_dir / "data").exists()
         assert not (settings.state_dir / "offline").exists()
     finally:
         Stack(settings).down(purge=True)
+
+
+def _prometheus_target_health(settings: FeedraySettings, target: str, wait_s: float = 60) -> str:
+    """The health Prometheus reports for scrape target ``target`` once it has scraped it."""
+    import time
+    import urllib.request
+
+    health, deadline = "absent", time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        url = f"{settings.prometheus.url}/api/v1/targets"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            active = json.load(response)["data"]["activeTargets"]
+        health = next((t["health"] for t in active if t["labels"]["instance"] == target), "absent")
+        if health == "up":
+            break
+        time.sleep(1)
+    return health
 
 
 def _up_on_taken_port(
