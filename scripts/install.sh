@@ -6,6 +6,7 @@
 #     (fbgemm-gpu, faiss GPU build). Detected, not asked; FEEDRAY_VARIANT=cpu|gpu overrides.
 #   - Redis 7 from Debian's redis-server package.
 #   - Prometheus from Debian's prometheus package (the stack's optional metrics store).
+#   - Chromium and chromedriver from Debian (the headless browser the dashboard test drives).
 #   - Java 17 (Debian openjdk-17-jre-headless) when no Java 17+ is present, and Maven.
 #   - Apache Kafka (org.apache.kafka:kafka_2.13 and its runtime dependencies) from Maven
 #     Central into .feedray/dist/kafka/libs.
@@ -47,6 +48,10 @@ if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then
 fi
 if ! command -v prometheus >/dev/null; then
   log "installing Prometheus (Debian)"; apt_install prometheus
+fi
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  log "installing Chromium and chromedriver (Debian; the dashboard browser test)"
+  apt_install chromium chromium-driver
 fi
 if ! command -v mvn >/dev/null; then
   log "installing Maven (Debian)"; apt_install maven

@@ -5,6 +5,7 @@ off, the head's authentication mode; and how an operator reaches its dashboard.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -52,7 +53,8 @@ def serve_transport_env(ray: RaySettings) -> dict[str, str]:
 
 def haproxy_paths(folder: Path) -> dict[str, str]:
     """Where Serve's HAProxy keeps its config, admin socket and server state: this stack's
-    own folder (Ray's default, /tmp/haproxy-serve, is shared by every Ray on the machine)."""
+    own folder (Ray's default, /tmp/haproxy-serve, is shared by every Ray on the machine;
+    ``haproxy_folder`` names one short enough for HAProxy's socket paths)."""
     return {
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(folder / "haproxy.cfg"),
         "RAY_SERVE_HAPROXY_SOCKET_PATH": str(folder / "admin.sock"),
@@ -60,6 +62,19 @@ def haproxy_paths(folder: Path) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(folder),
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(folder / "server-state"),
     }
+
+
+# Serve nests HAProxy's sockets below the folder given here (a 56-character node id, then e.g.
+# ``metrics.sock``) and HAProxy refuses a socket path over 97 characters: the folder's own path
+# must stay within 27 characters, whatever the project's or the state folder's path.
+HAPROXY_FOLDER_CHARS = 97 - len("/" + "0" * 56 + "/metrics.sock")
+
+
+def haproxy_folder(state_dir: Path) -> Path:
+    """This stack's HAProxy folder: ``/tmp/feedray-<10 hex of the state folder's path>``,
+    short enough for HAProxy's socket paths and distinct per state folder."""
+    digest = hashlib.sha256(str(state_dir.expanduser().resolve()).encode()).hexdigest()[:10]
+    return Path("/tmp") / f"feedray-{digest}"
 
 
 def head_environment(settings: FeedraySettings, settings_file: Path) -> dict[str, str]:
@@ -72,7 +87,7 @@ def head_environment(settings: FeedraySettings, settings_file: Path) -> dict[str
         "FEEDRAY_STATE_DIR": str(settings.state_dir.expanduser().resolve()),
         "RAY_AUTH_MODE": settings.ray.auth_mode,
         **serve_transport_env(settings.ray),
-        **haproxy_paths(settings.state_dir.expanduser().resolve() / "haproxy"),
+        **haproxy_paths(haproxy_folder(settings.state_dir)),
         **TELEMETRY_OFF,
     }
     if settings.prometheus.enabled:  # the dashboard's metrics views query it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from app.stack.component import Component, http_ok
 from app.stack.process import PidRecord, StackError, port_open, terminate, terminate_session
-from app.stack.ray_env import head_environment, write_settings_file
+from app.stack.ray_env import haproxy_folder, head_environment, write_settings_file
 
 
 def ray_auth_headers() -> dict[str, str]:
@@ -103,6 +104,7 @@ class RayHead(Component):
         if record.process_session is not None:
             terminate_session(record.process_session, timeout_s=5)
         terminate(record.pid, timeout_s=5)
+        shutil.rmtree(haproxy_folder(self.settings.state_dir), ignore_errors=True)
 
 
 def _find_pid(process_name: str, argument: str) -> int | None:

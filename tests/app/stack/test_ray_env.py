@@ -13,7 +13,12 @@ from typer.testing import CliRunner
 
 from app.config import FeedraySettings
 from app.stack.process import free_port
-from app.stack.ray_env import dashboard_access, head_environment, write_settings_file
+from app.stack.ray_env import (
+    dashboard_access,
+    haproxy_folder,
+    head_environment,
+    write_settings_file,
+)
 from app.telemetry import TELEMETRY_OFF
 
 
@@ -27,9 +32,13 @@ def test_head_environment_leads_with_the_project_interpreter(tmp_path: Path):
     assert env["RAY_AUTH_MODE"] == "token"
     assert {k: env[k] for k in TELEMETRY_OFF} == TELEMETRY_OFF
     assert env["RAY_SERVE_ENABLE_HA_PROXY"] == env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
-    haproxy = (tmp_path / "state" / "haproxy").resolve()
+    haproxy = haproxy_folder(tmp_path / "state")
     assert env["RAY_SERVE_HAPROXY_SOCKET_PATH"] == str(haproxy / "admin.sock")
     assert env["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"] == str(haproxy / "haproxy.cfg")
+    # Serve puts the sockets below a 56-character node id: HAProxy takes at most 97 characters
+    deepest = haproxy / ("0" * 56) / "metrics.sock"
+    assert len(str(deepest)) <= 97
+    assert haproxy_folder(tmp_path / "other") != haproxy  # one per state folder
     if sys.prefix != sys.base_prefix:
         assert env["VIRTUAL_ENV"] == sys.prefix
 
