@@ -32,7 +32,6 @@ import os
 import shlex
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -201,7 +200,7 @@ def main() -> None:
 
         from confluent_kafka import Producer
 
-        from app.schemas import MediaPublished
+        from bench.suite.freshness import publish_to_retrievable
 
         producer = Producer(settings.kafka.client_config())
         ingress = serve.get_deployment_handle("Ingress", app_name="feedray")
@@ -219,31 +218,12 @@ def main() -> None:
             figures[placement] = out
             checkpoint(figures)  # the HTTP figures, before the publish trials
             # Publish -> retrievable (the item's own vector finds it in the index).
-            lags = []
-            for trial in range(args.publish_trials):
-                media_id = f"m-bench-{placement}-{uuid.uuid4().hex[:8]}"
-                item = MediaPublished(
-                    media_id=media_id,
-                    creator_id="c-bench",
-                    content_type="VIDEO" if trial % 2 else "AUDIO",
-                    category="music",
-                    language="en",
-                    duration_s=180.0,
-                    published_at=datetime.now(UTC),
+            lags = [
+                publish_to_retrievable(
+                    settings, producer, handles, ingress, "VIDEO" if t % 2 else "AUDIO", 120.0
                 )
-                t0 = time.perf_counter()
-                producer.produce(
-                    settings.kafka.topics.published,
-                    key=media_id.encode(),
-                    value=item.model_dump_json().encode(),
-                )
-                producer.flush(10)
-                while (
-                    time.perf_counter() - t0 < 120
-                    and not handles.call(ingress, "index_contains", [media_id])[media_id]
-                ):
-                    time.sleep(0.05)
-                lags.append(time.perf_counter() - t0)
+                for t in range(args.publish_trials)
+            ]
             out["publish_to_retrievable_s"] = {
                 "samples": lags,
                 "max": max(lags),

@@ -24,6 +24,44 @@ from bench.common import percentiles
 TARGET_S = 5.0
 
 
+def publish_to_retrievable(
+    settings: FeedraySettings,
+    producer,
+    handles,
+    ingress,
+    content_type: str,
+    timeout_s: float = 60.0,
+    poll_s: float = 0.05,
+) -> float:
+    """Seconds from publishing one new item to ``kafka.topics.published`` until the ingress's
+    ``index_contains`` finds it (its own vector retrieves it); ``TimeoutError`` past
+    ``timeout_s``. ``handles`` is a ``bench.common.HandleCaller``."""
+    from app.schemas import MediaPublished
+
+    media_id = f"m-fresh-{uuid.uuid4().hex[:10]}"
+    item = MediaPublished(
+        media_id=media_id,
+        creator_id="c-fresh",
+        content_type=content_type,
+        category="music",
+        language="en",
+        duration_s=180.0,
+        published_at=datetime.now(UTC),
+    )
+    t0 = time.perf_counter()
+    producer.produce(
+        settings.kafka.topics.published,
+        key=media_id.encode(),
+        value=item.model_dump_json().encode(),
+    )
+    producer.flush(10)
+    while time.perf_counter() - t0 < timeout_s:
+        if handles.call(ingress, "index_contains", [media_id])[media_id]:
+            return time.perf_counter() - t0
+        time.sleep(poll_s)
+    raise TimeoutError(f"{media_id} not retrievable {timeout_s:.0f}s after publish")
+
+
 def freshness_under_load(
     settings: FeedraySettings,
     url: str,
@@ -37,7 +75,6 @@ def freshness_under_load(
     from confluent_kafka import Producer
     from ray import serve
 
-    from app.schemas import MediaPublished
     from bench.bench_serving import load, stage_figures
     from bench.common import HandleCaller
 
@@ -63,32 +100,12 @@ def freshness_under_load(
     try:
         time.sleep(1.0)  # the load reaches its steady state before the first publish
         for trial in range(trials):
-            media_id = f"m-fresh-{uuid.uuid4().hex[:10]}"
-            item = MediaPublished(
-                media_id=media_id,
-                creator_id="c-fresh",
-                content_type="VIDEO" if trial % 2 else "AUDIO",
-                category="music",
-                language="en",
-                duration_s=180.0,
-                published_at=datetime.now(UTC),
+            content_type = "VIDEO" if trial % 2 else "AUDIO"
+            lags.append(
+                publish_to_retrievable(
+                    settings, producer, handles, ingress, content_type, timeout_s, poll_s
+                )
             )
-            t0 = time.perf_counter()
-            producer.produce(
-                settings.kafka.topics.published,
-                key=media_id.encode(),
-                value=item.model_dump_json().encode(),
-            )
-            producer.flush(10)
-            found = False
-            while time.perf_counter() - t0 < timeout_s:
-                if handles.call(ingress, "index_contains", [media_id])[media_id]:
-                    found = True
-                    break
-                time.sleep(poll_s)
-            if not found:
-                raise TimeoutError(f"{media_id} not retrievable {timeout_s:.0f}s after publish")
-            lags.append(time.perf_counter() - t0)
     finally:
         stop.set()
         loader.join(120)
