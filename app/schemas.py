@@ -48,7 +48,8 @@ class EventType(StrEnum):
     SUBSCRIPTION_TO_CREATOR = "subscription_to_creator"
 
 
-Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9_.:\-]+$"  # also the HTTP API's user_id parameter
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import tempfile
 import time
-from pathlib import Path
 
 from app.config import FeedraySettings
 from app.stack.kafka import ensure_topics
@@ -47,19 +45,20 @@ def deploy_feed_app(
     A fresh local Ray starts here (``num_cpus=2``, no dashboard); autoscaling is off, one
     replica each. Serve's transport (HAProxy ingress, throughput-optimised mode) is the
     caller's environment, or with ``transport_from_settings`` what ``feedray up`` starts the
-    head with (``settings.ray``; HAProxy's files in a short-named temporary folder: Serve
-    nests them two levels deeper and HAProxy refuses socket paths over 97 characters).
+    head with (``settings.ray``; HAProxy's files in the stack's ``haproxy_folder``, removed
+    at exit).
     """
     import ray
 
-    from app.stack.ray_env import haproxy_paths, serve_transport_env
+    from app.stack.ray_env import haproxy_folder, haproxy_paths, serve_transport_env
     from deployments.app import settings_payload
     from deployments.deploy import deploy, load_config
 
     ray.shutdown()  # the Ray ``train.bootstrap`` joined for its Ray Data steps, if any
     os.environ["RAY_ADDRESS"] = "local"
     if transport_from_settings:
-        folder = Path(tempfile.mkdtemp(prefix="feedray-hap-"))
+        folder = haproxy_folder(settings.state_dir)
+        folder.mkdir(parents=True, exist_ok=True)
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
         os.environ.update(serve_transport_env(settings.ray) | haproxy_paths(folder))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -5,19 +5,19 @@
 ``GET /api/v1/content/feed?user_id=...&limit=...`` runs what the ingress runs for the
 champion arm, with the same cores and the same assembly: ``FeatureLookup.lookup`` (Redis),
 ``RetrievalCore.retrieve`` (user tower + FAISS, top ``serving.candidate_count``),
-``RankingCore.rank`` (DLRM over the candidates), then ``ranked_feed`` (or ``blended_feed``
-with the trending lists for a cold-start user) through the re-rank. The answer has the
-ingress's shape (``FeedResponse``: items, ``degraded``, ``timings_ms``), so the same load
-generator reads both.
+``RankingCore.rank`` (DLRM over the candidates), then ``app.serving.feed.assemble_feed``
+(ranked, or blended with the trending lists for a cold-start user) through the re-rank. The
+answer has the ingress's shape (``FeedResponse``: items, ``degraded``, ``timings_ms``), so
+the same load generator reads both.
 
 What it leaves out, which is what the ratio against Serve measures: no Serve hop, no
 Ray, no ``serve.batch`` (each request is its own tower forward, search and DLRM forward),
 no stage timeouts and so no fallback on load (``degraded`` is only what the feature
-lookup reports), no canary arm, no exposure log. The endpoint is a plain ``def``: uvicorn
-runs it on its thread pool, and FAISS and torch release the GIL, so requests overlap on
-the host's cores; torch and FAISS threads are ``serving.torch_threads`` /
-``serving.faiss_threads`` as in a stage replica. ``GET /healthz`` answers once the models
-are loaded.
+lookup and the trending read report), no canary arm, no exposure log. The endpoint is a
+plain ``def``: uvicorn runs it on its thread pool, and FAISS and torch release the GIL,
+so requests overlap on the host's cores; torch and FAISS threads are
+``serving.torch_threads`` / ``serving.faiss_threads`` as in a stage replica.
+``GET /healthz`` answers once the models are loaded.
 """
 
 from __future__ import annotations
@@ -32,17 +32,16 @@ from typing import Annotated
 from fastapi import FastAPI, Query
 
 from app.config import FeedraySettings
+from app.schemas import IDENTIFIER_PATTERN
 from app.serving.api import FeedResponse, Timings
-from app.serving.assembly import FeedParams, blended_feed, ranked_feed, trending_keys
-from app.serving.fallback import wanted
+from app.serving.assembly import FeedParams
 from app.serving.feature_lookup import FeatureLookup
+from app.serving.feed import assemble_feed
 from app.serving.ranking import RankingCore
 from app.serving.retrieval import RetrievalCore
 from app.serving.timing import Stopwatch
 from app.serving.trending_reader import TrendingReader
 from app.serving.types import RequestContext
-
-USER_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
 
 
 def plain_app(settings: FeedraySettings) -> FastAPI:
@@ -65,7 +64,7 @@ def plain_app(settings: FeedraySettings) -> FastAPI:
 
     @api.get("/api/v1/content/feed", response_model=FeedResponse)
     def feed(
-        user_id: Annotated[str, Query(min_length=1, max_length=64, pattern=USER_ID_PATTERN)],
+        user_id: Annotated[str, Query(min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN)],
         limit: Annotated[int, Query(ge=1, le=100)] = serving.default_limit,
     ) -> FeedResponse:
         watch = Stopwatch()
@@ -82,21 +81,15 @@ def plain_app(settings: FeedraySettings) -> FastAPI:
         with watch.stage("ranking"):
             ranked = ranking.rank(user, context, candidates, "champion")
         with watch.stage("rerank"):
-            if user.known:
-                items = ranked_feed(candidates, ranked.scores, user, params)
-            else:
-                entries, kinds = trending.gather(
-                    trending_keys(user, None, None), wanted(limit, len(user.recent_media_7d))
-                )
-                degraded = [*degraded, *kinds]
-                items = blended_feed(
-                    candidates,
-                    ranked.scores,
-                    entries,
-                    user,
-                    params,
-                    serving.cold_start_trending_share,
-                )
+            items, kinds = assemble_feed(
+                user,
+                params,
+                None,
+                candidates,
+                ranked.scores,
+                trending.gather,
+                serving.cold_start_trending_share,
+            )
         return FeedResponse(
             request_id=uuid.uuid4().hex,
             user_id=user_id,
@@ -106,7 +99,7 @@ def plain_app(settings: FeedraySettings) -> FastAPI:
                 "ranking": ranked.model_version,
             },
             arm="champion",
-            degraded=degraded,
+            degraded=[*degraded, *kinds],
             timings_ms=Timings(
                 features=watch.ms["features"],
                 retrieval=watch.ms["retrieval"],

@@ -29,19 +29,13 @@ from ray.serve.handle import DeploymentHandle
 from app.clock import clock_from_settings
 from app.config import FeedraySettings
 from app.features.records import UserFeatures
-from app.schemas import ContentType, ExposedItem, Exposure
+from app.schemas import IDENTIFIER_PATTERN, ContentType, ExposedItem, Exposure
 from app.serving import degrade
 from app.serving.api import FeedItem, FeedResponse, Health, Timings, TrendingItem, TrendingResponse
-from app.serving.assembly import (
-    FeedParams,
-    TrendingEntry,
-    blended_feed,
-    ranked_feed,
-    trending_feed,
-    trending_keys,
-)
-from app.serving.fallback import ALL, wanted
+from app.serving.assembly import FeedParams
+from app.serving.fallback import ALL
 from app.serving.feature_lookup import FeatureLookup
+from app.serving.feed import assemble_feed
 from app.serving.stages import Stages
 from app.serving.timing import Stopwatch, over_budget, stage_timeout_s
 from app.serving.trending_reader import TrendingReader
@@ -49,7 +43,6 @@ from app.serving.types import CandidateBatch, RankedBatch, RequestContext
 
 log = logging.getLogger(__name__)
 
-USER_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"  # the wire Identifier of app.schemas
 LANGUAGE_PATTERN = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
 
 fastapi_app = FastAPI(
@@ -214,7 +207,7 @@ class Ingress:
     @fastapi_app.get("/api/v1/content/feed", response_model=FeedResponse)
     async def feed(
         self,
-        user_id: Annotated[str, Query(min_length=1, max_length=64, pattern=USER_ID_PATTERN)],
+        user_id: Annotated[str, Query(min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN)],
         limit: Annotated[
             int | None, Query(ge=1, le=100, description="Items to return (default 20)")
         ] = None,
@@ -390,28 +383,18 @@ class Ingress:
         ranked: RankedBatch | None,
         degraded: degrade.Degradations,
     ) -> list[FeedItem]:
-        model_ok = candidates is not None and ranked is not None and len(candidates) > 0
-        need_trending = not model_ok or not user.known
-        trending: list[TrendingEntry] = []
-        if need_trending:
-            trending, kinds = self.trending.gather(
-                trending_keys(user, language, params.content_type),
-                wanted(params.limit, len(user.recent_media_7d)),
-            )
-            for kind in kinds:
-                degraded.add(kind)
-        if model_ok and user.known:
-            return ranked_feed(candidates, ranked.scores, user, params)
-        if model_ok:
-            return blended_feed(
-                candidates,
-                ranked.scores,
-                trending,
-                user,
-                params,
-                self.settings.serving.cold_start_trending_share,
-            )
-        return trending_feed(trending, user, params)
+        items, kinds = assemble_feed(
+            user,
+            params,
+            language,
+            candidates,
+            ranked.scores if ranked is not None else None,
+            self.trending.gather,
+            self.settings.serving.cold_start_trending_share,
+        )
+        for kind in kinds:
+            degraded.add(kind)
+        return items
 
     def _log_exposure(self, response: FeedResponse) -> None:
         try:

@@ -64,15 +64,11 @@ def haproxy_paths(folder: Path) -> dict[str, str]:
     }
 
 
-# Serve nests HAProxy's sockets below the folder given here (a 56-character node id, then e.g.
-# ``metrics.sock``) and HAProxy refuses a socket path over 97 characters: the folder's own path
-# must stay within 27 characters, whatever the project's or the state folder's path.
-HAPROXY_FOLDER_CHARS = 97 - len("/" + "0" * 56 + "/metrics.sock")
-
-
 def haproxy_folder(state_dir: Path) -> Path:
     """This stack's HAProxy folder: ``/tmp/feedray-<10 hex of the state folder's path>``,
-    short enough for HAProxy's socket paths and distinct per state folder."""
+    distinct per state folder. Serve nests the sockets below it (a 56-character node id, then
+    e.g. ``metrics.sock``) and HAProxy refuses socket paths over 97 characters, so the folder
+    keeps within 27 characters whatever the project's or the state folder's path."""
     digest = hashlib.sha256(str(state_dir.expanduser().resolve()).encode()).hexdigest()[:10]
     return Path("/tmp") / f"feedray-{digest}"
 
