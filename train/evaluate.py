@@ -23,7 +23,6 @@ Training runs in this process (``torch``, no Ray Train), so each run takes minut
 from __future__ import annotations
 
 import json
-import math
 import platform
 import sys
 import time
@@ -39,7 +38,7 @@ from app.evaluation.metrics import Interactions, Scorer, full_ranking
 from app.evaluation.splits import Split, given_split, ratio_split, time_split
 from app.models.config import EvaluationSettings, ModelSettings, TwoTowerSettings
 from app.models.optim import SplitAdam
-from app.models.two_tower import NEGATIVE_PREFIX, TwoTower, embed, train_step
+from app.models.two_tower import TwoTower, embed, train_step
 from data.importers.readers import Dataset, DatasetError, read_dataset
 from train.early_stop import EarlyStop
 from train.eval_inputs import TowerInputs, build_inputs
@@ -105,19 +104,6 @@ def tower_scorer(model: TwoTower, inputs: TowerInputs) -> Scorer:
     return score
 
 
-def negatives(
-    items: dict[str, torch.Tensor], s: TwoTowerSettings, gen: torch.Generator
-) -> dict[str, torch.Tensor]:
-    """``s.uniform_negatives`` catalogue items drawn uniformly: ``train_step``'s neg_* columns."""
-    m = s.uniform_negatives
-    if m <= 0:
-        return {}
-    n = next(iter(items.values())).shape[0]
-    idx = torch.randint(0, n, (m,), generator=gen)
-    cols = {NEGATIVE_PREFIX + k: v[idx] for k, v in items.items()}
-    return cols | {NEGATIVE_PREFIX + "log_q": torch.full((m,), math.log(m / n))}
-
-
 def train_two_tower(
     data: Interactions,
     inputs: TowerInputs,
@@ -141,8 +127,7 @@ def train_two_tower(
             idx = perm[lo : lo + s.batch_size]
             if len(idx) < 2:
                 continue
-            batch = {k: v[idx] for k, v in inputs.pairs.items()}
-            losses.append(train_step(model, batch | negatives(inputs.items, s, gen), opt))
+            losses.append(train_step(model, {k: v[idx] for k, v in inputs.pairs.items()}, opt))
         value = full_ranking(tower_scorer(model, inputs), data, "valid", ev.ks)[ev.select_metric]
         done = stop.update(model, losses, value)
         log(f"two_tower {stop.last()}")

@@ -46,9 +46,6 @@ class TwoTowerSettings(BaseModel):
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(512, ge=2)
     epochs: int = Field(8, ge=1)
-    # items drawn uniformly from the catalogue per step as extra negatives besides the
-    # batch's own (mixed negative sampling); 0 = in-batch negatives only
-    uniform_negatives: int = Field(0, ge=0)
     # width of a dense vector per item (``i_vec``, e.g. audio / visual embeddings) that the
     # content tower projects to id_dim; 0 = off. Items without one get zeros.
     item_vector_dim: int = Field(0, ge=0)

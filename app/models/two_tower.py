@@ -20,8 +20,6 @@ creator, type, language, duration and stats.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -161,33 +159,18 @@ def in_batch_loss(
     temperature: float,
     log_q: torch.Tensor | None = None,
     weight: torch.Tensor | None = None,
-    negatives: torch.Tensor | None = None,
-    negative_ids: torch.Tensor | None = None,
-    negative_log_q: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sampled-softmax loss with in-batch negatives and optional logQ correction.
 
     user, item: [B, D] unit vectors of B positive pairs; item_ids: [B] (to mask duplicates);
-    log_q: [B] log sampling probability of each item; weight: [B] per-pair weight.
-    negatives: [M, D] extra negatives drawn uniformly from the catalogue (mixed negative
-    sampling, Yang et al., WWW 2020) with ids negative_ids [M] and corrections
-    negative_log_q [M]; with them every column's correction is the log of its expected
-    count per batch (log_q + log B for the batch's items). Scalar.
+    log_q: [B] log sampling probability of each item; weight: [B] per-pair weight. Scalar.
     """
     logits = user @ item.T / temperature  # [B, B]
     if log_q is not None:
-        shift = math.log(user.shape[0]) if negatives is not None else 0.0
-        logits = logits - (log_q + shift).unsqueeze(0)
+        logits = logits - log_q.unsqueeze(0)
     same = item_ids.unsqueeze(0) == item_ids.unsqueeze(1)  # [B, B]
     eye = torch.eye(same.shape[0], dtype=torch.bool, device=same.device)
-    floor = torch.finfo(logits.dtype).min / 2
-    logits = logits.masked_fill(same & ~eye, floor)
-    if negatives is not None:
-        extra = user @ negatives.T / temperature  # [B, M]
-        if log_q is not None and negative_log_q is not None:
-            extra = extra - negative_log_q.unsqueeze(0)
-        extra = extra.masked_fill(item_ids.unsqueeze(1) == negative_ids.unsqueeze(0), floor)
-        logits = torch.cat([logits, extra], dim=1)  # [B, B + M]
+    logits = logits.masked_fill(same & ~eye, torch.finfo(logits.dtype).min / 2)
     labels = torch.arange(user.shape[0], device=user.device)
     loss = F.cross_entropy(logits, labels, reduction="none")  # [B]
     if weight is None:
@@ -195,39 +178,16 @@ def in_batch_loss(
     return (loss * weight).sum() / weight.sum().clamp_min(1e-6)
 
 
-NEGATIVE_PREFIX = "neg_"  # batch columns neg_i_* [M] hold the extra negatives' item features
-
-
 def train_step(
     model: TwoTower, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer
 ) -> float:
-    """One optimisation step on a batch of positive pairs; returns the loss.
-
-    Columns ``neg_i_*`` [M] (items drawn uniformly from the catalogue) and ``neg_log_q``
-    [M] (log of each one's expected count, log(M / N)), when present, add those items as
-    negatives to the batch's own (``in_batch_loss``).
-    """
+    """One optimisation step on a batch of positive pairs; returns the loss."""
     core = model.module if hasattr(model, "module") else model
     s = core.settings
     model.train()
     user, item = model(batch)
     log_q = batch.get("log_q") if s.logq_correction else None
-    negatives = negative_ids = None
-    if NEGATIVE_PREFIX + "i_hash" in batch:
-        cut = len(NEGATIVE_PREFIX)
-        neg = {k[cut:]: v for k, v in batch.items() if k.startswith(NEGATIVE_PREFIX + "i_")}
-        negatives, negative_ids = core.content(neg), neg["i_hash"]
-    loss = in_batch_loss(
-        user,
-        item,
-        batch["i_hash"],
-        s.temperature,
-        log_q,
-        batch.get("weight"),
-        negatives,
-        negative_ids,
-        batch.get(NEGATIVE_PREFIX + "log_q"),
-    )
+    loss = in_batch_loss(user, item, batch["i_hash"], s.temperature, log_q, batch.get("weight"))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
