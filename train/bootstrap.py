@@ -190,6 +190,7 @@ def bootstrap(
     from data.training_sets import build_training_set, load_training_set
     from data.trending import refresh_trending
     from train.common import RANKING_COLUMNS, RETRIEVAL_COLUMNS
+    from train.index import served_queries
     from train.ranking import add_retrieval_score
 
     seconds: dict[str, float] = {}
@@ -259,10 +260,13 @@ def bootstrap(
 
     t = time.perf_counter()
     catalogue = CatalogueColumns.from_table(read_catalogue(catalogue_root(settings)))
+    n_queries = min(model_settings.index.recall_queries, len(ts.users))
+    users = ts.users.sample(n_queries, random_state=model_settings.training.seed)
     index = build_index(
         embed_items(tower, catalogue, now_s=now.timestamp()),
         list(catalogue.media_ids),
         model_settings.index,
+        queries=served_queries(tower, users),
     )
     seconds["index"] = time.perf_counter() - t
 

@@ -65,6 +65,16 @@ def embed_catalogue(
     return np.stack(out["vector"].to_numpy()).astype(np.float32), out["media_id"].tolist()
 
 
+def served_queries(model, users: pd.DataFrame) -> np.ndarray:
+    """User-tower embeddings [len(users), D] of training-set user rows: the index's queries."""
+    from app.models.features import USER_COLUMNS, frame_columns
+    from app.models.two_tower import embed
+
+    if len(users) == 0:
+        return np.empty((0, model.settings.output_dim), np.float32)
+    return embed(model.user, frame_columns(users, USER_COLUMNS)).numpy()
+
+
 def run_index(
     settings=None,
     model_settings: ModelSettings | None = None,
@@ -85,17 +95,26 @@ def run_index(
     uri = tracking_uri or registry.tracking_uri(settings)
     connect_ray(settings)
     model, mv = registry.load_version(uri, model_settings.retrieval_model_name, alias)
+    folder = training_set or registry.configure(uri).get_run(mv.run_id).data.params.get(
+        "training_set"
+    )
     if items is None:
-        folder = (
-            training_set or registry.configure(uri).get_run(mv.run_id).data.params["training_set"]
-        )
+        if not folder:
+            raise ValueError(
+                f"{model_settings.retrieval_model_name} v{mv.version} names no training set"
+            )
         items = load_frame(Path(folder) / "items")
+    users = Path(folder) / "users" if folder else None
+    queries = None
+    if users is not None and users.exists():
+        sample = load_frame(users, sample=model_settings.index.recall_queries)
+        queries = served_queries(model, sample)
     print(
         f"embedding {len(items)} items with {model_settings.retrieval_model_name} v{mv.version}",
         flush=True,
     )
     vectors, ids = embed_catalogue(model, items)
-    index = build_index(vectors, ids, model_settings.index)
+    index = build_index(vectors, ids, model_settings.index, queries=queries)
     p = index.params
     print(
         f"index {p.kind} n={p.n} recall@{p.recall_k}={p.recall_at_k:.4f} nprobe={p.nprobe} "

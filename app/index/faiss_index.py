@@ -3,7 +3,9 @@
 Choice by catalogue size (``IndexSettings``): below ``exact_below`` items an exact
 ``IndexFlatIP`` (no recall loss, a few ms per query at 200k x 64); above it IVF-Flat with
 ``nlist ~ 2 sqrt(n)`` (power of two, e.g. 4096 at 3M), whose ``nprobe`` is tuned on a sample
-of queries until recall@k against exact search reaches ``target_recall``. ``ivf_pq`` (PQ +
+of queries until recall@k against exact search reaches ``target_recall``: the served
+queries (user-tower embeddings) when the caller has them, else near-data item queries
+(catalogue vectors plus noise), which are harder and so pick a larger ``nprobe``. ``ivf_pq`` (PQ +
 exact re-ranking of ``refine_factor * k`` candidates, ~8x less memory) and ``hnsw`` can be
 asked for explicitly. Every parameter, the measured recall and the query time are recorded
 in ``FeedIndex.params`` and saved with the index.
@@ -41,6 +43,7 @@ class IndexParams(BaseModel):
     recall_at_k: float | None = None
     recall_k: int | None = None
     query_ms_p50: float | None = None
+    tuned_on: str | None = None  # users (served queries) | near_data (item vectors + noise)
 
 
 def _f32(x: np.ndarray) -> np.ndarray:
@@ -193,8 +196,14 @@ def build_index(
     *,
     use_gpu: bool | None = None,
     seed: int = 0,
+    queries: np.ndarray | None = None,
 ) -> FeedIndex:
-    """Build the index for ``vectors`` [n, d] (unit rows), tune it and measure recall@k."""
+    """Build the index for ``vectors`` [n, d] (unit rows), tune it and measure recall@k.
+
+    ``queries`` [q, d]: what the index will be asked (user embeddings); up to
+    ``recall_queries`` of them tune nprobe / efSearch and measure the recall. None: near-data
+    item queries.
+    """
     s = settings or IndexSettings()
     x = _f32(vectors)
     n, d = x.shape
@@ -235,8 +244,13 @@ def build_index(
 
     # tune nprobe / efSearch on sample queries against exact search, record recall and latency
     k = min(s.recall_k, n)
-    q = x[rng.choice(n, min(s.recall_queries, n), replace=False)]
-    q = _f32(q + 0.05 * rng.standard_normal(q.shape).astype(np.float32))  # near-data queries
+    if queries is not None and len(queries):
+        q = _f32(queries)
+        q = q[rng.choice(len(q), min(s.recall_queries, len(q)), replace=False)]
+    else:
+        q = x[rng.choice(n, min(s.recall_queries, n), replace=False)]
+        q = _f32(q + 0.05 * rng.standard_normal(q.shape).astype(np.float32))
+    params.tuned_on = "users" if queries is not None and len(queries) else "near_data"
     _, truth = exact_search(x, q, k)
     if kind in ("ivf_flat", "ivf_pq"):
         for nprobe in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024):

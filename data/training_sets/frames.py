@@ -47,9 +47,17 @@ def to_arrow(frame: pd.DataFrame) -> pa.Table:
     return pa.table(cols)
 
 
-def load_frame(path: str | Path, sort: list[str] | None = None) -> pd.DataFrame:
-    """A saved folder back as a frame (fixed-size list columns become numpy rows)."""
+def load_frame(
+    path: str | Path, sort: list[str] | None = None, *, sample: int | None = None, seed: int = 0
+) -> pd.DataFrame:
+    """A saved folder back as a frame (fixed-size list columns become numpy rows).
+
+    ``sample``: at most that many rows, drawn uniformly (seeded) before the conversion.
+    """
     table = pq.read_table(str(path))
+    if sample is not None and table.num_rows > sample:
+        rows = np.random.default_rng(seed).choice(table.num_rows, sample, replace=False)
+        table = table.take(np.sort(rows))
     if sort:
         table = table.sort_by([(name, "ascending") for name in sort])
     frame = table.to_pandas()

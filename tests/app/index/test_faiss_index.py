@@ -40,3 +40,21 @@ def test_ivf_reaches_recall_500_against_exact_search():
     assert measure_recall(got, truth) >= 0.95
     index.add_items(_clustered(3, seed=3), ["a", "b", "c"])
     assert len(index) == 40_003
+
+
+def test_ivf_tunes_nprobe_on_the_served_queries_when_given():
+    x = _clustered(40_000, seed=1)
+    ids = [f"m{i}" for i in range(len(x))]
+    settings = IndexSettings(kind="ivf_flat", recall_k=500, recall_queries=50, train_sample=20_000)
+    served = _clustered(100, seed=7)  # queries from the same clusters, not near any one item
+    tuned = build_index(x, ids, settings, queries=served[:50])
+    near_data = build_index(x, ids, settings)
+    assert tuned.params.tuned_on == "users" and near_data.params.tuned_on == "near_data"
+    assert tuned.params.recall_at_k >= 0.95
+    _, truth = exact_search(x, served[50:], 500)
+    _, got = tuned.search_positions(served[50:], 500)
+    assert measure_recall(got, truth) >= 0.9  # held-out served queries
+    # near-data item queries are easier here, so their nprobe misses the target on these
+    _, missed = near_data.search_positions(served[50:], 500)
+    assert near_data.params.nprobe < tuned.params.nprobe
+    assert measure_recall(missed, truth) < 0.95
