@@ -91,6 +91,9 @@ class IndexSettings(BaseModel):
     target_recall: float = Field(0.95, gt=0, le=1)  # nprobe / efSearch tuned to reach this
     recall_k: int = Field(500, ge=1)
     recall_queries: int = Field(200, ge=1)
+    # a rebuild in serving tunes on the replica's last recall_queries user vectors once it
+    # has seen this many (app.serving.served_queries), else on near-data item queries
+    min_served_queries: int = Field(50, ge=1)
     train_sample: int = Field(200_000, ge=1000)
 
 

@@ -30,6 +30,7 @@ from app.index import FeedIndex, build_index
 from app.models.config import IndexSettings
 from app.serving.catalogue import CatalogueColumns, GrowingColumns
 from app.serving.encoding import ItemCounters, item_columns
+from app.serving.served_queries import ServedQueries
 
 log = logging.getLogger(__name__)
 TYPES = ("VIDEO", "AUDIO")
@@ -80,6 +81,9 @@ class LiveIndex:
     built_at: float = field(default_factory=time.time)
     clock: Clock = field(default_factory=SystemClock)  # "now" of new items' features
     lock: threading.Lock = field(default_factory=threading.Lock)
+    served: ServedQueries = field(
+        default_factory=lambda: ServedQueries(IndexSettings().recall_queries)
+    )
 
     def __post_init__(self) -> None:
         self._rows = GrowingColumns(self.items)
@@ -230,28 +234,37 @@ def build_live_index(
     settings: IndexSettings | None = None,
     counters: ItemCounters | None = None,
     clock: Clock | None = None,
+    served: ServedQueries | None = None,
 ) -> LiveIndex:
     """The replica's index for ``version``: the logged one when there is one, else built here.
 
     Built here: every catalogue item embedded with the version's content tower (current
-    counters when given) and indexed with ``app.index.build_index`` (kind by catalogue size);
-    item ages as of ``clock`` (default: the wall clock).
+    counters when given) and indexed with ``app.index.build_index`` (kind by catalogue size),
+    tuned on the user vectors in ``served`` when it holds at least ``min_served_queries``,
+    else on near-data item queries; item ages as of ``clock`` (default: the wall clock).
+    The new index keeps recording into ``served`` (a fresh log when None).
     """
     clock = clock or SystemClock()
+    settings = settings or IndexSettings()
+    served = served or ServedQueries(settings.recall_queries)
     if logged is not None:
-        return LiveIndex(model, version, logged, catalogue.align(logged.ids), clock=clock)
+        return LiveIndex(
+            model, version, logged, catalogue.align(logged.ids), clock=clock, served=served
+        )
     if len(catalogue) == 0:
         raise RuntimeError(
             "the catalogue is empty: nothing to index (run `feedray catalogue` first)"
         )
     vectors = embed_items(model, catalogue, counters, now_s=clock.time())
-    index = build_index(vectors, list(catalogue.media_ids), settings)
+    queries = served.array() if len(served) >= settings.min_served_queries else None
+    index = build_index(vectors, list(catalogue.media_ids), settings, queries=queries)
     log.info(
-        "built %s index over %d items for v%s (recall@%s %.3f)",
+        "built %s index over %d items for v%s (recall@%s %.3f, tuned on %s)",
         index.params.kind,
         len(catalogue),
         version,
         index.params.recall_k,
         index.params.recall_at_k or 0.0,
+        index.params.tuned_on,
     )
-    return LiveIndex(model, version, index, catalogue, clock=clock)
+    return LiveIndex(model, version, index, catalogue, clock=clock, served=served)

@@ -5,7 +5,9 @@ index logged with that version (``app.serving.live_index``; built from the catal
 that version's content tower when no index job ran). It keeps the index live from
 ``media.published`` (its own Kafka consumer, positioned at the end of the topic *before*
 the catalogue is read, so nothing published during start-up is lost), and rebuilds it in
-full every ``serving.index_rebuild_interval_s`` with current counters, swapping atomically.
+full every ``serving.index_rebuild_interval_s`` with current counters, swapping atomically;
+a rebuild tunes the index on the user vectors the version's searches recorded
+(``app.serving.served_queries``).
 The ``Retrieval`` deployment (``deployments/retrieval.py``) and the ingress's local stages
 run it.
 """
@@ -28,6 +30,7 @@ from app.serving.catalogue import CatalogueColumns
 from app.serving.encoding import users_columns
 from app.serving.live_index import TYPES, LiveIndex, build_live_index
 from app.serving.model_refs import load_logged_index, load_model, resolve_arms
+from app.serving.served_queries import ServedQueries
 from app.serving.store import ServingStore
 from app.serving.types import CandidateBatch, RequestContext
 
@@ -73,8 +76,15 @@ class RetrievalCore:
         model, version = load_model(self.settings, self.model_name, version)
         logged = load_logged_index(self.settings, self.model_name, version)
         items = self._all_items()
+        settings = self.settings.models.index
         state = build_live_index(
-            model, version, items, logged, self.settings.models.index, clock=self.clock
+            model,
+            version,
+            items,
+            logged,
+            settings,
+            clock=self.clock,
+            served=ServedQueries(settings.recall_queries),
         )
         if logged is not None:  # published after the index job ran: embed and add them now
             missing = np.asarray(
@@ -139,6 +149,7 @@ class RetrievalCore:
                     self.settings.models.index,
                     counters,
                     clock=self.clock,
+                    served=state.served,
                 )
                 late = [
                     m for m in state.index.ids if m not in fresh.index
@@ -249,6 +260,7 @@ class RetrievalCore:
         columns = users_columns(users, contexts, state.model.features)
         with torch.inference_mode():
             vectors = state.model.user(to_tensors({c: columns[c] for c in USER_COLUMNS})).numpy()
+        state.served.record(vectors)
         excluded = [state.positions_of(u.recent_media_7d) for u in users]
         wants = [k + len(e) for e in excluded]
         unfiltered = [b for b, c in enumerate(contexts) if c.content_type not in TYPES]
@@ -322,6 +334,7 @@ class RetrievalCore:
                 "version": s.version,
                 "size": s.size,
                 "kind": s.index.params.kind,
+                "tuned_on": s.index.params.tuned_on,
                 "age_s": time.time() - s.built_at,
             }
             for arm, s in self.states.items()

@@ -317,9 +317,13 @@ def test_published_item_becomes_retrievable(serving):
     assert elapsed < 60
     stats = retrieval.stats.remote().result()
     assert stats["champion"]["size"] == serving.world.n_items + 1
-    # A full rebuild swaps in a fresh index that still holds the live-added item.
+    # A full rebuild swaps in a fresh index that still holds the live-added item, tuned on
+    # the user vectors the champion's searches recorded (at least min_served_queries feeds).
+    for k in range(serving.settings.models.index.min_served_queries):
+        assert serving.get("/api/v1/content/feed", user_id=f"u{k}", limit=5).status_code == 200
     rebuilt = retrieval.rebuild.remote().result()
     assert rebuilt["champion"]["size"] == serving.world.n_items + 1
+    assert rebuilt["champion"]["tuned_on"] == "users"
     assert rebuilt["champion"]["age_s"] < stats["champion"]["age_s"]
     assert retrieval.contains.remote(["m-new-1"]).result()["m-new-1"]
 

@@ -112,3 +112,25 @@ def test_live_adds_past_the_spare_capacity_keep_types_and_positions_aligned(mode
         expected = np.flatnonzero(state.items.content_types == content_type)
         positions, _ = state.search(vector, {content_type: len(expected)})
         assert sorted(positions.tolist()) == expected.tolist()
+
+
+def test_a_rebuild_tunes_on_the_served_queries_once_it_has_enough(model):
+    """Too few recorded queries: near-data tuning; enough: the index is tuned (and its
+    recall measured) on them, and the rebuilt index keeps recording into the same log."""
+    from app.serving.served_queries import ServedQueries
+
+    catalogue = _items(4_000)
+    settings = IndexSettings(kind="ivf_flat", nlist=32, recall_queries=60, min_served_queries=40)
+    served = ServedQueries(settings.recall_queries)
+    served.record(np.random.default_rng(1).standard_normal((39, 32)).astype(np.float32))
+    first = build_live_index(model, "1", catalogue, None, settings, served=served)
+    assert first.index.params.tuned_on == "near_data"
+    assert first.served is served
+
+    users = embed_items(model, catalogue.take(np.arange(0, 4_000, 50)))  # 80 real directions
+    first.served.record(users)
+    assert len(served) == 60  # the newest 60 of the 119 recorded
+    second = build_live_index(model, "1", catalogue, None, settings, served=first.served)
+    assert second.index.params.tuned_on == "users"
+    assert second.index.params.recall_at_k >= settings.target_recall
+    assert second.served is served
