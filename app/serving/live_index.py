@@ -78,12 +78,10 @@ class LiveIndex:
     version: str
     index: FeedIndex
     items: CatalogueColumns  # aligned with index.ids (position -> attributes)
+    served: ServedQueries  # this version's searches, for the next rebuild's tuning
     built_at: float = field(default_factory=time.time)
     clock: Clock = field(default_factory=SystemClock)  # "now" of new items' features
     lock: threading.Lock = field(default_factory=threading.Lock)
-    served: ServedQueries = field(
-        default_factory=lambda: ServedQueries(IndexSettings().recall_queries)
-    )
 
     def __post_init__(self) -> None:
         self._rows = GrowingColumns(self.items)
