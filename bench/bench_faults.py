@@ -1,6 +1,6 @@
-"""Faults under load: feed latency and errors under a Redis outage (with a no-fault baseline
-in the same run), and events lost or double-counted when the Kafka broker restarts while the
-collector runs.
+"""Faults under load: feed latency and errors under a Redis outage and a killed Ranking replica
+(each with a no-fault baseline in the same run), and events lost or double-counted when the
+Kafka broker restarts while the collector runs.
 
     .venv/bin/python -m bench.bench_faults --items 20000 --users 600 --outage-s 10
     .venv/bin/python -m bench.bench_faults --faults broker --broker-down-s 5 --name faults_broker
@@ -12,7 +12,8 @@ and its ``degraded`` list kept. Then ``--clients`` closed-loop clients request f
 three phases: ``baseline`` (``--baseline-s``, no fault), ``outage`` (Redis stopped, as
 ``feedray down --only redis``, for ``--outage-s``, then started again) and ``recovery``
 (``--recovery-s`` after Redis is back). Each phase reports p50/p95/p99, the non-200 count
-and the degraded kinds seen.
+and the degraded kinds seen. The replica fault (:func:`replica_kill_fault`) then kills the
+Ranking replica's actor under the same load and times Serve's replacement of it.
 """
 
 from __future__ import annotations
@@ -20,17 +21,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-import uuid
 from collections import Counter
 
-import numpy as np
-
-from app.config import CollectorSettings, FeedraySettings, OnlineStoreSettings
-from app.features.online_store import OnlineStore
+from app.config import FeedraySettings
 from app.stack.manager import Stack
-from bench.common import fresh_topics, percentiles, private_stack, save
+from bench.broker_fault import broker_restart_fault
+from bench.common import percentiles, private_stack, save
 from bench.feed_app import bootstrapped, deploy_feed_app
-from data.simulate.events import EVENT_TYPES, EventChunk
 
 
 async def _clients(url: str, users: list[str], clients: int, stop: asyncio.Event) -> list[tuple]:
@@ -69,148 +66,134 @@ def _phase(samples: list[tuple], lo: float, hi: float) -> dict:
     }
 
 
-def lost_and_double_counted(store: OnlineStore, events: EventChunk) -> dict[str, int]:
-    """Redis' item counters against the counts ``events`` imply, per item and event type.
+def redis_outage_fault(
+    settings: FeedraySettings,
+    url: str,
+    users: list[str],
+    *,
+    clients: int = 2,
+    baseline_s: float = 20.0,
+    outage_s: float = 10.0,
+    recovery_s: float = 10.0,
+) -> dict:
+    """Stop Redis for ``outage_s`` (``feedray down --only redis``) under ``clients`` feed clients.
 
-    ``lost``: the shortfalls summed; ``double_counted``: the excesses summed; ``checked``: the
-    events that have an item counter (every event type the simulator emits has one).
+    Phases ``baseline`` / ``outage`` (stop -> started again) / ``recovery`` (``recovery_s``
+    after), each as :func:`_phase`; ``outage_wall_s`` is the outage as measured.
     """
-    from app.features.definitions import ITEM_COUNTER_OF_EVENT
+    redis = Stack(settings, only=["redis"])
+    marks: dict[str, float] = {}
 
-    columns = list(dict.fromkeys(ITEM_COUNTER_OF_EVENT.values()))
-    column_of_code = np.array(
-        [columns.index(ITEM_COUNTER_OF_EVENT[t]) if t in ITEM_COUNTER_OF_EVENT else -1
-         for t in EVENT_TYPES]
-    )  # fmt: skip
-    column = column_of_code[events.event_type]
-    counted = column >= 0
-    items, row = np.unique(events.item[counted], return_inverse=True)
-    expected = np.zeros((items.size, len(columns)), np.int64)
-    np.add.at(expected, (row, column[counted]), 1)
-    raw = store.read_items([f"m{i}" for i in items.tolist()]).raw
-    got = np.stack([np.asarray(raw[c], np.int64) for c in columns], axis=1)
-    diff = got - expected
-    return {
-        "checked": int(counted.sum()),
-        "items": int(items.size),
-        "lost": int(-diff[diff < 0].sum()),
-        "double_counted": int(diff[diff > 0].sum()),
+    async def run() -> list[tuple]:
+        stop = asyncio.Event()
+        load = asyncio.create_task(_clients(url, users, clients, stop))
+        marks["baseline"] = time.perf_counter()
+        await asyncio.sleep(baseline_s)
+        marks["outage"] = time.perf_counter()
+        await asyncio.to_thread(redis.down)
+        await asyncio.sleep(outage_s)
+        await asyncio.to_thread(redis.up)
+        marks["recovery"] = time.perf_counter()
+        await asyncio.sleep(recovery_s)
+        marks["end"] = time.perf_counter()
+        stop.set()
+        return await load
+
+    samples = asyncio.run(run())
+    return {"outage_wall_s": marks["recovery"] - marks["outage"]} | {
+        phase: _phase(samples, lo, hi)
+        for phase, (lo, hi) in {
+            "baseline": (marks["baseline"], marks["outage"]),
+            "outage": (marks["outage"], marks["recovery"]),
+            "recovery": (marks["recovery"], marks["end"]),
+        }.items()
     }
 
 
-def _applied(store: OnlineStore, group: str, topic: str) -> int:
-    """Offsets the collector group has applied to Redis on ``topic`` (last offset + 1, summed)."""
-    return sum(v + 1 for k, v in store.applied_offsets(group).items() if k.startswith(f"{topic}:"))
+RANKING_KINDS = ("ranking_unavailable", "ranking_timeout")
 
 
-def broker_restart_fault(
-    settings: FeedraySettings,
-    world,
+def _replica_names(app: str, deployment: str) -> set[str]:
+    """Live replica actors of ``app``'s ``deployment`` (named ``SERVE_REPLICA::app#dep#id``)."""
+    from ray.util.state import list_actors
+
+    prefix = f"SERVE_REPLICA::{app}#{deployment}#"
+    rows = list_actors(
+        filters=[("state", "=", "ALIVE")], limit=10_000, raise_on_missing_output=False
+    )
+    return {a.name for a in rows if (a.name or "").startswith(prefix)}
+
+
+def replica_kill_fault(
+    url: str,
+    users: list[str],
     *,
-    days: float = 1.0,
-    down_s: float = 5.0,
-    restart_at: float = 0.3,
-    workers: int = 2,
-    batch_size: int = 2_000,
+    app: str = "feedray",
+    deployment: str = "Ranking",
+    clients: int = 2,
+    baseline_s: float = 10.0,
+    recovery_s: float = 10.0,
     timeout_s: float = 300.0,
 ) -> dict:
-    """Restart the Kafka broker while the collector applies a backlog; count what it lost.
+    """Kill ``deployment``'s one replica actor under ``clients`` closed-loop feed clients.
 
-    ``settings``: a running Redis + Kafka (``Stack``) and Ray (joined by ``connect_ray``).
-    Simulates ``days`` of ``world``'s events and produces the first half into fresh topics (the
-    backlog), seeds the catalogue under a fresh key prefix, starts ``workers`` collector actors,
-    stops the broker once ``restart_at`` of the backlog is applied, produces the second half
-    while it is down (the idempotent producer buffers and retries), starts it ``down_s`` after
-    the stop and waits (up to ``timeout_s``) until Redis has applied every offset. Returns the
-    exact ``lost`` / ``double_counted`` counts (:func:`lost_and_double_counted`), the applied
-    share of the backlog when the broker went down, the outage as measured, ``resumed_s``
-    (broker ready -> the next batch applied) and ``caught_up_s`` (broker ready -> every event
-    applied), and the workers' stats.
+    Phases: ``baseline`` (``baseline_s`` before the kill), ``fault`` (the kill -> Serve
+    reports a new replica of ``deployment`` alive and the deployment HEALTHY) and
+    ``recovery`` (``recovery_s`` after that). ``replica_back_s`` is the fault phase's length;
+    ``first_ranked_s`` is the kill -> the end of the first request started after the kill
+    whose ``degraded`` list names no ranking failure (what a user sees as recovery).
     """
     import ray
-    import redis
+    from ray import serve
 
-    from app.ray_runtime import connect_ray
-    from data.catalogue import seed_catalogue_from_world
-    from data.collector.actors import start_collector_actors
-    from data.simulate.events import concat_chunks
-    from data.simulate.sessions import simulate_chunks
-    from data.simulate.sinks import KafkaSink
-
-    settings = fresh_topics(settings, "fault")
-    settings = settings.model_copy(
-        update={"online_store": OnlineStoreSettings(prefix=f"fault{uuid.uuid4().hex[:8]}")}
-    )
-    store = OnlineStore(redis.Redis(**settings.redis.client_kwargs()), settings.online_store)
-    seed_catalogue_from_world(settings, world, store=store, write_parquet=False)
-    chunks = list(simulate_chunks(world, days))
-    half = max(len(chunks) // 2, 1)
-    sink = KafkaSink(settings)
-    for chunk in chunks[:half]:  # the backlog the collector is applying when the broker stops
-        sink.write(chunk, world)
-    sink.flush()
-    events = concat_chunks([c.events for c in chunks])
-    topic, n, backlog = (
-        settings.kafka.topics.engagement,
-        len(events),
-        sum(len(c.events) for c in chunks[:half]),
-    )
-    config = CollectorSettings(
-        group_id=f"fault-{uuid.uuid4().hex[:8]}", batch_size=batch_size, progress_every_s=2.0
-    )
-    connect_ray(settings)
-    actors = start_collector_actors(settings, workers, config)
-    runs = [a.run.remote() for a in actors]
-    kafka = Stack(settings, only=["kafka"])
+    before = _replica_names(app, deployment)
+    if len(before) != 1:
+        raise RuntimeError(f"expected one live {deployment} replica, found {sorted(before)}")
+    (victim,) = before
     marks: dict[str, float] = {}
-    try:
-        deadline = time.monotonic() + timeout_s
-        while _applied(store, config.group_id, topic) < restart_at * backlog:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"the collector applied {_applied(store, config.group_id, topic)}"
-                )
-            time.sleep(0.02)
-        at_fault = _applied(store, config.group_id, topic)
-        marks["down"] = time.perf_counter()
-        kafka.down()
-        for chunk in chunks[half:]:  # produced while the broker is down: the producer buffers
-            sink.write(chunk, world)
-        time.sleep(max(0.0, down_s - (time.perf_counter() - marks["down"])))
-        kafka.up()
-        marks["up"] = time.perf_counter()
-        at_up = _applied(store, config.group_id, topic)
-        sink.close()  # every event acknowledged by the restarted broker
-        while (applied := _applied(store, config.group_id, topic)) < n:
-            if "resumed" not in marks and applied > at_up:
-                marks["resumed"] = time.perf_counter()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the collector applied {applied} of {n} offsets")
-            time.sleep(0.02)
-        marks["caught_up"] = time.perf_counter()
-    finally:
-        for actor in actors:
-            actor.stop.remote()
-        stats = ray.get(runs, timeout=60)
-        for actor in actors:
-            ray.kill(actor)
-    counts = lost_and_double_counted(store, events)
-    for key in store.client.scan_iter(f"{settings.online_store.prefix}:*", count=10_000):
-        store.client.unlink(key)
+
+    def replaced() -> bool:
+        status = serve.status().applications[app].deployments[deployment].status
+        return bool(_replica_names(app, deployment) - before) and status == "HEALTHY"
+
+    async def run() -> list[tuple]:
+        stop = asyncio.Event()
+        load = asyncio.create_task(_clients(url, users, clients, stop))
+        marks["baseline"] = time.perf_counter()
+        await asyncio.sleep(baseline_s)
+        marks["fault"] = time.perf_counter()
+        ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
+        while not await asyncio.to_thread(replaced):
+            if time.perf_counter() - marks["fault"] > timeout_s:
+                stop.set()
+                await load
+                raise TimeoutError(f"no new {deployment} replica within {timeout_s} s")
+            await asyncio.sleep(0.2)
+        marks["recovery"] = time.perf_counter()
+        await asyncio.sleep(recovery_s)
+        marks["end"] = time.perf_counter()
+        stop.set()
+        return await load
+
+    samples = asyncio.run(run())
+    ranked = [
+        s[0] + s[1] - marks["fault"]
+        for s in samples
+        if s[0] >= marks["fault"] and s[2] == 200 and not set(s[3]) & set(RANKING_KINDS)
+    ]
     return {
-        "events": n,
-        "produced_during_outage": n - backlog,
-        "workers": workers,
-        "batch_size": batch_size,
-        "applied_share_of_backlog_at_fault": round(at_fault / backlog, 3),
-        "broker_down_s": round(marks["up"] - marks["down"], 2),
-        "applied_during_outage": at_up - at_fault,
-        "resumed_s": round(marks.get("resumed", marks["caught_up"]) - marks["up"], 2),
-        "caught_up_s": round(marks["caught_up"] - marks["up"], 2),
-        **counts,
-        "skipped_replays": sum(s["skipped_replays"] for s in stats),
-        "commits_failed": sum(s["commits_failed"] for s in stats),
-        "collector_events": sum(s["events"] for s in stats),
+        "deployment": deployment,
+        "killed": victim,
+        "replica_back_s": round(marks["recovery"] - marks["fault"], 2),
+        "first_ranked_s": round(min(ranked), 2) if ranked else None,
+        **{
+            phase: _phase(samples, lo, hi)
+            for phase, (lo, hi) in {
+                "baseline": (marks["baseline"], marks["fault"]),
+                "fault": (marks["fault"], marks["recovery"]),
+                "recovery": (marks["recovery"], marks["end"]),
+            }.items()
+        },
     }
 
 
@@ -227,8 +210,12 @@ def main() -> None:
     parser.add_argument("--hop-allowance-ms", type=float, default=60.0)
     parser.add_argument("--name", default="faults", help="results file: bench/results/<name>.json")
     parser.add_argument(
-        "--faults", nargs="+", choices=["redis", "broker"], default=["redis", "broker"]
+        "--faults",
+        nargs="+",
+        choices=["redis", "replica", "broker"],
+        default=["redis", "replica", "broker"],
     )
+    parser.add_argument("--replica-deployment", default="Ranking")
     parser.add_argument("--broker-days", type=float, default=1.0)
     parser.add_argument("--broker-down-s", type=float, default=5.0)
     parser.add_argument("--broker-restart-at", type=float, default=0.3)
@@ -240,11 +227,11 @@ def main() -> None:
 
     figures: dict = {"config": vars(args)}
     with private_stack(("redis", "kafka")) as settings:
-        if "redis" in args.faults:
+        if {"redis", "replica"} & set(args.faults):
             settings, _, figures["bootstrap_s"] = bootstrapped(
                 settings, args.items, args.users, args.days, args.epochs
             )
-            _, base, figures["deploy_s"] = deploy_feed_app(settings, args.hop_allowance_ms)
+            config, base, figures["deploy_s"] = deploy_feed_app(settings, args.hop_allowance_ms)
             url = f"{base}/api/v1/content/feed"
             t0 = time.perf_counter()
             first = requests.get(url, params={"user_id": "u1", "limit": 20}, timeout=60)
@@ -254,33 +241,27 @@ def main() -> None:
                 "degraded": first.json().get("degraded") if first.status_code == 200 else None,
             }
 
-            redis = Stack(settings, only=["redis"])
             users = [f"u{u}" for u in range(args.users)]
-            marks: dict[str, float] = {}
-
-            async def run() -> list[tuple]:
-                stop = asyncio.Event()
-                load = asyncio.create_task(_clients(url, users, args.clients, stop))
-                marks["baseline"] = time.perf_counter()
-                await asyncio.sleep(args.baseline_s)
-                marks["outage"] = time.perf_counter()
-                await asyncio.to_thread(redis.down)
-                await asyncio.sleep(args.outage_s)
-                await asyncio.to_thread(redis.up)
-                marks["recovery"] = time.perf_counter()
-                await asyncio.sleep(args.recovery_s)
-                marks["end"] = time.perf_counter()
-                stop.set()
-                return await load
-
-            samples = asyncio.run(run())
-            figures["outage_wall_s"] = marks["recovery"] - marks["outage"]
-            for phase, (lo, hi) in {
-                "baseline": (marks["baseline"], marks["outage"]),
-                "outage": (marks["outage"], marks["recovery"]),
-                "recovery": (marks["recovery"], marks["end"]),
-            }.items():
-                figures[phase] = _phase(samples, lo, hi)
+            if "redis" in args.faults:
+                figures |= redis_outage_fault(
+                    settings,
+                    url,
+                    users,
+                    clients=args.clients,
+                    baseline_s=args.baseline_s,
+                    outage_s=args.outage_s,
+                    recovery_s=args.recovery_s,
+                )
+            if "replica" in args.faults:
+                figures["replica_kill"] = replica_kill_fault(
+                    url,
+                    users,
+                    app=config["applications"][0]["name"],
+                    deployment=args.replica_deployment,
+                    clients=args.clients,
+                    baseline_s=args.baseline_s,
+                    recovery_s=args.recovery_s,
+                )
             from ray import serve
 
             serve.shutdown()

@@ -290,7 +290,7 @@ def test_broker_restart_mid_stream_loses_and_double_counts_nothing(
     """The broker stops while the collector applies a backlog, events are produced while it is
     down, it starts again: every item counter in Redis equals what the events imply."""
     from app.stack.manager import Stack
-    from bench.bench_faults import broker_restart_fault
+    from bench.broker_fault import broker_restart_fault
     from tests.conftest import scratch_settings
 
     settings = scratch_settings(tmp_path / "stack")
