@@ -113,17 +113,6 @@ def redis_outage_fault(
 RANKING_KINDS = ("ranking_unavailable", "ranking_timeout")
 
 
-def _replica_names(app: str, deployment: str) -> set[str]:
-    """Live replica actors of ``app``'s ``deployment`` (named ``SERVE_REPLICA::app#dep#id``)."""
-    from ray.util.state import list_actors
-
-    prefix = f"SERVE_REPLICA::{app}#{deployment}#"
-    rows = list_actors(
-        filters=[("state", "=", "ALIVE")], limit=10_000, raise_on_missing_output=False
-    )
-    return {a.name for a in rows if (a.name or "").startswith(prefix)}
-
-
 def replica_kill_fault(
     url: str,
     users: list[str],
@@ -146,15 +135,21 @@ def replica_kill_fault(
     import ray
     from ray import serve
 
-    before = _replica_names(app, deployment)
-    if len(before) != 1:
-        raise RuntimeError(f"expected one live {deployment} replica, found {sorted(before)}")
-    (victim,) = before
+    from bench.common import HandleCaller
+
+    handle = serve.get_deployment_handle(deployment, app_name=app)
+    handles = HandleCaller()
+    victim = handles.call(handle, "replica_info")["actor"]
     marks: dict[str, float] = {}
 
     def replaced() -> bool:
+        """A replica other than the victim answers and Serve reports the deployment HEALTHY."""
+        try:
+            answered = handles.call(handle, "replica_info")["actor"]
+        except Exception:  # noqa: BLE001 - no replica yet, or the dead one was picked
+            return False
         status = serve.status().applications[app].deployments[deployment].status
-        return bool(_replica_names(app, deployment) - before) and status == "HEALTHY"
+        return answered != victim and status == "HEALTHY"
 
     async def run() -> list[tuple]:
         stop = asyncio.Event()
@@ -175,7 +170,10 @@ def replica_kill_fault(
         stop.set()
         return await load
 
-    samples = asyncio.run(run())
+    try:
+        samples = asyncio.run(run())
+    finally:
+        handles.close()
     ranked = [
         s[0] + s[1] - marks["fault"]
         for s in samples

@@ -14,6 +14,7 @@ import asyncio
 import os
 import time
 
+import ray
 from ray import serve
 
 from app.config import FeedraySettings
@@ -59,6 +60,7 @@ class Ranking:
     def replica_info(self) -> dict:
         return {
             "pid": os.getpid(),
+            "actor": ray.get_runtime_context().get_actor_name(),  # namespace "serve"
             "started_at": self.started_at,
             "refs": self.core.refs,
             "warmup": self.core.warmup,

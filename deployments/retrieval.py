@@ -15,6 +15,7 @@ import os
 import threading
 import time
 
+import ray
 from ray import serve
 
 from app.config import FeedraySettings
@@ -66,6 +67,7 @@ class Retrieval:
         """Process id and start time (an in-place reconfigure keeps both), warm-up report."""
         return {
             "pid": os.getpid(),
+            "actor": ray.get_runtime_context().get_actor_name(),  # namespace "serve"
             "started_at": self.started_at,
             "refs": self.core.refs,
             "warmup": self.core.warmup,
