@@ -66,6 +66,17 @@ def _phase(samples: list[tuple], lo: float, hi: float) -> dict:
     }
 
 
+def _recovery(samples: list[tuple], since: float, bad) -> dict:
+    """Seconds from ``since`` to the end of the first request started after it that is a 200
+    and not ``bad(degraded kinds)``, and to the end of the last one that is not."""
+    good = [s[0] + s[1] - since for s in samples if s[0] >= since and s[2] == 200 and not bad(s[3])]
+    worse = [s[0] + s[1] - since for s in samples if s[0] >= since and (s[2] != 200 or bad(s[3]))]
+    return {
+        "first_good_s": round(min(good), 2) if good else None,
+        "last_bad_s": round(max(worse), 2) if worse else 0.0,
+    }
+
+
 def redis_outage_fault(
     settings: FeedraySettings,
     url: str,
@@ -79,7 +90,9 @@ def redis_outage_fault(
     """Stop Redis for ``outage_s`` (``feedray down --only redis``) under ``clients`` feed clients.
 
     Phases ``baseline`` / ``outage`` (stop -> started again) / ``recovery`` (``recovery_s``
-    after), each as :func:`_phase`; ``outage_wall_s`` is the outage as measured.
+    after), each as :func:`_phase`; ``outage_wall_s`` is the outage as measured;
+    ``recovered`` times the first and last degraded answers after Redis is back
+    (:func:`_recovery`).
     """
     redis = Stack(settings, only=["redis"])
     marks: dict[str, float] = {}
@@ -100,7 +113,10 @@ def redis_outage_fault(
         return await load
 
     samples = asyncio.run(run())
-    return {"outage_wall_s": marks["recovery"] - marks["outage"]} | {
+    return {
+        "outage_wall_s": marks["recovery"] - marks["outage"],
+        "recovered": _recovery(samples, marks["recovery"], bool),
+    } | {
         phase: _phase(samples, lo, hi)
         for phase, (lo, hi) in {
             "baseline": (marks["baseline"], marks["outage"]),
@@ -129,8 +145,8 @@ def replica_kill_fault(
     Phases: ``baseline`` (``baseline_s`` before the kill), ``fault`` (the kill -> Serve
     reports a new replica of ``deployment`` alive and the deployment HEALTHY) and
     ``recovery`` (``recovery_s`` after that). ``replica_back_s`` is the fault phase's length;
-    ``first_ranked_s`` is the kill -> the end of the first request started after the kill
-    whose ``degraded`` list names no ranking failure (what a user sees as recovery).
+    ``recovered`` times the first and last answers after the kill that name a ranking
+    failure in ``degraded`` (:func:`_recovery`; what a user sees of the replacement).
     """
     import ray
     from ray import serve
@@ -174,16 +190,12 @@ def replica_kill_fault(
         samples = asyncio.run(run())
     finally:
         handles.close()
-    ranked = [
-        s[0] + s[1] - marks["fault"]
-        for s in samples
-        if s[0] >= marks["fault"] and s[2] == 200 and not set(s[3]) & set(RANKING_KINDS)
-    ]
+    ranking = set(RANKING_KINDS)
     return {
         "deployment": deployment,
         "killed": victim,
         "replica_back_s": round(marks["recovery"] - marks["fault"], 2),
-        "first_ranked_s": round(min(ranked), 2) if ranked else None,
+        "recovered": _recovery(samples, marks["fault"], lambda kinds: set(kinds) & ranking),
         **{
             phase: _phase(samples, lo, hi)
             for phase, (lo, hi) in {

@@ -180,12 +180,12 @@ class PssSampler:
     def __init__(self, exclude: tuple[str, ...] = (), interval_s: float = 0.5) -> None:
         self.samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
-        self._t0 = time.perf_counter()
+        self.started = time.perf_counter()  # samples' times are seconds since this
 
         def run() -> None:
             while not self._stop.is_set():
                 pss = tree_pss_bytes(os.getpid(), exclude)
-                self.samples.append((time.perf_counter() - self._t0, pss))
+                self.samples.append((time.perf_counter() - self.started, pss))
                 self._stop.wait(interval_s)
 
         self._thread = threading.Thread(target=run, daemon=True, name="pss-sampler")

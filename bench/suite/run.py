@@ -36,9 +36,11 @@ from app.config import FeedraySettings
 NOT_MEASURED = [
     "ingestion under load (collector, Kafka -> Parquet): bench/bench_collector.py, "
     "bench/bench_ingest.py",
-    "faults under load: bench/bench_faults.py",
-    "the Ray Train jobs (train.two_tower, train.ranking) at the world's scale: the world's "
-    "models are trained in-process; bench/bench_training.py times the Ray Train jobs",
+    "faults under load (a Redis outage, a killed Ranking replica, a broker restart): "
+    "bench/bench_faults.py, at 20,000 items",
+    "the Ray Train jobs (train.retrieval, train.ranking) on this world: the world's models are "
+    "trained in-process; bench/bench_training.py times the Ray Train jobs on a simulated "
+    "world of the same size",
 ]
 
 STACK_PROCESSES = ("redis-server", "java")  # the private stack's servers, not the build's

@@ -289,6 +289,31 @@ def test_hot_swap_under_load_has_no_errors(serving):
         assert after[name]["refs"] != before[name]["refs"]
 
 
+def test_a_killed_ranking_replica_is_replaced_under_load_without_errors(serving):
+    """The Ranking replica's actor killed while two clients request feeds: every answer is
+    a 200 (ranked by retrieval order or trending while it is gone), Serve starts a new
+    replica, and the feeds are ranked again after it (``bench.bench_faults``' replica fault)."""
+    from bench.bench_faults import RANKING_KINDS, replica_kill_fault
+
+    users = [f"u{k}" for k in range(50)]
+    fault = replica_kill_fault(
+        serving.base_url + "/api/v1/content/feed",
+        users,
+        clients=2,
+        baseline_s=3.0,
+        recovery_s=3.0,
+        timeout_s=240.0,
+    )
+    phases = [fault[p] for p in ("baseline", "fault", "recovery")]
+    assert all(p["n"] > 0 for p in phases), phases
+    assert [p["non_200"] for p in phases] == [0, 0, 0]
+    assert 0 < fault["replica_back_s"] < 240
+    assert 0 < fault["recovered"]["first_good_s"] <= fault["replica_back_s"] + 3.0
+    assert not set(fault["recovery"]["degraded_kinds"]) & set(RANKING_KINDS)
+    body = serving.get("/api/v1/content/feed", user_id="u3", limit=10).json()
+    assert "ranking" in body["model_versions"] and not body["degraded"]
+
+
 def test_published_item_becomes_retrievable(serving):
     from confluent_kafka import Producer
     from ray import serve
@@ -551,28 +576,3 @@ def test_redis_down_uses_cached_then_default_features(serving):
         assert response.status_code == 200 and len(body["items"]) == 10
         assert {"redis_circuit_open", "features_cached"} <= set(body["degraded"])
         assert body["timings_ms"]["features"] < 50 and elapsed < 1.0, (body["timings_ms"], elapsed)
-
-
-def test_a_killed_ranking_replica_is_replaced_under_load_without_errors(serving):
-    """The Ranking replica's actor killed while two clients request feeds: every answer is
-    a 200 (ranked by retrieval order or trending while it is gone), Serve starts a new
-    replica, and the feeds are ranked again after it (``bench.bench_faults``' replica fault)."""
-    from bench.bench_faults import RANKING_KINDS, replica_kill_fault
-
-    users = [f"u{k}" for k in range(50)]
-    fault = replica_kill_fault(
-        serving.base_url + "/api/v1/content/feed",
-        users,
-        clients=2,
-        baseline_s=3.0,
-        recovery_s=3.0,
-        timeout_s=240.0,
-    )
-    phases = [fault[p] for p in ("baseline", "fault", "recovery")]
-    assert all(p["n"] > 0 for p in phases), phases
-    assert [p["non_200"] for p in phases] == [0, 0, 0]
-    assert 0 < fault["replica_back_s"] < 240
-    assert fault["first_ranked_s"] is not None
-    assert not set(fault["recovery"]["degraded_kinds"]) & set(RANKING_KINDS)
-    body = serving.get("/api/v1/content/feed", user_id="u3", limit=10).json()
-    assert "ranking" in body["model_versions"] and not body["degraded"]
