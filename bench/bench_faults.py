@@ -30,7 +30,9 @@ from bench.common import percentiles, private_stack, save
 from bench.feed_app import bootstrapped, deploy_feed_app
 
 
-async def _clients(url: str, users: list[str], clients: int, stop: asyncio.Event) -> list[tuple]:
+async def feed_clients(
+    url: str, users: list[str], clients: int, stop: asyncio.Event
+) -> list[tuple]:
     """(start s, latency s, status, degraded kinds) of every request until ``stop``."""
     import aiohttp
 
@@ -55,7 +57,7 @@ async def _clients(url: str, users: list[str], clients: int, stop: asyncio.Event
     return out
 
 
-def _phase(samples: list[tuple], lo: float, hi: float) -> dict:
+def phase_figures(samples: list[tuple], lo: float, hi: float) -> dict:
     inside = [s for s in samples if lo <= s[0] < hi]
     kinds = Counter(kind for s in inside for kind in s[3])
     return percentiles([s[1] for s in inside]) | {
@@ -90,7 +92,7 @@ def redis_outage_fault(
     """Stop Redis for ``outage_s`` (``feedray down --only redis``) under ``clients`` feed clients.
 
     Phases ``baseline`` / ``outage`` (stop -> started again) / ``recovery`` (``recovery_s``
-    after), each as :func:`_phase`; ``outage_wall_s`` is the outage as measured;
+    after), each as :func:`phase_figures`; ``outage_wall_s`` is the outage as measured;
     ``recovered`` times the first and last degraded answers after Redis is back
     (:func:`_recovery`).
     """
@@ -99,7 +101,7 @@ def redis_outage_fault(
 
     async def run() -> list[tuple]:
         stop = asyncio.Event()
-        load = asyncio.create_task(_clients(url, users, clients, stop))
+        load = asyncio.create_task(feed_clients(url, users, clients, stop))
         marks["baseline"] = time.perf_counter()
         await asyncio.sleep(baseline_s)
         marks["outage"] = time.perf_counter()
@@ -117,7 +119,7 @@ def redis_outage_fault(
         "outage_wall_s": marks["recovery"] - marks["outage"],
         "recovered": _recovery(samples, marks["recovery"], bool),
     } | {
-        phase: _phase(samples, lo, hi)
+        phase: phase_figures(samples, lo, hi)
         for phase, (lo, hi) in {
             "baseline": (marks["baseline"], marks["outage"]),
             "outage": (marks["outage"], marks["recovery"]),
@@ -169,7 +171,7 @@ def replica_kill_fault(
 
     async def run() -> list[tuple]:
         stop = asyncio.Event()
-        load = asyncio.create_task(_clients(url, users, clients, stop))
+        load = asyncio.create_task(feed_clients(url, users, clients, stop))
         marks["baseline"] = time.perf_counter()
         await asyncio.sleep(baseline_s)
         marks["fault"] = time.perf_counter()
@@ -197,7 +199,7 @@ def replica_kill_fault(
         "replica_back_s": round(marks["recovery"] - marks["fault"], 2),
         "recovered": _recovery(samples, marks["fault"], lambda kinds: set(kinds) & ranking),
         **{
-            phase: _phase(samples, lo, hi)
+            phase: phase_figures(samples, lo, hi)
             for phase, (lo, hi) in {
                 "baseline": (marks["baseline"], marks["fault"]),
                 "fault": (marks["fault"], marks["recovery"]),

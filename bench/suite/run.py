@@ -34,8 +34,8 @@ from app.bench_settings import BenchSettings
 from app.config import FeedraySettings
 
 NOT_MEASURED = [
-    "ingestion under load (collector, Kafka -> Parquet): bench/bench_collector.py, "
-    "bench/bench_ingest.py",
+    "ingestion under load (collector, Kafka -> Parquet): bench/bench_ingest_under_load.py, "
+    "at 20,000 items",
     "faults under load (a Redis outage, a killed Ranking replica, a broker restart): "
     "bench/bench_faults.py, at 20,000 items",
     "the Ray Train jobs (train.retrieval, train.ranking) on this world: the world's models are "
