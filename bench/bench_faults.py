@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 from app.config import FeedraySettings
 from app.stack.manager import Stack
@@ -79,6 +80,45 @@ def _recovery(samples: list[tuple], since: float, bad) -> dict:
     }
 
 
+def under_load(
+    url: str,
+    users: list[str],
+    clients: int,
+    baseline_s: float,
+    fault: Callable[[], Awaitable[None]],
+    recovery_s: float,
+    fault_phase: str = "fault",
+) -> tuple[list[tuple], dict[str, float], dict[str, dict]]:
+    """``clients`` feed clients through a ``baseline_s`` baseline, ``fault()`` (the fault
+    phase lasts until it returns) and ``recovery_s`` after it: (samples, phase starts,
+    :func:`phase_figures` of the phases ``baseline`` / ``fault_phase`` / ``recovery``)."""
+    marks: dict[str, float] = {}
+
+    async def run() -> list[tuple]:
+        stop = asyncio.Event()
+        load = asyncio.create_task(feed_clients(url, users, clients, stop))
+        try:
+            marks["baseline"] = time.perf_counter()
+            await asyncio.sleep(baseline_s)
+            marks[fault_phase] = time.perf_counter()
+            await fault()
+            marks["recovery"] = time.perf_counter()
+            await asyncio.sleep(recovery_s)
+            marks["end"] = time.perf_counter()
+        finally:
+            stop.set()
+            samples = await load
+        return samples
+
+    samples = asyncio.run(run())
+    bounds = {
+        "baseline": (marks["baseline"], marks[fault_phase]),
+        fault_phase: (marks[fault_phase], marks["recovery"]),
+        "recovery": (marks["recovery"], marks["end"]),
+    }
+    return samples, marks, {p: phase_figures(samples, lo, hi) for p, (lo, hi) in bounds.items()}
+
+
 def redis_outage_fault(
     settings: FeedraySettings,
     url: str,
@@ -97,35 +137,19 @@ def redis_outage_fault(
     (:func:`_recovery`).
     """
     redis = Stack(settings, only=["redis"])
-    marks: dict[str, float] = {}
 
-    async def run() -> list[tuple]:
-        stop = asyncio.Event()
-        load = asyncio.create_task(feed_clients(url, users, clients, stop))
-        marks["baseline"] = time.perf_counter()
-        await asyncio.sleep(baseline_s)
-        marks["outage"] = time.perf_counter()
+    async def outage() -> None:
         await asyncio.to_thread(redis.down)
         await asyncio.sleep(outage_s)
         await asyncio.to_thread(redis.up)
-        marks["recovery"] = time.perf_counter()
-        await asyncio.sleep(recovery_s)
-        marks["end"] = time.perf_counter()
-        stop.set()
-        return await load
 
-    samples = asyncio.run(run())
+    samples, marks, phases = under_load(
+        url, users, clients, baseline_s, outage, recovery_s, fault_phase="outage"
+    )
     return {
         "outage_wall_s": marks["recovery"] - marks["outage"],
         "recovered": _recovery(samples, marks["recovery"], bool),
-    } | {
-        phase: phase_figures(samples, lo, hi)
-        for phase, (lo, hi) in {
-            "baseline": (marks["baseline"], marks["outage"]),
-            "outage": (marks["outage"], marks["recovery"]),
-            "recovery": (marks["recovery"], marks["end"]),
-        }.items()
-    }
+    } | phases
 
 
 RANKING_KINDS = ("ranking_unavailable", "ranking_timeout")
@@ -158,7 +182,6 @@ def replica_kill_fault(
     handle = serve.get_deployment_handle(deployment, app_name=app)
     handles = HandleCaller()
     victim = handles.call(handle, "replica_info")["actor"]
-    marks: dict[str, float] = {}
 
     def replaced() -> bool:
         """A replica other than the victim answers and Serve reports the deployment HEALTHY."""
@@ -169,27 +192,16 @@ def replica_kill_fault(
         status = serve.status().applications[app].deployments[deployment].status
         return answered != victim and status == "HEALTHY"
 
-    async def run() -> list[tuple]:
-        stop = asyncio.Event()
-        load = asyncio.create_task(feed_clients(url, users, clients, stop))
-        marks["baseline"] = time.perf_counter()
-        await asyncio.sleep(baseline_s)
-        marks["fault"] = time.perf_counter()
+    async def kill() -> None:
+        killed_at = time.perf_counter()
         ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
         while not await asyncio.to_thread(replaced):
-            if time.perf_counter() - marks["fault"] > timeout_s:
-                stop.set()
-                await load
+            if time.perf_counter() - killed_at > timeout_s:
                 raise TimeoutError(f"no new {deployment} replica within {timeout_s} s")
             await asyncio.sleep(0.2)
-        marks["recovery"] = time.perf_counter()
-        await asyncio.sleep(recovery_s)
-        marks["end"] = time.perf_counter()
-        stop.set()
-        return await load
 
     try:
-        samples = asyncio.run(run())
+        samples, marks, phases = under_load(url, users, clients, baseline_s, kill, recovery_s)
     finally:
         handles.close()
     ranking = set(RANKING_KINDS)
@@ -198,14 +210,7 @@ def replica_kill_fault(
         "killed": victim,
         "replica_back_s": round(marks["recovery"] - marks["fault"], 2),
         "recovered": _recovery(samples, marks["fault"], lambda kinds: set(kinds) & ranking),
-        **{
-            phase: phase_figures(samples, lo, hi)
-            for phase, (lo, hi) in {
-                "baseline": (marks["baseline"], marks["fault"]),
-                "fault": (marks["fault"], marks["recovery"]),
-                "recovery": (marks["recovery"], marks["end"]),
-            }.items()
-        },
+        **phases,
     }
 
 
